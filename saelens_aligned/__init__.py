@@ -1,0 +1,77 @@
+"""saelens-aligned: aligned training of sparse autoencoders as a SAELens plugin.
+
+Importing this package registers `aligned`, `aligned_topk`, `aligned_batchtopk`,
+`aligned_matryoshka_batchtopk`, `aligned_jumprelu` and `aligned_gated` in SAELens'
+registry, so `architecture="aligned_topk"` works in any SAELens config.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from saelens_aligned.aligned_sae import AlignedTrainingSAE, AlignedTrainingSAEConfig
+from saelens_aligned.alignment import (
+    AlignmentSummary,
+    alignment_scores,
+    projected_encoder,
+    summarize_alignment,
+    tied_decoder,
+)
+from saelens_aligned.architectures import (
+    AlignedBatchTopKTrainingSAE,
+    AlignedBatchTopKTrainingSAEConfig,
+    AlignedGatedTrainingSAE,
+    AlignedGatedTrainingSAEConfig,
+    AlignedJumpReLUTrainingSAE,
+    AlignedJumpReLUTrainingSAEConfig,
+    AlignedMatryoshkaBatchTopKTrainingSAE,
+    AlignedMatryoshkaBatchTopKTrainingSAEConfig,
+    AlignedStandardTrainingSAE,
+    AlignedStandardTrainingSAEConfig,
+    AlignedTopKTrainingSAE,
+    AlignedTopKTrainingSAEConfig,
+    aligned_architectures,
+    base_architecture,
+    get_aligned_training_class,
+    register_aligned_architectures,
+)
+from saelens_aligned.diagnostics import (
+    sae_alignment_cosines,
+    sae_alignment_scores,
+    sae_alignment_summary,
+)
+
+try:
+    __version__ = version("saelens-aligned")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+register_aligned_architectures()
+
+__all__ = [
+    "AlignedBatchTopKTrainingSAE",
+    "AlignedBatchTopKTrainingSAEConfig",
+    "AlignedGatedTrainingSAE",
+    "AlignedGatedTrainingSAEConfig",
+    "AlignedJumpReLUTrainingSAE",
+    "AlignedJumpReLUTrainingSAEConfig",
+    "AlignedMatryoshkaBatchTopKTrainingSAE",
+    "AlignedMatryoshkaBatchTopKTrainingSAEConfig",
+    "AlignedStandardTrainingSAE",
+    "AlignedStandardTrainingSAEConfig",
+    "AlignedTopKTrainingSAE",
+    "AlignedTopKTrainingSAEConfig",
+    "AlignedTrainingSAE",
+    "AlignedTrainingSAEConfig",
+    "AlignmentSummary",
+    "__version__",
+    "aligned_architectures",
+    "alignment_scores",
+    "base_architecture",
+    "get_aligned_training_class",
+    "projected_encoder",
+    "register_aligned_architectures",
+    "sae_alignment_cosines",
+    "sae_alignment_scores",
+    "sae_alignment_summary",
+    "summarize_alignment",
+    "tied_decoder",
+]

@@ -1,0 +1,3 @@
+from saelens_aligned.cli import main
+
+main()

@@ -1,0 +1,271 @@
+"""The one mechanism behind every aligned architecture.
+
+`AlignedTrainingSAE` is a mixin placed before a SAELens training architecture in
+the MRO. It never re-implements the base's forward logic: for the duration of
+`training_forward_pass` it replaces the matrices the base reads (`W_dec` for
+`tied`, `W_enc` for `projected`) with their aligned versions, formed once per step,
+and hands control to the base. Encode, decode, auxiliary losses, TopK's rescaling,
+thresholds and Gated's paths therefore all see the same aligned matrices.
+
+Stored parameters keep SAELens' names and always hold the *effective* weights:
+- `tied`: `W_enc` is the free parameter; `W_dec` is rematerialised from it and
+  has `requires_grad=False`, so it gets no gradient and Adam keeps no state for it.
+- `projected`: `W_enc` and `W_dec` are free; `W_enc` is snapped onto the
+  constraint surface at the start of every step (a no-op up to one step's drift),
+  so a checkpoint is both the effective weights and the exact trainer state.
+The stored copies are refreshed lazily (keyed on the parameters' version
+counters, which every optimizer update bumps) before anything outside the
+training step reads them: encode, decode, folds, saving, histograms.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from numpy.typing import NDArray
+from sae_lens.saes.sae import (
+    TrainingSAE,
+    TrainingSAEConfig,
+    TrainStepInput,
+    TrainStepOutput,
+)
+from typing_extensions import override
+
+from saelens_aligned.alignment import (
+    ALIGNMENT_FORMS,
+    AlignmentForm,
+    alignment_scores,
+    projected_encoder,
+    summarize_alignment,
+    tied_decoder,
+)
+
+# Stored weights whose scores are this close to 1 count as aligned on load, so a
+# saved aligned SAE reloads bit-exact instead of being re-derived.
+LOAD_ALIGNMENT_TOLERANCE = 1e-4
+
+
+@dataclass(kw_only=True)
+class AlignedTrainingSAEConfig(TrainingSAEConfig):
+    """
+    Config mixin for aligned architectures; put it before the base config class.
+
+    Args:
+        alignment (str): How a_i = <e_i, d_i> = 1 is enforced. "tied" (default):
+            each decoder row is derived from its encoder column, d_i = e_i/||e_i||²,
+            so every feature reads and writes one direction with unit gain; the
+            free decoder is removed. "projected": the decoder stays free and each
+            encoder column is projected onto the hyperplane <e_i, d_i> = 1, which
+            fixes only the gain and lets the encoder turn away from the decoder.
+    """
+
+    alignment: AlignmentForm = "tied"
+
+    @override
+    def __post_init__(self) -> None:
+        _validate_aligned_config(self)
+        super().__post_init__()
+
+
+def _validate_aligned_config(cfg: AlignedTrainingSAEConfig) -> None:
+    if not isinstance(cfg.d_sae, int) or cfg.d_sae <= 0:
+        raise ValueError(
+            f"d_sae must be a positive integer (the number of SAE latents), got "
+            f"{cfg.d_sae!r}. Set d_sae to e.g. 8 * d_in."
+        )
+    if not isinstance(cfg.d_in, int) or cfg.d_in <= 0:
+        raise ValueError(
+            f"d_in must be a positive integer (the width of the hooked activation), "
+            f"got {cfg.d_in!r}."
+        )
+    if cfg.alignment not in ALIGNMENT_FORMS:
+        raise ValueError(
+            f"alignment must be one of {list(ALIGNMENT_FORMS)}, got {cfg.alignment!r}."
+        )
+    k = getattr(cfg, "k", None)
+    if k is not None and not 0 < k <= cfg.d_sae:
+        raise ValueError(
+            f"k must lie in (0, d_sae] = (0, {cfg.d_sae}], got k={k!r}. Lower k or "
+            "raise d_sae."
+        )
+
+
+T_ALIGNED_CONFIG = TypeVar("T_ALIGNED_CONFIG", bound=AlignedTrainingSAEConfig)
+
+
+@contextmanager
+def _parameters_replaced(
+    module: torch.nn.Module, tensors: dict[str, torch.Tensor]
+) -> Iterator[None]:
+    # Writing into `_parameters` directly is what torch.func.functional_call does:
+    # attribute reads (`self.W_dec`) then return the derived tensor, with its graph,
+    # while the Parameter objects (and the optimizer's references) stay untouched.
+    saved = {name: module._parameters[name] for name in tensors}
+    module._parameters.update(tensors)
+    try:
+        yield
+    finally:
+        module._parameters.update(saved)
+
+
+class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
+    """Mixin that trains its base architecture under the constraint a_i = 1."""
+
+    def __init__(self, cfg: T_ALIGNED_CONFIG, use_error_term: bool = False):
+        super().__init__(cfg, use_error_term)
+        self._in_aligned_step = False
+        self._synced_key: tuple[Any, ...] | None = None
+        self.W_dec.requires_grad_(cfg.alignment != "tied")
+        self.align_()
+
+    def magnitude_scale(self) -> torch.Tensor | None:
+        """Per-feature factor between W_enc and the encoder that produces feature
+        values (Gated's exp(r_mag)); None when W_enc is that encoder."""
+        return None
+
+    def aligned_weights(self) -> dict[str, torch.Tensor]:
+        """The derived matrix of this step, differentiable w.r.t. the free ones."""
+        scale_F = self.magnitude_scale()
+        if self.cfg.alignment == "tied":
+            encoder_DF = self.W_enc if scale_F is None else self.W_enc * scale_F
+            return {"W_dec": tied_decoder(encoder_DF)}
+        target_F: torch.Tensor | float = 1.0 if scale_F is None else 1.0 / scale_F
+        return {"W_enc": projected_encoder(self.W_enc, self.W_dec, target_F)}
+
+    @torch.no_grad()
+    def align_(self) -> None:
+        """Write the aligned weights into the stored parameters (in place)."""
+        for name, value in self.aligned_weights().items():
+            self._parameters[name].copy_(value)  # type: ignore[union-attr]
+        self._synced_key = self._parameter_versions()
+
+    def alignment_scores(self) -> torch.Tensor:
+        """a_i of the weights the forward pass uses. [d_sae]"""
+        self._align_if_stale()
+        scale_F = self.magnitude_scale()
+        W_enc = self.W_enc if scale_F is None else self.W_enc * scale_F
+        return alignment_scores(W_enc.detach(), self.W_dec.detach())
+
+    def _parameter_versions(self) -> tuple[Any, ...]:
+        return tuple(
+            (name, id(p), p._version)
+            for name, p in self._parameters.items()
+            if p is not None
+        )
+
+    def _align_if_stale(self) -> None:
+        if not self._in_aligned_step and self._synced_key != self._parameter_versions():
+            self.align_()
+
+    @override
+    def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        self.align_()
+        self._in_aligned_step = True
+        try:
+            with _parameters_replaced(self, self.aligned_weights()):
+                output = super().training_forward_pass(step_input)
+        finally:
+            self._in_aligned_step = False
+        if step_input.is_logging_step:
+            summary = summarize_alignment(self.alignment_scores())
+            output.metrics.update(
+                {
+                    "alignment/mean": summary.mean,
+                    "alignment/max_abs_deviation_from_one": summary.max_abs_deviation_from_one,
+                    "alignment/frac_below_half": summary.frac_below_half,
+                }
+            )
+        return output
+
+    @override
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        self._align_if_stale()
+        return super().encode(x)
+
+    @override
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        self._align_if_stale()
+        return super().decode(feature_acts)
+
+    @override
+    def process_state_dict_for_saving(self, state_dict: dict[str, Any]) -> None:
+        self._align_if_stale()
+        for name in ("W_enc", "W_dec"):
+            state_dict[name] = getattr(self, name).detach()
+        super().process_state_dict_for_saving(state_dict)
+
+    @override
+    def process_state_dict_for_loading(self, state_dict: dict[str, Any]) -> None:
+        super().process_state_dict_for_loading(state_dict)
+        W_dec = state_dict.get("W_dec")
+        if W_dec is not None and W_dec.device.type != "meta":
+            zero_rows = (W_dec.norm(dim=-1) == 0).nonzero().flatten().tolist()
+            if zero_rows:
+                raise ValueError(
+                    f"W_dec has {len(zero_rows)} zero rows (features "
+                    f"{zero_rows[:10]}{'...' if len(zero_rows) > 10 else ''}): their "
+                    "alignment score is undefined, so this SAE cannot be loaded as "
+                    f"{self.cfg.architecture()!r}. Re-initialise those features or "
+                    "load the file as its base architecture."
+                )
+
+    @override
+    def load_state_dict(
+        self, state_dict: Any, strict: bool = True, assign: bool = False
+    ) -> Any:
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.W_dec.requires_grad_(self.cfg.alignment != "tied")
+        # Saved aligned weights are kept as they are, so a folded export or a
+        # checkpoint reloads bit-exact; anything else is aligned now.
+        deviation = (self.alignment_scores_of_stored() - 1).abs()
+        if deviation.numel() and float(deviation.max()) > LOAD_ALIGNMENT_TOLERANCE:
+            self.align_()
+        else:
+            self._synced_key = self._parameter_versions()
+        return result
+
+    @torch.no_grad()
+    def alignment_scores_of_stored(self) -> torch.Tensor:
+        """a_i of the stored parameters as they are, without re-aligning them."""
+        if self.W_enc.device.type == "meta":
+            return torch.empty(0)
+        scale_F = self.magnitude_scale()
+        W_enc = self.W_enc if scale_F is None else self.W_enc * scale_F
+        return alignment_scores(W_enc.float(), self.W_dec.float())
+
+    # Folds rescale stored weights in place; aligning first makes them act on the
+    # effective weights, and marking the result as synced keeps a fold that moves
+    # off the tied manifold (whitening) from being undone by the next read.
+    @override
+    def fold_W_dec_norm(self) -> None:
+        self._align_if_stale()
+        super().fold_W_dec_norm()
+        self._synced_key = self._parameter_versions()
+
+    @override
+    def fold_activation_norm_scaling_factor(self, scaling_factor: float) -> None:
+        self._align_if_stale()
+        super().fold_activation_norm_scaling_factor(scaling_factor)
+        self._synced_key = self._parameter_versions()
+
+    @override
+    def fold_activation_whitening(
+        self,
+        mean: torch.Tensor,
+        whitening_matrix: torch.Tensor,
+        unwhitening_matrix: torch.Tensor,
+    ) -> None:
+        self._align_if_stale()
+        super().fold_activation_whitening(mean, whitening_matrix, unwhitening_matrix)
+        self._synced_key = self._parameter_versions()
+
+    @override
+    @torch.no_grad()
+    def log_histograms(self) -> dict[str, NDArray[Any]]:
+        self._align_if_stale()
+        return {
+            **super().log_histograms(),
+            "weights/alignment_scores": self.alignment_scores().float().cpu().numpy(),
+        }

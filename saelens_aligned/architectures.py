@@ -1,0 +1,244 @@
+"""The aligned variants of SAELens' training architectures, and their registration.
+
+Each variant is the `AlignedTrainingSAE` mixin in front of a SAELens class, plus a
+config that adds only `alignment` (from `AlignedTrainingSAEConfig`) and the name.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from sae_lens.registry import (
+    SAE_CLASS_REGISTRY,
+    SAE_TRAINING_CLASS_REGISTRY,
+    get_sae_class,
+)
+from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+from sae_lens.saes.gated_sae import GatedTrainingSAE, GatedTrainingSAEConfig
+from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
+from sae_lens.saes.matryoshka_batchtopk_sae import (
+    MatryoshkaBatchTopKTrainingSAE,
+    MatryoshkaBatchTopKTrainingSAEConfig,
+)
+from sae_lens.saes.sae import SAE, SAEConfig, TrainingSAE, TrainingSAEConfig
+from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
+from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+from typing_extensions import override
+
+from saelens_aligned.aligned_sae import AlignedTrainingSAE, AlignedTrainingSAEConfig
+
+
+@dataclass
+class AlignedStandardTrainingSAEConfig(
+    AlignedTrainingSAEConfig, StandardTrainingSAEConfig
+):
+    """ReLU + L1 (SAELens "standard") trained aligned. Fields as in
+    StandardTrainingSAEConfig, plus `alignment` (see AlignedTrainingSAEConfig)."""
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "aligned"
+
+
+class AlignedStandardTrainingSAE(
+    AlignedTrainingSAE[AlignedStandardTrainingSAEConfig], StandardTrainingSAE
+):
+    pass
+
+
+@dataclass
+class AlignedTopKTrainingSAEConfig(AlignedTrainingSAEConfig, TopKTrainingSAEConfig):
+    """TopK trained aligned. Fields as in TopKTrainingSAEConfig, plus `alignment`."""
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "aligned_topk"
+
+
+class AlignedTopKTrainingSAE(
+    AlignedTrainingSAE[AlignedTopKTrainingSAEConfig], TopKTrainingSAE
+):
+    pass
+
+
+@dataclass
+class AlignedBatchTopKTrainingSAEConfig(
+    AlignedTrainingSAEConfig, BatchTopKTrainingSAEConfig
+):
+    """BatchTopK trained aligned (exported as JumpReLU, like BatchTopK). Fields as in
+    BatchTopKTrainingSAEConfig, plus `alignment`."""
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "aligned_batchtopk"
+
+
+class AlignedBatchTopKTrainingSAE(
+    AlignedTrainingSAE[AlignedBatchTopKTrainingSAEConfig], BatchTopKTrainingSAE
+):
+    pass
+
+
+@dataclass
+class AlignedMatryoshkaBatchTopKTrainingSAEConfig(
+    AlignedTrainingSAEConfig, MatryoshkaBatchTopKTrainingSAEConfig
+):
+    """Matryoshka BatchTopK trained aligned. Fields as in
+    MatryoshkaBatchTopKTrainingSAEConfig, plus `alignment`."""
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "aligned_matryoshka_batchtopk"
+
+
+class AlignedMatryoshkaBatchTopKTrainingSAE(
+    AlignedTrainingSAE[AlignedMatryoshkaBatchTopKTrainingSAEConfig],
+    MatryoshkaBatchTopKTrainingSAE,
+):
+    pass
+
+
+@dataclass
+class AlignedJumpReLUTrainingSAEConfig(
+    AlignedTrainingSAEConfig, JumpReLUTrainingSAEConfig
+):
+    """JumpReLU trained aligned. Fields as in JumpReLUTrainingSAEConfig, plus
+    `alignment`."""
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "aligned_jumprelu"
+
+
+class AlignedJumpReLUTrainingSAE(
+    AlignedTrainingSAE[AlignedJumpReLUTrainingSAEConfig], JumpReLUTrainingSAE
+):
+    pass
+
+
+@dataclass
+class AlignedGatedTrainingSAEConfig(AlignedTrainingSAEConfig, GatedTrainingSAEConfig):
+    """Gated trained aligned. Fields as in GatedTrainingSAEConfig, plus `alignment`.
+
+    The constraint is put on the magnitude path, the one that produces feature
+    values: its encoder is W_enc * exp(r_mag), so `tied` derives d_i from that
+    column and `projected` targets <e_i, d_i> = exp(-r_mag_i). The gate path shares
+    the direction of W_enc and keeps deciding which features fire.
+    """
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "aligned_gated"
+
+
+class AlignedGatedTrainingSAE(
+    AlignedTrainingSAE[AlignedGatedTrainingSAEConfig], GatedTrainingSAE
+):
+    @override
+    def magnitude_scale(self) -> torch.Tensor:
+        return self.r_mag.exp()
+
+
+ALIGNED_TRAINING_CLASSES: tuple[
+    tuple[type[AlignedTrainingSAE[Any]], type[AlignedTrainingSAEConfig]], ...
+] = (
+    (AlignedStandardTrainingSAE, AlignedStandardTrainingSAEConfig),
+    (AlignedTopKTrainingSAE, AlignedTopKTrainingSAEConfig),
+    (AlignedBatchTopKTrainingSAE, AlignedBatchTopKTrainingSAEConfig),
+    (
+        AlignedMatryoshkaBatchTopKTrainingSAE,
+        AlignedMatryoshkaBatchTopKTrainingSAEConfig,
+    ),
+    (AlignedJumpReLUTrainingSAE, AlignedJumpReLUTrainingSAEConfig),
+    (AlignedGatedTrainingSAE, AlignedGatedTrainingSAEConfig),
+)
+
+
+def base_architecture(config_class: type[TrainingSAEConfig]) -> str:
+    """The SAELens architecture an aligned config extends ("aligned_topk" -> "topk")."""
+    for parent in config_class.__mro__[1:]:
+        if (
+            issubclass(parent, TrainingSAEConfig)
+            and not issubclass(parent, AlignedTrainingSAEConfig)
+            and parent.__dict__.get("architecture") is not None
+        ):
+            return parent.architecture()
+    raise ValueError(f"{config_class.__name__} extends no SAELens architecture.")
+
+
+def _inference_classes(
+    config_class: type[AlignedTrainingSAEConfig],
+) -> tuple[type[SAE[Any]], type[SAEConfig]]:
+    # The export is the base's inference architecture (standard, topk, jumprelu or
+    # gated). BatchTopK-style bases name theirs by overriding
+    # get_inference_config_class; the rest use their own name.
+    base_config = next(
+        parent
+        for parent in config_class.__mro__[1:]
+        if issubclass(parent, TrainingSAEConfig)
+        and not issubclass(parent, AlignedTrainingSAEConfig)
+    )
+    override_fn = getattr(base_config, "get_inference_config_class")
+    if override_fn is not TrainingSAEConfig.get_inference_config_class:
+        return get_sae_class(override_fn(base_config).architecture())  # type: ignore[arg-type]
+    return get_sae_class(base_architecture(config_class))
+
+
+def aligned_architectures() -> list[str]:
+    """Names of every aligned architecture currently in SAELens' training registry."""
+    return [
+        name
+        for name, (_, config_class) in SAE_TRAINING_CLASS_REGISTRY.items()
+        if issubclass(config_class, AlignedTrainingSAEConfig)
+    ]
+
+
+def get_aligned_training_class(
+    architecture: str,
+) -> tuple[type[AlignedTrainingSAE[Any]], type[AlignedTrainingSAEConfig]]:
+    """Registry lookup with an error that lists the valid names."""
+    entry = SAE_TRAINING_CLASS_REGISTRY.get(architecture)
+    if entry is None or not issubclass(entry[1], AlignedTrainingSAEConfig):
+        raise ValueError(
+            f"architecture={architecture!r} is not an aligned architecture. "
+            f"Valid aligned architectures: {sorted(aligned_architectures())}."
+        )
+    return entry  # type: ignore[return-value]
+
+
+def _same_class(registered: type, ours: type) -> bool:
+    return (registered.__module__, registered.__qualname__) == (
+        ours.__module__,
+        ours.__qualname__,
+    )
+
+
+def register_aligned_architectures() -> None:
+    """Register every aligned variant in SAELens' registries. Idempotent.
+
+    SAELens' register functions refuse a name twice, so a repeated import or an
+    `importlib.reload` (which creates new class objects) replaces our own earlier
+    entries in place; a name taken by some other package is an error.
+    """
+    for sae_class, config_class in ALIGNED_TRAINING_CLASSES:
+        name = config_class.architecture()
+        inference_entry = _inference_classes(config_class)
+        existing = SAE_TRAINING_CLASS_REGISTRY.get(name)
+        if existing is not None and not _same_class(existing[0], sae_class):
+            raise ValueError(
+                f"SAELens architecture {name!r} is already registered by "
+                f"{existing[0].__module__}.{existing[0].__qualname__}; "
+                "saelens_aligned cannot register its own class under that name."
+            )
+        SAE_TRAINING_CLASS_REGISTRY[name] = (sae_class, config_class)
+        SAE_CLASS_REGISTRY[name] = inference_entry
+
+
+def is_aligned(sae: TrainingSAE[Any] | SAE[Any]) -> bool:
+    return isinstance(sae, AlignedTrainingSAE)

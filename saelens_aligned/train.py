@@ -1,0 +1,38 @@
+"""`python -m saelens_aligned.train ...`: SAELens' own training CLI, plugin loaded.
+
+Every SAELens flag works unchanged; `--architecture` also offers the aligned
+variants, because SAELens builds its choices from the registry we extend.
+"""
+
+import sys
+from collections.abc import Sequence
+
+from sae_lens.llm_sae_training_runner import _run_cli
+from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
+
+import saelens_aligned  # noqa: F401  (registers the aligned architectures)
+
+
+def check_architecture_arg(args: Sequence[str]) -> None:
+    """Fail before any model loads when --architecture names nothing registered."""
+    for i, arg in enumerate(args):
+        value = None
+        if arg == "--architecture" and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--architecture="):
+            value = arg.split("=", 1)[1]
+        if value is not None and value not in SAE_TRAINING_CLASS_REGISTRY:
+            raise SystemExit(
+                f"error: --architecture {value!r} is not a registered SAELens "
+                f"architecture. Valid choices: {sorted(SAE_TRAINING_CLASS_REGISTRY)}."
+            )
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if args is None else args)
+    check_architecture_arg(args)
+    _run_cli(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from sae_lens.registry import get_sae_training_class
+from sae_lens.saes.sae import TrainingSAE, TrainStepInput
+
+import saelens_aligned
+from saelens_aligned.alignment import ALIGNMENT_FORMS
+from saelens_aligned.architectures import base_architecture
+
+os.environ.setdefault("WANDB_MODE", "offline")
+
+# Read from the registry, so a newly registered variant is tested automatically.
+ALIGNED_ARCHITECTURES = saelens_aligned.aligned_architectures()
+ALIGNED_CASES = [
+    pytest.param(arch, form, id=f"{arch}-{form}")
+    for arch in ALIGNED_ARCHITECTURES
+    for form in ALIGNMENT_FORMS
+]
+
+
+def architecture_kwargs(architecture: str, d_sae: int) -> dict[str, Any]:
+    """Extra config fields some architectures need at test sizes."""
+    kwargs: dict[str, Any] = {}
+    if "topk" in architecture:
+        kwargs["k"] = 4
+    if "matryoshka" in architecture:
+        kwargs["matryoshka_widths"] = [d_sae // 4, d_sae]
+    return kwargs
+
+
+def make_sae(
+    architecture: str,
+    alignment: str | None = None,
+    d_in: int = 16,
+    d_sae: int = 48,
+    seed: int = 0,
+    **overrides: Any,
+) -> TrainingSAE[Any]:
+    torch.manual_seed(seed)
+    sae_class, config_class = get_sae_training_class(architecture)
+    kwargs = {**architecture_kwargs(architecture, d_sae), **overrides}
+    if alignment is not None:
+        kwargs["alignment"] = alignment
+    return sae_class(config_class(d_in=d_in, d_sae=d_sae, **kwargs))
+
+
+def make_base_twin(aligned: TrainingSAE[Any]) -> TrainingSAE[Any]:
+    """The base-architecture SAE with the same config and weights as `aligned`."""
+    base_name = base_architecture(type(aligned.cfg))
+    sae_class, config_class = get_sae_training_class(base_name)
+    fields = {
+        name: value
+        for name, value in aligned.cfg.to_dict().items()
+        if name in config_class.__dataclass_fields__ and name != "metadata"
+    }
+    base = sae_class(config_class(**fields))
+    base.load_state_dict(
+        {k: v.detach().clone() for k, v in aligned.state_dict().items()}
+    )
+    return base
+
+
+def step_input(sae: TrainingSAE[Any], x: torch.Tensor, step: int = 0) -> TrainStepInput:
+    return TrainStepInput(
+        sae_in=x,
+        coefficients={name: 1.0 for name in sae.get_coefficients()},
+        dead_neuron_mask=torch.zeros(sae.cfg.d_sae, dtype=torch.bool),
+        n_training_steps=step,
+        is_logging_step=False,
+    )
+
+
+def random_batches(d_in: int, batch: int = 64, seed: int = 0) -> Iterator[torch.Tensor]:
+    """Sparse-ish synthetic activations: a few random directions per sample."""
+    gen = torch.Generator().manual_seed(seed)
+    directions = torch.randn(64, d_in, generator=gen)
+    while True:
+        codes = torch.rand(batch, 64, generator=gen) * (
+            torch.rand(batch, 64, generator=gen) < 0.1
+        )
+        yield codes @ directions + 0.01 * torch.randn(batch, d_in, generator=gen)
