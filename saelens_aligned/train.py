@@ -7,10 +7,14 @@ variants, because SAELens builds its choices from the registry we extend.
 import sys
 from collections.abc import Sequence
 
-from sae_lens.llm_sae_training_runner import _run_cli
+from sae_lens.llm_sae_training_runner import (
+    LanguageModelSAETrainingRunner,
+    _parse_cfg_args,
+)
 from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
 
 import saelens_aligned  # noqa: F401  (registers the aligned architectures)
+from saelens_aligned.validation import validate_runner_config
 
 
 def check_architecture_arg(args: Sequence[str]) -> None:
@@ -31,7 +35,10 @@ def check_architecture_arg(args: Sequence[str]) -> None:
 def main(args: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if args is None else args)
     check_architecture_arg(args)
-    _run_cli(args)
+    # SAELens' own parser (every flag); then our checks, before any model loads.
+    cfg = _parse_cfg_args(args)
+    validate_runner_config(cfg)
+    LanguageModelSAETrainingRunner(cfg=cfg).run()
 
 
 if __name__ == "__main__":
