@@ -138,6 +138,21 @@ if "_OPTIMIZER_HOOK" in globals():
 _OPTIMIZER_HOOK = register_optimizer_step_post_hook(_realign_after_optimizer_step)
 
 
+class NonFiniteTrainingError(FloatingPointError):
+    """Training produced a NaN or inf; raised before the optimizer step, so the
+    weights (and every checkpoint already written) are still the last good ones."""
+
+
+def _non_finite_report(step_input: TrainStepInput, output: TrainStepOutput) -> str:
+    if not torch.isfinite(step_input.sae_in).all():
+        bad = (~torch.isfinite(step_input.sae_in)).sum().item()
+        return f"the input activations ({bad} non-finite values)"
+    bad_losses = [
+        name for name, value in output.losses.items() if not torch.isfinite(value).all()
+    ]
+    return f"the loss terms {bad_losses}" if bad_losses else "the total loss"
+
+
 class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
     """Mixin that trains its base architecture under the constraint a_i = 1."""
 
@@ -213,6 +228,14 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
                 output = super().training_forward_pass(step_input)
         finally:
             self._in_aligned_step = False
+        # One scalar check per step (TopK's aux loss already syncs every step); a
+        # NaN caught here never reaches the optimizer or a checkpoint.
+        if not torch.isfinite(output.loss.detach()):
+            raise NonFiniteTrainingError(
+                f"Non-finite loss at training step {step_input.n_training_steps}: "
+                f"{_non_finite_report(step_input, output)}. Training stopped before the "
+                "optimizer step; the weights and saved checkpoints are the last good ones."
+            )
         if step_input.is_logging_step:
             summary = summarize_alignment(self.alignment_scores())
             output.metrics.update(

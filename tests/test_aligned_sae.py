@@ -43,7 +43,6 @@ def trainer_config(steps: int, batch: int = 64, **kwargs: Any) -> SAETrainerConf
         save_final_checkpoint=False,
         total_training_samples=steps * batch,
         device="cpu",
-        autocast=False,
         lr=3e-3,
         lr_end=3e-3,
         lr_scheduler_name="constant",
@@ -56,7 +55,7 @@ def trainer_config(steps: int, batch: int = 64, **kwargs: Any) -> SAETrainerConf
         dead_feature_window=1000,
         feature_sampling_window=2000,
         logger=LoggingConfig(log_to_wandb=False),
-        **kwargs,
+        **{"autocast": False, **kwargs},
     )
 
 
