@@ -12,6 +12,7 @@ from sae_lens.llm_sae_training_runner import (
     _parse_cfg_args,
 )
 from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
+from sae_lens.training._interruption import InterruptedException
 
 import saelens_aligned  # noqa: F401  (registers the aligned architectures)
 from saelens_aligned.validation import validate_runner_config
@@ -38,7 +39,17 @@ def main(args: Sequence[str] | None = None) -> None:
     # SAELens' own parser (every flag); then our checks, before any model loads.
     cfg = _parse_cfg_args(args)
     validate_runner_config(cfg)
-    LanguageModelSAETrainingRunner(cfg=cfg).run()
+    try:
+        LanguageModelSAETrainingRunner(cfg=cfg).run()
+    except (KeyboardInterrupt, InterruptedException):
+        # SAELens has already written a checkpoint under checkpoint_path.
+        where = cfg.checkpoint_path or "(no checkpoint_path: nothing saved)"
+        print(
+            f"Interrupted. Checkpoint saved under {where}; continue with "
+            "--resume_from_checkpoint <that checkpoint folder>.",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from sae_lens import (
     CacheActivationsRunnerConfig,
     LanguageModelSAERunnerConfig,
     LanguageModelSAETrainingRunner,
+    TrainingSAE,
 )
 from sae_lens.config import LoggingConfig
 from sae_lens.load_model import load_model
@@ -312,3 +313,39 @@ def test_cli_help_lists_the_aligned_architectures(capsys):
     with pytest.raises(SystemExit):
         train_cli(["--help"])
     assert "aligned_topk" in capsys.readouterr().out
+
+
+def test_ctrl_c_during_cli_training_writes_a_checkpoint_and_exits_cleanly(
+    model_dir, text_dir, tmp_path
+):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [
+        sys.executable, "-m", "saelens_aligned.train",
+        "--architecture", "aligned_topk", "--k", "16",
+        "--d_in", str(D_IN), "--d_sae", "256",
+        "--model_name", model_dir, "--model_class_name", "AutoModelForCausalLM",
+        "--hook_name", HOOK, "--dataset_path", str(text_dir),
+        "--is_dataset_tokenized", "False", "--streaming", "False",
+        "--context_size", str(CONTEXT), "--training_tokens", "10000000",
+        "--train_batch_size_tokens", "256", "--store_batch_size_prompts", "4",
+        "--n_batches_in_buffer", "8", "--device", "cpu", "--log_to_wandb", "False",
+        "--checkpoint_path", str(tmp_path / "ckpt"), "--output_path", str(tmp_path / "out"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.time() + 600
+    for line in iter(proc.stderr.readline, ""):
+        if "Training SAE" in line or time.time() > deadline:
+            break
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=300) == 130
+    assert "Checkpoint saved under" in rest
+    checkpoints = list((tmp_path / "ckpt").iterdir())
+    assert len(checkpoints) == 1
+    TrainingSAE.load_from_disk(checkpoints[0])
