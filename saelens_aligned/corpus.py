@@ -172,8 +172,10 @@ def local_text_files(spec: str) -> tuple[str, ...] | None:
     parts = [p for p in spec.split(",") if p]
     paths = [Path(p).expanduser() for p in parts]
     if not paths or not all(p.exists() for p in paths):
+        # "org/name" is a hub dataset; "./x", "/x", "~/x" or "x.jsonl" a local path.
         if any(p.exists() for p in paths) or any(
-            os.sep in p or p.endswith(TEXT_SUFFIXES + JSON_SUFFIXES) for p in parts
+            p.startswith((".", "/", "~")) or p.endswith(TEXT_SUFFIXES + JSON_SUFFIXES)
+            for p in parts
         ):
             missing = [str(p) for p in paths if not p.exists()]
             raise DatasetResolutionError(f"--dataset: no such file: {missing}")

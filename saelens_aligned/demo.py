@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -90,14 +91,14 @@ class DemoConfig:
     l1_coefficient: float = 5.0
     d_sae: int = 2304
     context_size: int = 128
-    training_tokens: int = 400_000
+    training_tokens: int = 200_000
     train_batch_size_tokens: int = 1024
     lr: float = 5e-4
     seed: int = 42
     model_batch_size: int = 16
-    eval_batch_size_prompts: int = 8
-    eval_reconstruction_batches: int = 4
-    eval_sparsity_variance_batches: int = 16
+    eval_batch_size_prompts: int = 4
+    eval_reconstruction_batches: int = 2
+    eval_sparsity_variance_batches: int = 32
     device: str = "cpu"
     output_dir: str = DEFAULT_OUTPUT_DIR
     cache_dir: str | None = None
@@ -159,6 +160,12 @@ def resolve_model(config: DemoConfig) -> tuple[str, str]:
                 f"--model {config.model!r}: no such model directory. Pass an existing "
                 "local model directory (with config.json), a Hugging Face model name, "
                 "or leave --model out for the embedded SmolLM2-135M-Instruct."
+            )
+        if config.model_class == "HookedTransformer":
+            raise DemoInputError(
+                "A local model directory loads with --model-class "
+                "AutoModelForCausalLM; HookedTransformer needs a model name that "
+                "TransformerLens knows (e.g. gpt2, EleutherAI/pythia-70m)."
             )
         if not (path / "config.json").exists():
             raise DemoInputError(
@@ -510,9 +517,15 @@ def train_sae(
     say(f"Training {architecture} (d_sae {config.d_sae}) on the cached activations ...")
     # SAELens opens the text dataset even when it reads cached activations.
     text = None if inputs.corpus.hub else load_corpus_split(inputs.corpus, "train")
-    LanguageModelSAETrainingRunner(
-        runner_config, override_dataset=text, override_model=model
-    ).run()
+    # SAELens installs its own SIGINT/SIGTERM handlers for training; put ours back.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        LanguageModelSAETrainingRunner(
+            runner_config, override_dataset=text, override_model=model
+        ).run()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return out
 
 

@@ -98,6 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from sae_lens.training._interruption import InterruptedException
+
     from saelens_aligned.demo import DemoInputError, run_demo
     from saelens_aligned.report import SUMMARY_FILENAME
 
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> None:
     except DemoInputError as e:
         sys.stderr.write(f"saelens-aligned demo: error: {e}\n")
         raise SystemExit(2) from e
-    except KeyboardInterrupt as e:
+    except (KeyboardInterrupt, InterruptedException) as e:
         sys.stderr.write(
             "\nInterrupted. A completed activation cache is kept and reused when "
             "you rerun the same command.\n"
