@@ -89,9 +89,9 @@ class DemoConfig:
     baseline: str | None = None
     k: int = 32
     l1_coefficient: float = 5.0
-    d_sae: int = 2304
+    d_sae: int = 1536
     context_size: int = 128
-    training_tokens: int = 200_000
+    training_tokens: int = 160_000
     train_batch_size_tokens: int = 1024
     lr: float = 5e-4
     seed: int = 42
@@ -410,9 +410,9 @@ def ensure_activation_cache(inputs: ResolvedInputs, model: Any, d_in: int) -> Pa
         seed=config.seed,
         dtype="float32",
         device=config.device,
-        # Shards of at most ~64 MB keep peak memory low and the progress bar
-        # moving; SAELens caches whole buffers, so one must not exceed the budget.
-        buffer_size_gb=min(0.064, config.training_tokens * d_in * 4 / 1e9),
+        buffer_size_gb=cache_buffer_size_gb(
+            config.training_tokens, model_batch_size * config.context_size, d_in * 4
+        ),
         streaming=inputs.corpus.hub,
     )
     say(f"Caching {config.training_tokens:,} tokens of {config.hook} activations ...")
@@ -431,6 +431,24 @@ def ensure_activation_cache(inputs: ResolvedInputs, model: Any, d_in: int) -> Pa
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
     return final
+
+
+def cache_buffer_size_gb(
+    training_tokens: int,
+    tokens_per_batch: int,
+    bytes_per_token: int,
+    max_tokens_per_buffer: int = 32_768,
+) -> float:
+    """SAELens caches whole buffers of whole model batches. Pick a buffer size
+    that splits `training_tokens` into equal buffers of at most about
+    `max_tokens_per_buffer` tokens: small shards keep memory low and the progress
+    bar moving, and the total overshoots the budget by less than one model batch
+    per buffer."""
+    n_buffers = max(1, math.ceil(training_tokens / max_tokens_per_buffer))
+    batches = max(1, math.ceil(training_tokens / n_buffers / tokens_per_batch))
+    tokens = batches * tokens_per_batch
+    # Half a token of slack: SAELens floors the size back to whole tokens.
+    return (tokens + 0.5) * bytes_per_token / 1e9
 
 
 def _cache_runner(cache_config: Any, model: Any, dataset: Any) -> Any:
@@ -484,7 +502,10 @@ def train_sae(
 
     config = inputs.config
     out = inputs.output_dir / "saes" / architecture
-    shutil.rmtree(out, ignore_errors=True)
+    # SAELens writes the SAE folder file by file: write it under a temporary
+    # name and rename it into place, so `out` is always a complete SAE.
+    partial = out.parent / f".{architecture}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
     # SAELens' mixing buffer must hold at least one training batch.
     n_batches_in_buffer = max(
         4, math.ceil(2 * config.train_batch_size_tokens / config.context_size)
@@ -510,7 +531,7 @@ def train_sae(
         logger=LoggingConfig(log_to_wandb=False),
         n_checkpoints=0,
         checkpoint_path=None,
-        output_path=str(out),
+        output_path=str(partial),
         verbose=False,
     )
     torch.manual_seed(config.seed)
@@ -526,6 +547,8 @@ def train_sae(
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(partial, out)
     return out
 
 

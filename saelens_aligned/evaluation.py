@@ -27,11 +27,13 @@ class CoreEvalSettings:
         n_eval_sparsity_variance_batches: Batches for L0, explained variance,
             cosine similarity, L2 ratio and feature densities (model passes stop at
             the hooked layer).
+        progress: Show SAEBench's progress bars over batches.
     """
 
     batch_size_prompts: int = 8
     n_eval_reconstruction_batches: int = 4
     n_eval_sparsity_variance_batches: int = 16
+    progress: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def run_core_eval(
     )
     with torch.no_grad():
         metrics, feature_metrics = run_evals(
-            prepared, activation_store, model, config, verbose=False
+            prepared, activation_store, model, config, verbose=settings.progress
         )
     return CoreEvalResult(
         metrics=metrics,

@@ -26,6 +26,7 @@ from saelens_aligned.demo import (
     RUN_FILENAME,
     DemoConfig,
     DemoInputError,
+    cache_buffer_size_gb,
     check_output_dir,
     is_complete_cache,
     run_demo,
@@ -317,3 +318,27 @@ def test_demo_help_documents_the_cache_flag(capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     for flag in ("--cache-dir", "--model", "--model-class", "--dataset", "--overwrite"):
         assert flag in out
+
+
+@pytest.mark.parametrize(
+    ("tokens", "prompts", "context"), [(160_000, 16, 128), (4096, 8, 64), (1000, 4, 64)]
+)
+def test_activation_cache_buffers_cover_the_budget_without_a_spare_buffer(
+    tokens: int, prompts: int, context: int
+) -> None:
+    from sae_lens import CacheActivationsRunnerConfig
+
+    size = cache_buffer_size_gb(tokens, prompts * context, 576 * 4)
+    cfg = CacheActivationsRunnerConfig(
+        dataset_path="text",
+        model_name="model",
+        model_batch_size=prompts,
+        hook_name="hook",
+        d_in=576,
+        training_tokens=tokens,
+        context_size=context,
+        buffer_size_gb=size,
+        new_cached_activations_path="unused",
+    )
+    cached = cfg.n_buffers * cfg.n_tokens_in_buffer
+    assert tokens <= cached < tokens + cfg.n_buffers * prompts * context
