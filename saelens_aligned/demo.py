@@ -23,7 +23,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,6 @@ class ResolvedInputs:
     corpus: TextCorpus
     output_dir: Path
     activations_root: Path
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def say(message: str) -> None:
@@ -239,25 +238,23 @@ def validate(config: DemoConfig) -> ResolvedInputs:
     from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
 
     import saelens_aligned  # noqa: F401  (registers the aligned architectures)
-    from saelens_aligned.architectures import base_architecture
+    from saelens_aligned.architectures import aligned_architectures, base_architecture
 
-    for flag, value in (("--architecture", config.architecture),):
-        if value not in SAE_TRAINING_CLASS_REGISTRY:
-            raise DemoInputError(
-                f"{flag} {value!r} is not a registered SAELens architecture. Valid "
-                f"choices: {sorted(SAE_TRAINING_CLASS_REGISTRY)}."
-            )
+    if config.architecture not in SAE_TRAINING_CLASS_REGISTRY:
+        raise DemoInputError(
+            f"--architecture {config.architecture!r} is not a registered SAELens "
+            f"architecture. Valid choices: {sorted(SAE_TRAINING_CLASS_REGISTRY)}."
+        )
     if config.baseline is not None:
         baseline = config.baseline
-    else:
+    elif config.architecture in aligned_architectures():
         config_class = SAE_TRAINING_CLASS_REGISTRY[config.architecture][1]
-        try:
-            baseline = base_architecture(config_class)
-        except (TypeError, ValueError, KeyError) as e:
-            raise DemoInputError(
-                f"--architecture {config.architecture!r} has no base architecture; "
-                "pass --baseline explicitly."
-            ) from e
+        baseline = base_architecture(config_class)
+    else:
+        raise DemoInputError(
+            f"--architecture {config.architecture!r} is not an aligned architecture, "
+            "so it has no default baseline; pass --baseline explicitly."
+        )
     if baseline not in SAE_TRAINING_CLASS_REGISTRY:
         raise DemoInputError(
             f"--baseline {baseline!r} is not a registered SAELens architecture. "

@@ -342,3 +342,12 @@ def test_activation_cache_buffers_cover_the_budget_without_a_spare_buffer(
     )
     cached = cfg.n_buffers * cfg.n_tokens_in_buffer
     assert tokens <= cached < tokens + cfg.n_buffers * prompts * context
+
+
+def test_baseline_defaults_to_the_aligned_architectures_base(tmp_path: Path) -> None:
+    from saelens_aligned.demo import validate
+
+    with pytest.raises(DemoInputError, match="--baseline explicitly"):
+        validate(tiny_config(tmp_path, architecture="topk"))
+    with pytest.raises(DemoInputError, match="not a registered"):
+        validate(tiny_config(tmp_path, architecture="nope"))
