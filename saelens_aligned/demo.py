@@ -659,6 +659,9 @@ def run_demo(config: DemoConfig) -> DemoResult:
             "model_class": config.model_class,
             "corpus": inputs.corpus.name,
             "corpus_licence": inputs.corpus.licence,
+            "eval_text": "held-out documents"
+            if inputs.corpus.eval
+            else "the training text (it has no held-out split)",
             "hook": config.hook,
             "d_in": d_in,
             "activation_cache": str(cache_dir),

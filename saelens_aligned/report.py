@@ -84,9 +84,9 @@ def summary_markdown(
         f"{config.get('training_tokens'):,} cached activations "
         f"(context {config.get('context_size')}, batch "
         f"{config.get('train_batch_size_tokens')} tokens, lr {config.get('lr')}, "
-        f"seed {config.get('seed')}). Metrics: SAEBench core eval on held-out text "
-        "against the live model; a latent is dead when it never fired on the "
-        "evaluated tokens. Wall time "
+        f"seed {config.get('seed')}). Metrics: SAEBench core eval on "
+        f"{meta.get('eval_text', 'held-out documents')} against the live model; a "
+        "latent is dead when it never fired on the evaluated tokens. Wall time "
         f"{meta.get('wall_seconds')} s.\n\n"
         + summary_table(results)
         + "\n![alignment scores](plots/alignment_histograms.png)\n"
