@@ -17,6 +17,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "saelens_aligned.train",
         "Train with SAELens' own CLI (every SAELens flag; aligned architectures added).",
     ),
+    "demo": (
+        "saelens_aligned.demo_cli",
+        "Train an aligned SAE and its base side by side on a real LM (offline by "
+        "default) and write a report.",
+    ),
 }
 
 

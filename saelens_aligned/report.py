@@ -1,0 +1,172 @@
+"""The demo's report folder: markdown table, PNG plots, raw metrics as JSON.
+
+`summary_table` is pure (results in, markdown out); `write_report` does the I/O.
+Every file is written through a temporary sibling and os.replace.
+"""
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saelens_aligned.corpus import write_text_atomic
+
+SUMMARY_FILENAME = "summary.md"
+METRICS_FILENAME = "metrics.json"
+ALIGNMENT_PLOT = "plots/alignment_histograms.png"
+DENSITY_PLOT = "plots/feature_density_histograms.png"
+# Headline rows and whether higher is better (None: no direction, e.g. L0).
+TABLE_ROWS: tuple[tuple[str, bool | None], ...] = (
+    ("CE-loss score", True),
+    ("KL score", True),
+    ("explained variance", True),
+    ("cosine similarity", True),
+    ("L2 ratio", None),
+    ("L0", None),
+    ("dead fraction", False),
+    ("alive fraction", True),
+    ("mean alignment score", None),
+)
+
+
+def headline_with_alignment(result: Mapping[str, Any]) -> dict[str, float]:
+    row = dict(result["headline"])
+    row["mean alignment score"] = float(result["alignment_summary"]["mean"])
+    return row
+
+
+def _format(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    return f"{value:.4f}"
+
+
+def summary_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """A markdown table, one column per SAE; the better value of each
+    directional row is bold."""
+    names = list(results)
+    rows = {name: headline_with_alignment(results[name]) for name in names}
+    lines = [
+        "| metric | " + " | ".join(f"`{n}`" for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for label, higher_is_better in TABLE_ROWS:
+        values = [rows[n].get(label, math.nan) for n in names]
+        best = None
+        finite = [v for v in values if math.isfinite(v)]
+        if higher_is_better is not None and len(finite) > 1 and len(set(finite)) > 1:
+            best = max(finite) if higher_is_better else min(finite)
+        cells = [
+            f"**{_format(v)}**" if best is not None and v == best else _format(v)
+            for v in values
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_markdown(
+    results: Mapping[str, Mapping[str, Any]], meta: Mapping[str, Any]
+) -> str:
+    config = meta.get("config", {})
+    return (
+        "# saelens-aligned demo\n\n"
+        f"Model `{meta.get('model')}` ({meta.get('model_class')}), hook "
+        f"`{meta.get('hook')}` (d_in {meta.get('d_in')}); corpus: "
+        f"{meta.get('corpus')} - licence: {meta.get('corpus_licence')}.\n"
+        f"Both SAEs: d_sae {config.get('d_sae')}, trained on the same "
+        f"{config.get('training_tokens'):,} cached activations "
+        f"(context {config.get('context_size')}, batch "
+        f"{config.get('train_batch_size_tokens')} tokens, lr {config.get('lr')}, "
+        f"seed {config.get('seed')}). Metrics: SAEBench core eval on "
+        f"{meta.get('eval_text', 'held-out documents')} against the live model; a "
+        "latent is dead when it never fired on the evaluated tokens. Wall time "
+        f"{meta.get('wall_seconds')} s.\n\n"
+        + summary_table(results)
+        + "\n![alignment scores](plots/alignment_histograms.png)\n"
+        "\n![feature densities](plots/feature_density_histograms.png)\n"
+        "\nFiles: `saes/<architecture>/` (SAELens SAE folders, load with "
+        "`SAE.load_from_disk`), `metrics.json` (every metric, per-feature densities "
+        "and alignment scores).\n"
+    )
+
+
+def _save_figure_atomic(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def plot_feature_densities(densities_by_name: Mapping[str, list[float]]) -> Any:
+    """Side-by-side histograms of log10 feature density; dead latents in a bar of
+    their own at the left."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(densities_by_name)
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.5), squeeze=False)
+    floor = -7.0
+    bins = np.linspace(floor - 0.5, 0.0, 61)
+    for ax, (name, density) in zip(axes[0], densities_by_name.items()):
+        values = np.asarray(density, dtype=float)
+        dead = int((values <= 0).sum())
+        logs = np.log10(np.clip(values, 10**floor, None))
+        logs[values <= 0] = floor - 0.25
+        ax.hist(logs, bins=bins, color="tab:orange")
+        ax.set_title(f"{name}\ndead {dead} of {values.size}")
+        ax.set_xlabel("log10 feature density (left bar: dead)")
+        ax.set_ylabel("features")
+    fig.suptitle("Feature density on held-out tokens")
+    fig.tight_layout()
+    return fig
+
+
+def write_report(
+    output_dir: Path,
+    results: Mapping[str, Mapping[str, Any]],
+    meta: Mapping[str, Any],
+) -> dict[str, Path]:
+    """Write summary.md, metrics.json and the plots; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from saelens_aligned.plotting import plot_alignment_histograms
+
+    paths = {
+        "summary": output_dir / SUMMARY_FILENAME,
+        "metrics": output_dir / METRICS_FILENAME,
+        "alignment_plot": output_dir / ALIGNMENT_PLOT,
+        "density_plot": output_dir / DENSITY_PLOT,
+    }
+    fig = plot_alignment_histograms(
+        {name: np.asarray(r["alignment_scores"]) for name, r in results.items()}
+    )
+    _save_figure_atomic(fig, paths["alignment_plot"])
+    fig = plot_feature_densities(
+        {name: r["feature_density"] for name, r in results.items()}
+    )
+    _save_figure_atomic(fig, paths["density_plot"])
+    write_text_atomic(
+        paths["metrics"],
+        json.dumps({"meta": meta, "results": results}, indent=1, default=str),
+    )
+    write_text_atomic(paths["summary"], summary_markdown(results, meta))
+    return paths
