@@ -33,11 +33,14 @@ from saelens_aligned.architectures import (
     get_aligned_training_class,
     register_aligned_architectures,
 )
+from saelens_aligned.compat import disable_datasets_torchvision_formatter
+from saelens_aligned.corpus import default_corpus
 from saelens_aligned.diagnostics import (
     sae_alignment_cosines,
     sae_alignment_scores,
     sae_alignment_summary,
 )
+from saelens_aligned.offline import default_model_dir
 
 try:
     __version__ = version("saelens-aligned")
@@ -45,6 +48,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 register_aligned_architectures()
+disable_datasets_torchvision_formatter()
 
 __all__ = [
     "AlignedBatchTopKTrainingSAE",
@@ -66,6 +70,8 @@ __all__ = [
     "aligned_architectures",
     "alignment_scores",
     "base_architecture",
+    "default_corpus",
+    "default_model_dir",
     "get_aligned_training_class",
     "projected_encoder",
     "register_aligned_architectures",

@@ -61,6 +61,16 @@ class TextCorpus:
     hub: bool = False
     licence: str = "unknown (user-supplied)"
 
+    @property
+    def dataset_path(self) -> str:
+        """What to pass as SAELens' `dataset_path`: the hub path, or the folder of
+        the local files (`datasets.load_dataset` takes folders, not single files;
+        the default corpus folder holds train.jsonl and eval.jsonl, which datasets
+        reads as its train and validation splits)."""
+        if isinstance(self.train, str):
+            return self.train
+        return str(Path(self.train[0]).parent)
+
 
 def stdlib_dir() -> Path:
     """The directory of the running interpreter's standard library."""
