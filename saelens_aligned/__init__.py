@@ -38,6 +38,12 @@ from saelens_aligned.diagnostics import (
     sae_alignment_scores,
     sae_alignment_summary,
 )
+from saelens_aligned.pretrained import (
+    NotSafetensorsError,
+    PretrainedSAE,
+    load_sae,
+    register_pretrained_releases,
+)
 
 try:
     __version__ = version("saelens-aligned")
@@ -45,6 +51,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 register_aligned_architectures()
+# Our releases (pretrained_saes.yaml) become visible to SAE.from_pretrained.
+register_pretrained_releases()
 
 __all__ = [
     "AlignedBatchTopKTrainingSAE",
@@ -62,13 +70,17 @@ __all__ = [
     "AlignedTrainingSAE",
     "AlignedTrainingSAEConfig",
     "AlignmentSummary",
+    "NotSafetensorsError",
+    "PretrainedSAE",
     "__version__",
     "aligned_architectures",
     "alignment_scores",
     "base_architecture",
     "get_aligned_training_class",
+    "load_sae",
     "projected_encoder",
     "register_aligned_architectures",
+    "register_pretrained_releases",
     "sae_alignment_cosines",
     "sae_alignment_scores",
     "sae_alignment_summary",
