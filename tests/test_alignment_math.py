@@ -14,9 +14,7 @@ from saelens_aligned.alignment import (
 
 def _weights(d_in: int = 12, d_sae: int = 30, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(d_in, d_sae, generator=gen), torch.randn(
-        d_sae, d_in, generator=gen
-    )
+    return torch.randn(d_in, d_sae, generator=gen), torch.randn(d_sae, d_in, generator=gen)
 
 
 def test_tied_decoder_gives_unit_gain_and_same_direction():
@@ -66,12 +64,8 @@ def test_alignment_scores_are_invariant_under_saelens_folds():
         alignment_scores(W_enc * norms, W_dec / norms[:, None]), scores
     )
     torch.testing.assert_close(alignment_scores(W_enc * 3.7, W_dec / 3.7), scores)
-    M = torch.randn(12, 12, dtype=torch.float64) + 4 * torch.eye(
-        12, dtype=torch.float64
-    )
-    whitened = alignment_scores(
-        M @ W_enc.double(), W_dec.double() @ torch.linalg.inv(M)
-    )
+    M = torch.randn(12, 12, dtype=torch.float64) + 4 * torch.eye(12, dtype=torch.float64)
+    whitened = alignment_scores(M @ W_enc.double(), W_dec.double() @ torch.linalg.inv(M))
     torch.testing.assert_close(whitened.float(), scores, atol=1e-4, rtol=1e-4)
 
 
