@@ -17,6 +17,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "saelens_aligned.train",
         "Train with SAELens' own CLI (every SAELens flag; aligned architectures added).",
     ),
+    "align": (
+        "saelens_aligned.align_cli",
+        "Convert a stock SAE into its aligned variant, fine-tune it, and report "
+        "before/after metrics.",
+    ),
 }
 
 

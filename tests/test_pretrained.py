@@ -1,3 +1,9 @@
+import argparse
+import collections
+import functools
+import json
+import math
+import pathlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,6 +17,16 @@ from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_direc
 from sae_lens.saes.sae import SAE
 
 import saelens_aligned
+from saelens_aligned.align import (
+    CORE_METRICS,
+    AlignReport,
+    Stage,
+    aligned_architecture_for,
+    convert_to_aligned,
+    format_report,
+    save_inference_sae_atomic,
+)
+from saelens_aligned.alignment import alignment_cosines
 from saelens_aligned.diagnostics import sae_alignment_scores
 from saelens_aligned.pretrained import (
     NotSafetensorsError,
@@ -28,7 +44,7 @@ def save_sae(architecture: str, path: Path, seed: int = 0, **kwargs: Any) -> SAE
     with torch.no_grad():
         if "aligned" not in architecture:
             sae.W_enc.add_(0.05 * torch.randn_like(sae.W_enc))
-        sae.b_enc.add_(0.01)
+        sae.b_dec.add_(0.01)
     sae.cfg.metadata.hook_name = "model.layers.3"
     sae.save_inference_model(path)
     return sae
@@ -152,3 +168,140 @@ def test_pickle_and_pt_weights_are_refused_with_a_clear_message(tmp_path):
     shutil.copy(pt_file, pickled_dir / "sae_weights.safetensors")
     with pytest.raises(NotSafetensorsError, match="zip archive"):
         load_sae(pickled_dir)
+
+
+# ---------------------------------------------------------------------------
+# align: converting a stock SAE
+
+
+def write_docstring_corpus(path: Path, n_rows: int = 120) -> Path:
+    """Real English text every machine has: docstrings of stdlib modules."""
+    import inspect
+    import json
+
+    rows = []
+    for module in (argparse, collections, functools, inspect, json, pathlib, shutil):
+        members = [module, *(obj for _, obj in inspect.getmembers(module))]
+        for obj in members:
+            doc = inspect.getdoc(obj) if callable(obj) or obj is module else None
+            if doc and len(doc) > 200 and {"text": doc} not in rows:
+                rows.append({"text": doc})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows[:n_rows]))
+    return path
+
+
+STOCK_ARCHITECTURES = ["standard", "topk", "jumprelu", "gated"]
+
+
+@pytest.mark.parametrize("stock_arch", STOCK_ARCHITECTURES)
+@pytest.mark.parametrize("alignment", ["projected", "tied"])
+def test_convert_to_aligned_gives_unit_gain_and_projection_keeps_the_decoder(
+    tmp_path, stock_arch, alignment
+):
+    save_sae(stock_arch, tmp_path / "stock", seed=5)
+    stock = load_sae(tmp_path / "stock").sae
+    aligned = convert_to_aligned(stock, alignment=alignment)
+
+    assert aligned.cfg.architecture() == aligned_architecture_for(stock)
+    assert aligned.cfg.architecture().startswith("aligned")
+    scores = sae_alignment_scores(aligned)
+    assert (scores - 1).abs().max() <= 1e-5
+    if alignment == "projected":
+        torch.testing.assert_close(aligned.W_dec.detach(), stock.W_dec.detach())
+        # e_i moved along d_i only.
+        delta = aligned.W_enc.detach() - stock.W_enc.detach()
+        if stock_arch == "gated":  # the magnitude path carries the constraint
+            delta = delta * aligned.r_mag.detach().exp()
+        moved = delta.norm(dim=0) > 1e-6
+        cos = alignment_cosines(delta, stock.W_dec.detach()).abs()
+        torch.testing.assert_close(cos[moved], torch.ones_like(cos[moved]))
+    # The export is a plain SAELens SAE of the stock architecture.
+    save_inference_sae_atomic(aligned, tmp_path / "aligned")
+    exported = load_sae(tmp_path / "aligned")
+    assert exported.sae.cfg.architecture() == stock.cfg.architecture()
+    assert exported.trained_aligned
+    assert exported.alignment.max_abs_deviation_from_one <= 1e-5
+
+
+def test_align_report_states_damage_and_recovery():
+    def stage(name: str, ev: float, ce: float) -> Stage:
+        metrics = dict.fromkeys(CORE_METRICS, 0.0)
+        metrics.update(explained_variance=ev, ce_loss_score=ce)
+        return Stage(name, metrics, {"mean": 1.0, "max_abs_deviation_from_one": 0.0})
+
+    report = AlignReport("sae", None, "aligned_topk", "projected", {})
+    report.stages = [
+        stage("stock", 0.8, 0.9),
+        stage("projected", 0.4, 0.95),
+        stage("projected+finetuned", 0.7, 0.97),
+    ]
+    assert report.recovery("explained_variance") == pytest.approx(0.75)
+    assert report.recovery("ce_loss_score") is None  # not damaged
+    text = format_report(report)
+    assert "recovering 75% of the damage" in text
+    assert "did not damage it (0.9000 -> 0.9500)" in text
+
+
+def test_align_on_a_stock_sae_trained_here_reaches_unit_gain_and_reports_finite_metrics(
+    tmp_path,
+):
+    import datasets
+    from sae_lens.config import LanguageModelSAERunnerConfig, LoggingConfig
+    from sae_lens.llm_sae_training_runner import LanguageModelSAETrainingRunner
+    from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
+
+    from saelens_aligned.cli import main
+    from saelens_aligned.offline import default_model_dir
+
+    datasets.config.TORCHVISION_AVAILABLE = False
+    corpus = write_docstring_corpus(tmp_path / "docs.jsonl")
+    model_dir = str(default_model_dir())
+    hook = "model.layers.3"
+    stock_cfg = LanguageModelSAERunnerConfig(
+        sae=TopKTrainingSAEConfig(d_in=576, d_sae=64, k=8),
+        model_name=model_dir,
+        model_class_name="AutoModelForCausalLM",
+        hook_name=hook,
+        dataset_path=str(corpus),
+        is_dataset_tokenized=False,
+        streaming=False,
+        context_size=16,
+        training_tokens=1024,
+        train_batch_size_tokens=256,
+        store_batch_size_prompts=8,
+        n_batches_in_buffer=32,
+        logger=LoggingConfig(log_to_wandb=False),
+        n_checkpoints=0,
+        checkpoint_path=None,
+        output_path=str(tmp_path / "stock"),
+        verbose=False,
+    )
+    dataset = datasets.load_dataset("json", data_files=str(corpus), split="train")
+    LanguageModelSAETrainingRunner(stock_cfg, override_dataset=dataset).run()
+    stock = load_sae(tmp_path / "stock")
+    assert not stock.trained_aligned
+    assert stock.alignment.max_abs_deviation_from_one > 1e-2
+
+    out = tmp_path / "align"
+    main(
+        ["align", str(tmp_path / "stock"), "--dataset", str(corpus)]
+        + ["--output-dir", str(out), "--context-size", "16", "--tokens", "512"]
+        + ["--train-batch-size-tokens", "256", "--eval-batches", "2"]
+        + ["--eval-ce-batches", "1", "--eval-batch-size-prompts", "4"]
+    )
+
+    report = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in report["stages"]] == [
+        "stock",
+        "projected",
+        "projected+finetuned",
+    ]
+    for stage in report["stages"]:
+        assert set(CORE_METRICS) <= set(stage["metrics"])
+        assert all(math.isfinite(v) for v in stage["metrics"].values()), stage
+    for name in ("projected", "finetuned"):
+        loaded = load_sae(out / name)
+        assert loaded.trained_aligned
+        assert loaded.alignment.max_abs_deviation_from_one <= 1e-5
+    assert (out / "report.md").read_text().startswith("# align")
+    assert (out / "alignment_histograms.png").stat().st_size > 0
