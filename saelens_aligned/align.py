@@ -215,6 +215,12 @@ def format_report(report: AlignReport) -> str:
                 r = report.recovery(metric)
                 if r is not None:
                     line += f", recovering {r:.0%} of the damage"
+                gap = before - tuned
+                line += (
+                    f" ({gap:.4f} below stock)"
+                    if gap > 0
+                    else f" ({-gap:.4f} above stock)"
+                )
             lines.append(line + ".")
     lines += [
         "",
@@ -508,6 +514,9 @@ def run_align(cfg: AlignConfig, model: Any = None) -> AlignReport:
             "model_class_name": class_name,
             "hook_name": hook_name,
             "eval_tokens": cfg.eval_batches
+            * cfg.eval_batch_size_prompts
+            * cfg.context_size,
+            "eval_ce_tokens": cfg.eval_ce_batches
             * cfg.eval_batch_size_prompts
             * cfg.context_size,
         },

@@ -90,6 +90,13 @@ def test_load_sae_reads_a_local_saelens_directory_trained_stock_or_aligned(tmp_p
     assert type(aligned.sae).__name__ == "TopKSAE"
     assert aligned.trained_aligned
     assert aligned.alignment.max_abs_deviation_from_one <= 1e-4
+    # A training checkpoint (cfg.json names the aligned training architecture).
+    checkpoint = make_sae("aligned_topk", alignment="projected", d_in=16, d_sae=32)
+    checkpoint.save_model(tmp_path / "checkpoint")
+    from_checkpoint = load_sae(tmp_path / "checkpoint")
+    assert type(from_checkpoint.sae).__name__ == "TopKSAE"
+    assert from_checkpoint.trained_aligned
+    assert from_checkpoint.alignment.max_abs_deviation_from_one <= 1e-5
     # The weights file itself names the same directory.
     assert load_sae(tmp_path / "aligned" / "sae_weights.safetensors").path == (
         tmp_path / "aligned"
@@ -244,7 +251,7 @@ def test_align_report_states_damage_and_recovery():
     assert report.recovery("explained_variance") == pytest.approx(0.75)
     assert report.recovery("ce_loss_score") is None  # not damaged
     text = format_report(report)
-    assert "recovering 75% of the damage" in text
+    assert "recovering 75% of the damage (0.1000 below stock)" in text
     assert "did not damage it (0.9000 -> 0.9500)" in text
 
 
