@@ -41,6 +41,12 @@ from saelens_aligned.diagnostics import (
     sae_alignment_summary,
 )
 from saelens_aligned.offline import default_model_dir
+from saelens_aligned.pretrained import (
+    NotSafetensorsError,
+    PretrainedSAE,
+    load_sae,
+    register_pretrained_releases,
+)
 
 try:
     __version__ = version("saelens-aligned")
@@ -49,6 +55,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 register_aligned_architectures()
 disable_datasets_torchvision_formatter()
+# Our releases (pretrained_saes.yaml) become visible to SAE.from_pretrained.
+register_pretrained_releases()
 
 __all__ = [
     "AlignedBatchTopKTrainingSAE",
@@ -66,6 +74,8 @@ __all__ = [
     "AlignedTrainingSAE",
     "AlignedTrainingSAEConfig",
     "AlignmentSummary",
+    "NotSafetensorsError",
+    "PretrainedSAE",
     "__version__",
     "aligned_architectures",
     "alignment_scores",
@@ -73,8 +83,10 @@ __all__ = [
     "default_corpus",
     "default_model_dir",
     "get_aligned_training_class",
+    "load_sae",
     "projected_encoder",
     "register_aligned_architectures",
+    "register_pretrained_releases",
     "sae_alignment_cosines",
     "sae_alignment_scores",
     "sae_alignment_summary",

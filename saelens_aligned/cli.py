@@ -22,6 +22,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "Train an aligned SAE and its base side by side on a real LM (offline by "
         "default) and write a report.",
     ),
+    "align": (
+        "saelens_aligned.align_cli",
+        "Convert a stock SAE into its aligned variant, fine-tune it, and report "
+        "before/after metrics.",
+    ),
 }
 
 
