@@ -114,6 +114,20 @@ def test_sae_uses_and_reports_the_scheduled_p_at_every_step(architecture: str):
     assert float(sae.p_anneal_p) == pytest.approx(sae.cfg.p_end)
 
 
+@pytest.mark.parametrize("architecture", P_ANNEAL_ARCHITECTURES)
+def test_current_p_and_coefficient_reach_the_wandb_log_dict(architecture: str):
+    sae = make_p_anneal_sae(architecture, anneal_start=0)
+    batches = fixed_batches(2)
+    trainer = make_trainer(sae, batches)
+    output = trainer.step(batches[0])
+    log = trainer.build_train_step_log_dict(output, n_training_samples=BATCH)
+    assert log["metrics/p_anneal/p"] == sae.p_anneal_schedule.p_after(1)
+    assert log["metrics/p_anneal/coefficient"] == pytest.approx(
+        0.3 * float(sae.p_anneal_coefficient_scale)
+    )
+    assert "losses/lp_loss" in log
+
+
 # 2. Continuity of the penalty ----------------------------------------------------
 
 
