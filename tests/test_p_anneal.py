@@ -335,3 +335,29 @@ def test_p_anneal_architectures_are_registered_once_and_idempotently():
     assert saelens_aligned.base_architecture(
         get_sae_training_class("aligned_panneal")[1]
     ) == ("panneal")
+
+
+def test_training_cli_refuses_a_schedule_longer_or_shorter_than_the_run():
+    from sae_lens.llm_sae_training_runner import _parse_cfg_args
+
+    from saelens_aligned.train import check_p_anneal_run_length
+
+    base = [
+        "--architecture",
+        "panneal",
+        "--d_in",
+        "64",
+        "--anneal_start",
+        "10",
+        "--model_name",
+        "tiny-stories-1M",
+        "--hook_name",
+        "blocks.0.hook_resid_pre",
+        "--dataset_path",
+        "unused",
+    ]
+    cfg = _parse_cfg_args([*base, "--p_anneal_total_steps", "5000"])
+    with pytest.raises(SystemExit, match="p_anneal_total_steps"):
+        check_p_anneal_run_length(cfg)
+    steps = str(cfg.total_training_steps)
+    check_p_anneal_run_length(_parse_cfg_args([*base, "--p_anneal_total_steps", steps]))
