@@ -6,6 +6,15 @@ magnitudes 4.5 +- 0.5, d_sae 2048, batches of 1024, lr 3e-4, SAELens defaults
 otherwise; metrics from `eval_sae_on_synthetic_data`.
 
     python -m benchmarks.synthetic --arch topk aligned_topk --k 20 --seeds 0 1
+
+p-annealing (`panneal`, `aligned_panneal`) anneals over the whole run: its
+`p_anneal_total_steps` is set to `--steps` and `anneal_start` to `--anneal-start`
+(default a tenth of the run); the other p-anneal fields keep their SAEBench defaults.
+`--l1` takes several values, to sweep the coefficient and match L0 across
+architectures:
+
+    python -m benchmarks.synthetic --arch standard panneal aligned aligned_panneal \
+        --alignment tied --l1 3 10 --steps 1500 --seeds 0
 """
 
 import argparse
@@ -120,32 +129,56 @@ def main() -> None:
     parser.add_argument("--arch", nargs="+", default=["topk", "aligned_topk"])
     parser.add_argument("--alignment", nargs="+", default=["tied", "projected"])
     parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--l1", type=float, default=None)
+    parser.add_argument("--l1", nargs="+", type=float, default=[None])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--steps", type=int, default=SyntheticSetup.steps)
+    parser.add_argument(
+        "--anneal-start",
+        type=int,
+        default=None,
+        help="p-annealing: first step at which p changes (default steps // 10)",
+    )
+    parser.add_argument("--eval-samples", type=int, default=SyntheticSetup.eval_samples)
+    parser.add_argument("--num-features", type=int, default=SyntheticSetup.num_features)
+    parser.add_argument("--d-sae", type=int, default=SyntheticSetup.d_sae)
+    parser.add_argument("--batch-size", type=int, default=SyntheticSetup.batch_size)
     parser.add_argument("--out", default=None, help="JSON-lines file to append to")
     args = parser.parse_args()
     assert saelens_aligned  # registers the aligned architectures
 
-    setup = SyntheticSetup(steps=args.steps)
+    setup = SyntheticSetup(
+        steps=args.steps,
+        eval_samples=args.eval_samples,
+        num_features=args.num_features,
+        d_sae=args.d_sae,
+        batch_size=args.batch_size,
+    )
     model = build_synthetic_model(setup)
     for arch in args.arch:
         forms = args.alignment if arch.startswith("aligned") else [None]
         for form in forms:
-            for seed in args.seeds:
-                kwargs: dict[str, Any] = {}
-                if form is not None:
-                    kwargs["alignment"] = form
-                if "topk" in arch:
-                    kwargs["k"] = args.k
-                if args.l1 is not None:
-                    kwargs["l1_coefficient"] = args.l1
-                row = train_and_eval(arch, setup, model, seed, **kwargs)
-                line = json.dumps(row)
-                print(line, flush=True)
-                if args.out:
-                    with open(args.out, "a") as f:
-                        f.write(line + "\n")
+            for l1 in args.l1:
+                for seed in args.seeds:
+                    kwargs: dict[str, Any] = {}
+                    if form is not None:
+                        kwargs["alignment"] = form
+                    if "topk" in arch:
+                        kwargs["k"] = args.k
+                    if l1 is not None:
+                        kwargs["l1_coefficient"] = l1
+                    if "panneal" in arch:
+                        kwargs["p_anneal_total_steps"] = args.steps
+                        kwargs["anneal_start"] = (
+                            args.steps // 10
+                            if args.anneal_start is None
+                            else args.anneal_start
+                        )
+                    row = train_and_eval(arch, setup, model, seed, **kwargs)
+                    line = json.dumps(row)
+                    print(line, flush=True)
+                    if args.out:
+                        with open(args.out, "a") as f:
+                            f.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """saelens-aligned: aligned training of sparse autoencoders as a SAELens plugin.
 
 Importing this package registers `aligned`, `aligned_topk`, `aligned_batchtopk`,
-`aligned_matryoshka_batchtopk`, `aligned_jumprelu` and `aligned_gated` in SAELens'
-registry, so `architecture="aligned_topk"` works in any SAELens config.
+`aligned_matryoshka_batchtopk`, `aligned_jumprelu`, `aligned_gated` and
+`aligned_panneal` in SAELens' registry, so `architecture="aligned_topk"` works in any
+SAELens config. It also registers `panneal` (standard ReLU + L1 with p-annealing),
+the non-aligned baseline for `aligned_panneal`.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -24,10 +26,14 @@ from saelens_aligned.architectures import (
     AlignedJumpReLUTrainingSAEConfig,
     AlignedMatryoshkaBatchTopKTrainingSAE,
     AlignedMatryoshkaBatchTopKTrainingSAEConfig,
+    AlignedPAnnealStandardTrainingSAE,
+    AlignedPAnnealStandardTrainingSAEConfig,
     AlignedStandardTrainingSAE,
     AlignedStandardTrainingSAEConfig,
     AlignedTopKTrainingSAE,
     AlignedTopKTrainingSAEConfig,
+    PAnnealStandardTrainingSAE,
+    PAnnealStandardTrainingSAEConfig,
     aligned_architectures,
     base_architecture,
     get_aligned_training_class,
@@ -41,6 +47,12 @@ from saelens_aligned.diagnostics import (
     sae_alignment_summary,
 )
 from saelens_aligned.offline import default_model_dir
+from saelens_aligned.p_anneal import (
+    PAnnealSchedule,
+    PAnnealTrainingSAE,
+    PAnnealTrainingSAEConfig,
+    sparsity_penalty,
+)
 from saelens_aligned.pretrained import (
     NotSafetensorsError,
     PretrainedSAE,
@@ -67,6 +79,8 @@ __all__ = [
     "AlignedJumpReLUTrainingSAEConfig",
     "AlignedMatryoshkaBatchTopKTrainingSAE",
     "AlignedMatryoshkaBatchTopKTrainingSAEConfig",
+    "AlignedPAnnealStandardTrainingSAE",
+    "AlignedPAnnealStandardTrainingSAEConfig",
     "AlignedStandardTrainingSAE",
     "AlignedStandardTrainingSAEConfig",
     "AlignedTopKTrainingSAE",
@@ -75,6 +89,11 @@ __all__ = [
     "AlignedTrainingSAEConfig",
     "AlignmentSummary",
     "NotSafetensorsError",
+    "PAnnealSchedule",
+    "PAnnealStandardTrainingSAE",
+    "PAnnealStandardTrainingSAEConfig",
+    "PAnnealTrainingSAE",
+    "PAnnealTrainingSAEConfig",
     "PretrainedSAE",
     "__version__",
     "aligned_architectures",
@@ -90,6 +109,7 @@ __all__ = [
     "sae_alignment_cosines",
     "sae_alignment_scores",
     "sae_alignment_summary",
+    "sparsity_penalty",
     "summarize_alignment",
     "tied_decoder",
 ]

@@ -2,6 +2,9 @@
 
 Each variant is the `AlignedTrainingSAE` mixin in front of a SAELens class, plus a
 config that adds only `alignment` (from `AlignedTrainingSAEConfig`) and the name.
+p-annealing is the `PAnnealTrainingSAE` mixin, in front of `StandardTrainingSAE`
+(`panneal`, the non-aligned baseline) and behind the aligned mixin
+(`aligned_panneal`).
 """
 
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from typing_extensions import override
 
 from saelens_aligned.aligned_sae import AlignedTrainingSAE, AlignedTrainingSAEConfig
+from saelens_aligned.p_anneal import PAnnealTrainingSAE, PAnnealTrainingSAEConfig
 
 
 @dataclass
@@ -145,6 +149,51 @@ class AlignedGatedTrainingSAE(
         return self.r_mag.exp()
 
 
+@dataclass
+class PAnnealStandardTrainingSAEConfig(
+    PAnnealTrainingSAEConfig, StandardTrainingSAEConfig
+):
+    """ReLU + L1 with p-annealing (not aligned); exported as SAELens "standard".
+    Fields as in StandardTrainingSAEConfig, plus those of PAnnealTrainingSAEConfig."""
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "panneal"
+
+
+class PAnnealStandardTrainingSAE(
+    PAnnealTrainingSAE[PAnnealStandardTrainingSAEConfig], StandardTrainingSAE
+):
+    pass
+
+
+@dataclass
+class AlignedPAnnealStandardTrainingSAEConfig(
+    AlignedTrainingSAEConfig, PAnnealStandardTrainingSAEConfig
+):
+    """`aligned` with p-annealing; its base architecture is `panneal`. Fields as in
+    PAnnealStandardTrainingSAEConfig, plus `alignment`."""
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return "aligned_panneal"
+
+
+class AlignedPAnnealStandardTrainingSAE(
+    AlignedTrainingSAE[AlignedPAnnealStandardTrainingSAEConfig],
+    PAnnealStandardTrainingSAE,
+):
+    pass
+
+
+# Non-aligned architectures this package adds, as baselines for aligned ones.
+# Registered before the aligned ones, which may name them as their base.
+BASELINE_TRAINING_CLASSES: tuple[
+    tuple[type[TrainingSAE[Any]], type[TrainingSAEConfig]], ...
+] = ((PAnnealStandardTrainingSAE, PAnnealStandardTrainingSAEConfig),)
+
 ALIGNED_TRAINING_CLASSES: tuple[
     tuple[type[AlignedTrainingSAE[Any]], type[AlignedTrainingSAEConfig]], ...
 ] = (
@@ -157,6 +206,7 @@ ALIGNED_TRAINING_CLASSES: tuple[
     ),
     (AlignedJumpReLUTrainingSAE, AlignedJumpReLUTrainingSAEConfig),
     (AlignedGatedTrainingSAE, AlignedGatedTrainingSAEConfig),
+    (AlignedPAnnealStandardTrainingSAE, AlignedPAnnealStandardTrainingSAEConfig),
 )
 
 
@@ -173,7 +223,7 @@ def base_architecture(config_class: type[TrainingSAEConfig]) -> str:
 
 
 def _inference_classes(
-    config_class: type[AlignedTrainingSAEConfig],
+    config_class: type[TrainingSAEConfig],
 ) -> tuple[type[SAE[Any]], type[SAEConfig]]:
     # The export is the base's inference architecture (standard, topk, jumprelu or
     # gated). BatchTopK-style bases name theirs by overriding
@@ -220,13 +270,17 @@ def _same_class(registered: type, ours: type) -> bool:
 
 
 def register_aligned_architectures() -> None:
-    """Register every aligned variant in SAELens' registries. Idempotent.
+    """Register every aligned variant, and the baselines in
+    BASELINE_TRAINING_CLASSES, in SAELens' registries. Idempotent.
 
     SAELens' register functions refuse a name twice, so a repeated import or an
     `importlib.reload` (which creates new class objects) replaces our own earlier
     entries in place; a name taken by some other package is an error.
     """
-    for sae_class, config_class in ALIGNED_TRAINING_CLASSES:
+    for sae_class, config_class in (
+        *BASELINE_TRAINING_CLASSES,
+        *ALIGNED_TRAINING_CLASSES,
+    ):
         name = config_class.architecture()
         inference_entry = _inference_classes(config_class)
         existing = SAE_TRAINING_CLASS_REGISTRY.get(name)

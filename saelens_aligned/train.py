@@ -6,7 +6,9 @@ variants, because SAELens builds its choices from the registry we extend.
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from sae_lens.config import LanguageModelSAERunnerConfig
 from sae_lens.llm_sae_training_runner import (
     LanguageModelSAETrainingRunner,
     _parse_cfg_args,
@@ -15,6 +17,7 @@ from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
 from sae_lens.training._interruption import InterruptedException
 
 import saelens_aligned  # noqa: F401  (registers the aligned architectures)
+from saelens_aligned.p_anneal import PAnnealTrainingSAEConfig
 from saelens_aligned.validation import validate_runner_config
 
 
@@ -33,12 +36,28 @@ def check_architecture_arg(args: Sequence[str]) -> None:
             )
 
 
+def check_p_anneal_run_length(cfg: LanguageModelSAERunnerConfig[Any]) -> None:
+    """p-annealing spreads its schedule over `p_anneal_total_steps`, which the SAE
+    config must be told; refuse a run whose real length differs."""
+    sae_cfg = cfg.sae
+    if (
+        isinstance(sae_cfg, PAnnealTrainingSAEConfig)
+        and sae_cfg.p_anneal_total_steps != cfg.total_training_steps
+    ):
+        raise SystemExit(
+            f"error: --p_anneal_total_steps {sae_cfg.p_anneal_total_steps} does not "
+            f"match this run's {cfg.total_training_steps} training steps "
+            "(total_training_tokens // train_batch_size_tokens)."
+        )
+
+
 def main(args: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if args is None else args)
     check_architecture_arg(args)
     # SAELens' own parser (every flag); then our checks, before any model loads.
     cfg = _parse_cfg_args(args)
     validate_runner_config(cfg)
+    check_p_anneal_run_length(cfg)
     try:
         LanguageModelSAETrainingRunner(cfg=cfg).run()
     except (KeyboardInterrupt, InterruptedException):

@@ -29,6 +29,11 @@ def architecture_kwargs(architecture: str, d_sae: int) -> dict[str, Any]:
         kwargs["k"] = 4
     if "matryoshka" in architecture:
         kwargs["matryoshka_widths"] = [d_sae // 4, d_sae]
+    if "panneal" in architecture:
+        # The schedule needs the run length, and SAEBench's anneal_start (10_000)
+        # lies beyond a test-sized run.
+        kwargs["p_anneal_total_steps"] = 100
+        kwargs["anneal_start"] = 10
     return kwargs
 
 
