@@ -3,7 +3,6 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import make_sae, random_batches, step_input
 from sae_lens.config import SAETrainerConfig
 from sae_lens.registry import get_sae_training_class
 from sae_lens.saes.sae import SAE, TrainingSAE
@@ -18,6 +17,7 @@ from saelens_aligned.p_anneal import (
     PAnnealTrainingSAE,
     sparsity_penalty,
 )
+from tests.conftest import make_sae, random_batches, step_input
 
 P_ANNEAL_ARCHITECTURES = ["panneal", "aligned_panneal"]
 D_IN, D_SAE, BATCH = 16, 48, 64

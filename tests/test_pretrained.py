@@ -12,7 +12,6 @@ import huggingface_hub.constants
 import pytest
 import torch
 import yaml
-from conftest import make_sae
 from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 from sae_lens.saes.sae import SAE
 
@@ -42,6 +41,7 @@ from saelens_aligned.pretrained import (
     register_pretrained_releases,
     release_entry,
 )
+from tests.conftest import make_sae
 
 
 def save_sae(architecture: str, path: Path, seed: int = 0, **kwargs: Any) -> SAE[Any]:
