@@ -4,6 +4,7 @@ Every SAELens flag works unchanged; `--architecture` also offers the aligned
 variants, because SAELens builds its choices from the registry we extend.
 """
 
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,8 @@ from sae_lens.llm_sae_training_runner import (
     _parse_cfg_args,
 )
 from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
-from sae_lens.training._interruption import InterruptedException
+from sae_lens.training._interruption import InterruptedException, interrupt_callback
+from typing_extensions import override
 
 import saelens_aligned  # noqa: F401  (registers the aligned architectures)
 from saelens_aligned.p_anneal import PAnnealTrainingSAEConfig
@@ -51,6 +53,32 @@ def check_p_anneal_run_length(cfg: LanguageModelSAERunnerConfig[Any]) -> None:
         )
 
 
+class CheckpointOnInterruptRunner(LanguageModelSAETrainingRunner):
+    """SAELens' runner, except that Ctrl-C / SIGTERM saves a full checkpoint.
+
+    SAELens' own interrupt handler (6.54) only writes the activation-store state
+    and runner config, into a folder it never creates, so the SAE weights and
+    trainer state are lost. `SAETrainer.save_checkpoint` writes all of them and
+    then calls the runner's own hook, so this override is the whole fix.
+    """
+
+    @override
+    def run_trainer_with_interruption_handling(self, trainer: Any) -> Any:
+        previous = {
+            sig: signal.signal(sig, interrupt_callback)
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            return trainer.fit()
+        except (KeyboardInterrupt, InterruptedException):
+            if self.cfg.checkpoint_path is not None:
+                trainer.save_checkpoint(checkpoint_name=str(trainer.n_training_samples))
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def main(args: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if args is None else args)
     check_architecture_arg(args)
@@ -59,7 +87,7 @@ def main(args: Sequence[str] | None = None) -> None:
     validate_runner_config(cfg)
     check_p_anneal_run_length(cfg)
     try:
-        LanguageModelSAETrainingRunner(cfg=cfg).run()
+        CheckpointOnInterruptRunner(cfg=cfg).run()
     except (KeyboardInterrupt, InterruptedException):
         # SAELens has already written a checkpoint under checkpoint_path.
         where = cfg.checkpoint_path or "(no checkpoint_path: nothing saved)"
