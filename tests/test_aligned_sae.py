@@ -126,10 +126,13 @@ def test_alignment_survives_folds(architecture, alignment):
     assert_aligned(sae, alignment, check_cosine=False)
 
 
-@pytest.mark.parametrize("architecture,alignment", ALIGNED_CASES)
+# BatchTopK's selection depends on the whole batch, so its outputs are not a
+# function of one input and cannot be compared across an affine change of inputs.
+@pytest.mark.parametrize(
+    "architecture,alignment",
+    [case for case in ALIGNED_CASES if "batchtopk" not in case.values[0]],
+)
 def test_folding_whitening_preserves_outputs(architecture, alignment):
-    if "batchtopk" in architecture:
-        pytest.skip("BatchTopK selection depends on the whole batch, not the weights")
     sae = make_sae(architecture, alignment)
     train(sae, steps=20)
     sae.eval()
