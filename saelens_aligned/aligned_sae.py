@@ -221,7 +221,12 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
 
     @override
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        self.align_()
+        # The optimizer hook has normally aligned the stored weights already; a
+        # compiled step cannot read version counters, so it always re-aligns.
+        if torch.compiler.is_compiling():
+            self.align_()
+        else:
+            self._align_if_stale()
         self._in_aligned_step = True
         try:
             with _parameters_replaced(self, self.aligned_weights()):

@@ -29,7 +29,8 @@ BIMODALITY_THRESHOLD = 5 / 9
 
 def alignment_scores(W_enc_DF: torch.Tensor, W_dec_FD: torch.Tensor) -> torch.Tensor:
     """a_i = <e_i, d_i>: each feature's gain on its own decoder direction. [F]"""
-    return torch.einsum("df,fd->f", W_enc_DF, W_dec_FD)
+    # Elementwise product and column sums: no transposed copy of either matrix.
+    return (W_enc_DF * W_dec_FD.T).sum(dim=0)
 
 
 def alignment_cosines(W_enc_DF: torch.Tensor, W_dec_FD: torch.Tensor) -> torch.Tensor:
