@@ -80,6 +80,8 @@ def build_sae(
         extra["k"] = settings.k
     if "matryoshka" in architecture:
         extra["matryoshka_widths"] = [settings.d_sae // 4, settings.d_sae]
+    if "panneal" in architecture:
+        extra["p_anneal_total_steps"] = 10**6
     return sae_class(
         config_class(
             d_in=settings.d_in, d_sae=settings.d_sae, device=settings.device, **extra
