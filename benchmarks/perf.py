@@ -89,28 +89,42 @@ def build_sae(
     )
 
 
+def plain_trainer_config(
+    total_training_samples: int,
+    batch: int,
+    device: str = "cpu",
+    lr: float = 3e-4,
+    **overrides: Any,
+) -> SAETrainerConfig:
+    """An in-process SAETrainer config: constant lr, no checkpoints, no W&B."""
+    fields: dict[str, Any] = {
+        "n_checkpoints": 0,
+        "checkpoint_path": None,
+        "save_final_checkpoint": False,
+        "total_training_samples": total_training_samples,
+        "device": device,
+        "autocast": False,
+        "lr": lr,
+        "lr_end": lr,
+        "lr_scheduler_name": "constant",
+        "lr_warm_up_steps": 0,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.999,
+        "lr_decay_steps": 0,
+        "n_restart_cycles": 1,
+        "train_batch_size_samples": batch,
+        "dead_feature_window": 1000,
+        "feature_sampling_window": 2000,
+        "logger": LoggingConfig(log_to_wandb=False),
+    }
+    return SAETrainerConfig(**{**fields, **overrides})
+
+
 def build_trainer(
     sae: TrainingSAE[Any], settings: PerfSettings
 ) -> SAETrainer[Any, Any]:
-    cfg = SAETrainerConfig(
-        n_checkpoints=0,
-        checkpoint_path=None,
-        save_final_checkpoint=False,
-        total_training_samples=10**9,
-        device=settings.device,
-        autocast=settings.autocast,
-        lr=3e-4,
-        lr_end=3e-4,
-        lr_scheduler_name="constant",
-        lr_warm_up_steps=0,
-        adam_beta1=0.9,
-        adam_beta2=0.999,
-        lr_decay_steps=0,
-        n_restart_cycles=1,
-        train_batch_size_samples=settings.batch,
-        dead_feature_window=1000,
-        feature_sampling_window=2000,
-        logger=LoggingConfig(log_to_wandb=False),
+    cfg = plain_trainer_config(
+        10**9, settings.batch, settings.device, autocast=settings.autocast
     )
     return SAETrainer(cfg=cfg, sae=sae, data_provider=iter(()))
 

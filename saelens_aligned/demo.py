@@ -621,14 +621,10 @@ class DemoResult:
 
 def run_demo(config: DemoConfig) -> DemoResult:
     """Validate, cache, train both SAEs, evaluate them and write the report."""
-    import datasets
 
     from saelens_aligned.corpus import write_text_atomic
     from saelens_aligned.report import write_report
 
-    # datasets' torch formatter imports torchvision.io.VideoReader, gone in
-    # torchvision 0.29; reading cached activations does not need it.
-    datasets.config.TORCHVISION_AVAILABLE = False
     start = time.monotonic()
     inputs = validate(config)
     inputs.output_dir.mkdir(parents=True, exist_ok=True)

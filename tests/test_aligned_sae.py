@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 import torch
 from sae_lens import SAE, TrainingSAE
-from sae_lens.config import LoggingConfig, SAETrainerConfig
+from sae_lens.config import SAETrainerConfig
 from sae_lens.registry import SAE_CLASS_REGISTRY, SAE_TRAINING_CLASS_REGISTRY
 from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
 from sae_lens.training.sae_trainer import SAETrainer
 
 import saelens_aligned
+from benchmarks.perf import plain_trainer_config
 from saelens_aligned.aligned_sae import AlignedTrainingSAE
 from saelens_aligned.diagnostics import sae_alignment_cosines, sae_alignment_scores
 from tests.conftest import (
@@ -37,26 +38,7 @@ def assert_aligned(sae: Any, alignment: str, check_cosine: bool = True) -> None:
 
 
 def trainer_config(steps: int, batch: int = 64, **kwargs: Any) -> SAETrainerConfig:
-    return SAETrainerConfig(
-        n_checkpoints=0,
-        checkpoint_path=None,
-        save_final_checkpoint=False,
-        total_training_samples=steps * batch,
-        device="cpu",
-        lr=3e-3,
-        lr_end=3e-3,
-        lr_scheduler_name="constant",
-        lr_warm_up_steps=0,
-        adam_beta1=0.9,
-        adam_beta2=0.999,
-        lr_decay_steps=0,
-        n_restart_cycles=1,
-        train_batch_size_samples=batch,
-        dead_feature_window=1000,
-        feature_sampling_window=2000,
-        logger=LoggingConfig(log_to_wandb=False),
-        **{"autocast": False, **kwargs},
-    )
+    return plain_trainer_config(steps * batch, batch, lr=3e-3, **kwargs)
 
 
 def train(sae: TrainingSAE[Any], steps: int) -> SAETrainer[Any, Any]:

@@ -33,9 +33,6 @@ from saelens_aligned.diagnostics import sae_alignment_scores
 from saelens_aligned.offline import default_model_dir
 from saelens_aligned.train import main as train_cli
 
-# The torch formatter of datasets 3.6 imports a torchvision API that 0.29 removed.
-datasets.config.TORCHVISION_AVAILABLE = False
-
 HOOK = "model.layers.3"
 D_IN = 576
 CONTEXT = 32
