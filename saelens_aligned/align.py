@@ -23,9 +23,6 @@ formatting) are separate from I/O (model, data, files) and from plotting.
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +35,7 @@ from sae_lens.saes.sae import SAE
 from saelens_aligned.aligned_sae import AlignedTrainingSAE
 from saelens_aligned.alignment import AlignmentForm
 from saelens_aligned.architectures import aligned_architectures, base_architecture
+from saelens_aligned.io import atomic_dir, write_json_atomic, write_text_atomic
 
 # What a stock inference architecture is fine-tuned as. BatchTopK and Matryoshka
 # exports are JumpReLU SAEs and continue as aligned JumpReLU unless the caller
@@ -234,38 +232,16 @@ def format_report(report: AlignReport) -> str:
 
 
 # ---------------------------------------------------------------------------
-# I/O: atomic files
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+# I/O: the converted SAEs, written atomically
 
 
 def save_inference_sae_atomic(sae: SAE[Any], path: str | Path) -> Path:
-    """`save_inference_model` (or `save_model`) into a temp dir, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    """`save_inference_model` (or `save_model`) into a temporary sibling
+    directory, which then takes the place of `path` (see `io.atomic_dir`)."""
+    with atomic_dir(path) as tmp:
         saver = getattr(sae, "save_inference_model", None) or sae.save_model
         saver(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------
@@ -350,7 +326,10 @@ def load_text_dataset(dataset: Sequence[str], text_column: str = "text") -> Any:
             builder, data_files=[str(p) for p in local], split="train"
         )
     elif len(specs) == 1:
-        ds = datasets.load_dataset(specs[0], split="train", streaming=False)
+        # A dataset script is remote code: never run it (datasets' default asks).
+        ds = datasets.load_dataset(
+            specs[0], split="train", streaming=False, trust_remote_code=False
+        )
     else:
         missing = [s for s, p in zip(specs, local) if not p.exists()]
         raise FileNotFoundError(f"Dataset files not found: {missing}")
@@ -408,6 +387,7 @@ def runner_config(
         model_class_name=model_class_name,
         hook_name=hook_name,
         dataset_path="saelens-aligned-local-text",
+        dataset_trust_remote_code=False,
         is_dataset_tokenized=False,
         streaming=False,
         context_size=cfg.context_size,
@@ -543,16 +523,11 @@ def run_align(cfg: AlignConfig, model: Any = None) -> AlignReport:
         tuned = finetune(aligned, model, run_cfg, train_ds)
         add_stage(f"{cfg.alignment}+finetuned", tuned, out / "finetuned")
 
-    write_text_atomic(
-        out / "report.json", json.dumps(report.to_dict(), indent=2) + "\n"
-    )
+    write_json_atomic(out / "report.json", report.to_dict(), indent=2)
     write_text_atomic(out / "report.md", format_report(report))
-    fd, tmp = tempfile.mkstemp(prefix=".alignment_histograms.", suffix=".png", dir=out)
-    os.close(fd)
-    try:
-        plot_alignment_histograms(scores, tmp, title=f"Alignment scores: {cfg.source}")
-        os.replace(tmp, out / "alignment_histograms.png")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    plot_alignment_histograms(
+        scores,
+        out / "alignment_histograms.png",
+        title=f"Alignment scores: {cfg.source}",
+    )
     return report

@@ -21,11 +21,13 @@ import random
 import socket
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# Re-exported: callers import the atomic writer from here too.
+from saelens_aligned.io import write_text_atomic
 
 DEFAULT_CORPUS_NAME = "python-stdlib"
 # Files are shuffled with this seed; every `EVAL_EVERY`-th file goes to eval.
@@ -140,26 +142,6 @@ def default_corpus(cache_dir: str | Path | None = None) -> TextCorpus:
     )
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary sibling and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; use normal perms
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_jsonl_atomic(path: Path, texts: Iterable[str]) -> None:
     write_text_atomic(
         path, "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
@@ -248,7 +230,10 @@ def load_corpus_split(corpus: TextCorpus, split: str) -> Any:
     source = corpus.eval if split == "eval" and corpus.eval else corpus.train
     if corpus.hub:
         assert isinstance(source, str)
-        return datasets.load_dataset(source, split="train", streaming=True)
+        # A dataset script is remote code: never run it (datasets' default asks).
+        return datasets.load_dataset(
+            source, split="train", streaming=True, trust_remote_code=False
+        )
     assert isinstance(source, tuple)
     builder = "json" if source[0].endswith(JSON_SUFFIXES) else "text"
     return datasets.load_dataset(builder, data_files=list(source), split="train")

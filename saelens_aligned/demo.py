@@ -411,6 +411,7 @@ def ensure_activation_cache(inputs: ResolvedInputs, model: Any, d_in: int) -> Pa
             config.training_tokens, model_batch_size * config.context_size, d_in * 4
         ),
         streaming=inputs.corpus.hub,
+        dataset_trust_remote_code=False,
     )
     say(f"Caching {config.training_tokens:,} tokens of {config.hook} activations ...")
     runner = _cache_runner(
@@ -513,6 +514,7 @@ def train_sae(
         model_class_name=config.model_class,
         hook_name=config.hook,
         dataset_path=_dataset_path(inputs.corpus),
+        dataset_trust_remote_code=False,
         use_cached_activations=True,
         cached_activations_path=str(cache_dir),
         is_dataset_tokenized=False,
@@ -576,17 +578,16 @@ def eval_activation_store(inputs: ResolvedInputs, model: Any, sae: Any) -> Any:
 
 def evaluate_sae(inputs: ResolvedInputs, model: Any, sae_dir: Path) -> dict[str, Any]:
     """SAEBench core eval and alignment scores of the SAE saved in `sae_dir`."""
-    from sae_lens import SAE
-
     from saelens_aligned.diagnostics import sae_alignment_scores, sae_alignment_summary
     from saelens_aligned.evaluation import (
         CoreEvalSettings,
         headline_metrics,
         run_core_eval,
     )
+    from saelens_aligned.io import load_sae_dir
 
     config = inputs.config
-    sae = SAE.load_from_disk(str(sae_dir), device=config.device)
+    sae = load_sae_dir(sae_dir, device=config.device)
     settings = CoreEvalSettings(
         batch_size_prompts=config.eval_batch_size_prompts,
         n_eval_reconstruction_batches=config.eval_reconstruction_batches,

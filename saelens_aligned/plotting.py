@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from saelens_aligned.alignment import HISTOGRAM_EDGES
+from saelens_aligned.io import save_figure_atomic
 
 
 def plot_alignment_histograms(
@@ -17,7 +18,8 @@ def plot_alignment_histograms(
 ) -> Any:
     """Side-by-side histograms of alignment scores, one panel per SAE, shared bins.
 
-    Returns the matplotlib Figure; writes a PNG when `path` is given.
+    Returns the matplotlib Figure; when `path` is given, writes it as a PNG
+    (atomically) and closes it.
     """
     import matplotlib
 
@@ -42,6 +44,5 @@ def plot_alignment_histograms(
     fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure_atomic(fig, path)
     return fig

@@ -14,7 +14,6 @@ a message that says how to convert it.
 """
 
 import contextlib
-import struct
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -30,17 +29,15 @@ from sae_lens.loading.pretrained_saes_directory import (
 from sae_lens.saes.sae import SAE
 
 from saelens_aligned.alignment import AlignmentSummary
+from saelens_aligned.io import (
+    NotSafetensorsError,
+    check_sae_dir,
+    check_safetensors,
+    load_sae_dir,
+    not_safetensors_error,
+)
 
 REGISTRY_FILENAME = "pretrained_saes.yaml"
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
-# A safetensors file starts with an 8-byte little-endian header length, then a
-# JSON header. Anything above this is not a plausible header (SAELens' own files
-# have headers of a few hundred bytes).
-MAX_SAFETENSORS_HEADER = 100_000_000
-
-
-class NotSafetensorsError(ValueError):
-    """A weights file that is not safetensors; we never unpickle weights."""
 
 
 class PretrainedSAE(NamedTuple):
@@ -54,61 +51,6 @@ class PretrainedSAE(NamedTuple):
     """The local SAE directory the weights were read from."""
     trained_aligned: bool
     """Whether its metadata says it was trained with an aligned architecture."""
-
-
-# ---------------------------------------------------------------------------
-# safetensors checks
-
-
-def _pickle_refusal(path: Path, reason: str) -> NotSafetensorsError:
-    return NotSafetensorsError(
-        f"Refusing to load {path}: {reason}. saelens-aligned reads SAE weights only "
-        "from safetensors files, because pickle-based files (.pt, .pth, .bin, .pkl, "
-        ".ckpt) can execute arbitrary code when loaded. If you trust the file, "
-        "convert it once: `from safetensors.torch import save_file; "
-        "save_file(torch.load(path, weights_only=True), "
-        f"'{SAE_WEIGHTS_FILENAME}')` next to a SAELens cfg.json."
-    )
-
-
-def check_safetensors(path: str | Path) -> Path:
-    """Raise `NotSafetensorsError` unless `path` is a well-formed safetensors file."""
-    path = Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise _pickle_refusal(path, f"'{path.suffix}' is a pickle-based format")
-    with path.open("rb") as f:
-        head = f.read(9)
-    size = path.stat().st_size
-    if len(head) < 9:
-        raise _pickle_refusal(path, "the file is too short to be safetensors")
-    (header_len,) = struct.unpack("<Q", head[:8])
-    if header_len > min(size - 8, MAX_SAFETENSORS_HEADER) or head[8:9] != b"{":
-        kind = (
-            "it is a zip archive (torch.save format)"
-            if head[:4] == b"PK\x03\x04"
-            else "it is a pickle"
-            if head[:1] == b"\x80"
-            else "its header is not a safetensors header"
-        )
-        raise _pickle_refusal(path, kind)
-    return path
-
-
-def _check_sae_dir(path: Path) -> Path:
-    """`path` as a SAELens SAE directory with safetensors weights, or a clear error."""
-    weights = path / SAE_WEIGHTS_FILENAME
-    if not weights.exists():
-        pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        if pickled:
-            raise _pickle_refusal(
-                path / pickled[0],
-                f"{path} holds no {SAE_WEIGHTS_FILENAME}, only {pickled}",
-            )
-        raise FileNotFoundError(
-            f"{path} has {SAE_CFG_FILENAME} but no {SAE_WEIGHTS_FILENAME}."
-        )
-    check_safetensors(weights)
-    return path
 
 
 # ---------------------------------------------------------------------------
@@ -270,13 +212,14 @@ def resolve_sae_dir(
     if path.is_file():
         if path.name == SAE_WEIGHTS_FILENAME or path.suffix == ".safetensors":
             check_safetensors(path)
-            return _check_sae_dir(path.parent)
-        raise _pickle_refusal(path, f"'{path.suffix}' is not a safetensors file")
+            return check_sae_dir(path.parent)
+        raise not_safetensors_error(path, f"'{path.suffix}' is not a safetensors file")
     if path.is_dir():
-        if (path / SAE_CFG_FILENAME).exists():
-            return _check_sae_dir(path)
+        # Weights without cfg.json is a damaged SAE dir, not an HF-layout folder.
+        if (path / SAE_CFG_FILENAME).exists() or (path / SAE_WEIGHTS_FILENAME).exists():
+            return check_sae_dir(path)
         chosen = _pick_sae_id(sae_ids_in_folder(path), sae_id, str(path))
-        return _check_sae_dir(path / chosen)
+        return check_sae_dir(path / chosen)
     source = str(source)
     release = _find_release(source)
     if release is not None:
@@ -286,7 +229,7 @@ def resolve_sae_dir(
                 f"Release {source!r} uses conversion {release.conversion_func!r}; load it "
                 "with SAE.from_pretrained, which knows that format."
             )
-        return _check_sae_dir(
+        return check_sae_dir(
             _download_sae_dir(release.repo_id, release.saes_map[chosen], force_download)
         )
     if source.count("/") == 1 and not source.startswith((".", "/", "~")):
@@ -295,7 +238,7 @@ def resolve_sae_dir(
             if sae_id is not None
             else _pick_sae_id(_hub_sae_ids(source), None, f"HF repo {source!r}")
         )
-        return _check_sae_dir(_download_sae_dir(source, chosen, force_download))
+        return check_sae_dir(_download_sae_dir(source, chosen, force_download))
     raise FileNotFoundError(
         f"{source!r} is neither a local path, a release in saelens-aligned's or "
         "SAELens' registry, nor a Hugging Face repo id (owner/name)."
@@ -323,7 +266,7 @@ def load_sae(
     from saelens_aligned.diagnostics import sae_alignment_summary
 
     sae_dir = resolve_sae_dir(source, sae_id, force_download=force_download)
-    sae = SAE.load_from_disk(sae_dir, device=device, dtype=dtype)
+    sae = load_sae_dir(sae_dir, device=device, dtype=dtype)
     return PretrainedSAE(
         sae=sae,
         alignment=sae_alignment_summary(sae),

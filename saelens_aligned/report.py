@@ -1,20 +1,19 @@
 """The demo's report folder: markdown table, PNG plots, raw metrics as JSON.
 
 `summary_table` is pure (results in, markdown out); `write_report` does the I/O.
-Every file is written through a temporary sibling and os.replace.
+Every file is written through a temporary sibling and os.replace
+(`saelens_aligned.io`).
 """
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from saelens_aligned.corpus import write_text_atomic
+from saelens_aligned.io import save_figure_atomic, write_text_atomic
 
 SUMMARY_FILENAME = "summary.md"
 METRICS_FILENAME = "metrics.json"
@@ -97,22 +96,6 @@ def summary_markdown(
     )
 
 
-def _save_figure_atomic(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def plot_feature_densities(densities_by_name: Mapping[str, list[float]]) -> Any:
     """Side-by-side histograms of log10 feature density; dead latents in a bar of
     their own at the left."""
@@ -159,11 +142,11 @@ def write_report(
     fig = plot_alignment_histograms(
         {name: np.asarray(r["alignment_scores"]) for name, r in results.items()}
     )
-    _save_figure_atomic(fig, paths["alignment_plot"])
+    save_figure_atomic(fig, paths["alignment_plot"])
     fig = plot_feature_densities(
         {name: r["feature_density"] for name, r in results.items()}
     )
-    _save_figure_atomic(fig, paths["density_plot"])
+    save_figure_atomic(fig, paths["density_plot"])
     write_text_atomic(
         paths["metrics"],
         json.dumps({"meta": meta, "results": results}, indent=1, default=str),

@@ -1,7 +1,10 @@
 """`python -m saelens_aligned.train ...`: SAELens' own training CLI, plugin loaded.
 
 Every SAELens flag works unchanged; `--architecture` also offers the aligned
-variants, because SAELens builds its choices from the registry we extend.
+variants, because SAELens builds its choices from the registry we extend. One
+default differs: `--dataset_trust_remote_code` is false unless passed (SAELens
+defaults it to true, which lets a Hugging Face dataset run its own loading
+script); `--dataset_trust_remote_code true` turns it back on.
 """
 
 import signal
@@ -36,6 +39,22 @@ def check_architecture_arg(args: Sequence[str]) -> None:
                 f"error: --architecture {value!r} is not a registered SAELens "
                 f"architecture. Valid choices: {sorted(SAE_TRAINING_CLASS_REGISTRY)}."
             )
+
+
+# Flags whose default we change, and the value given when the user passes none.
+SAFER_DEFAULTS = {"--dataset_trust_remote_code": "false"}
+
+
+def with_safer_defaults(args: Sequence[str]) -> list[str]:
+    """`args` with `SAFER_DEFAULTS` put in front. argparse keeps the last value
+    of a repeated flag, so any value the user passes (including an abbreviated
+    flag such as `--dataset_trust`) still wins. No arguments stays no arguments,
+    which SAELens answers with --help."""
+    args = list(args)
+    if not args:
+        return args
+    defaults = [item for pair in SAFER_DEFAULTS.items() for item in pair]
+    return defaults + args
 
 
 def check_p_anneal_run_length(cfg: LanguageModelSAERunnerConfig[Any]) -> None:
@@ -79,13 +98,21 @@ class CheckpointOnInterruptRunner(LanguageModelSAETrainingRunner):
                 signal.signal(sig, handler)
 
 
-def main(args: Sequence[str] | None = None) -> None:
-    args = list(sys.argv[1:] if args is None else args)
+def parse_runner_config(args: Sequence[str]) -> LanguageModelSAERunnerConfig[Any]:
+    """The runner config the CLI would train with, checked; loads no model or data.
+
+    SAELens' own parser (every flag, our safer defaults in front), then our checks.
+    """
     check_architecture_arg(args)
-    # SAELens' own parser (every flag); then our checks, before any model loads.
-    cfg = _parse_cfg_args(args)
+    cfg = _parse_cfg_args(with_safer_defaults(args))
     validate_runner_config(cfg)
     check_p_anneal_run_length(cfg)
+    return cfg
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if args is None else args)
+    cfg = parse_runner_config(args)
     try:
         CheckpointOnInterruptRunner(cfg=cfg).run()
     except (KeyboardInterrupt, InterruptedException):
