@@ -1,21 +1,30 @@
-"""`python -m benchmarks COMMAND`: perf (and, as they land, sweep / report / eval)."""
+"""`python -m benchmarks COMMAND`: sweep, report, eval, perf."""
 
 import argparse
 import importlib
+import sys
 
 COMMANDS = {
+    "sweep": ("benchmarks.sweep", "Train and evaluate a sweep of SAEs (resumable)."),
+    "report": ("benchmarks.report", "Re-render a sweep's report from its records."),
+    "eval": (
+        "benchmarks.eval_saes",
+        "Evaluate existing SAE folders (any SAELens SAE).",
+    ),
     "perf": ("benchmarks.perf", "Step-time, memory and roofline of aligned vs base."),
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        importlib.import_module(module).add_arguments(
-            sub.add_parser(name, help=help_text, description=help_text)
-        )
-    args = parser.parse_args()
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        # Only the chosen command's module is imported (they import torch & co).
+        if argv and argv[0] == name:
+            importlib.import_module(module).add_arguments(command_parser)
+    args = parser.parse_args(argv)
     importlib.import_module(COMMANDS[args.command][0]).main(args)
 
 

@@ -270,6 +270,14 @@ def validate(config: DemoConfig) -> ResolvedInputs:
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise DemoInputError("--device cuda was requested but no GPU is visible.")
     output_dir = check_output_dir(config)
+    return resolve_data_inputs(config, output_dir, baseline)
+
+
+def resolve_data_inputs(
+    config: DemoConfig, output_dir: Path, baseline: str = ""
+) -> ResolvedInputs:
+    """Model, corpus, hook and activation-cache location of `config` (the checks
+    shared by the demo and the benchmark sweeps); fails fast on bad input."""
     model_name, model_label = resolve_model(config)
     try:
         corpus = resolve_corpus(config.dataset, config.cache_dir)
@@ -491,25 +499,30 @@ def train_sae(
     model: Any,
     cache_dir: Path,
     d_in: int,
+    out: Path | None = None,
+    sae_cfg: Any | None = None,
 ) -> Path:
-    """Train `architecture` on the cached activations; returns its SAELens folder."""
+    """Train `architecture` on the cached activations; returns its SAELens folder
+    (`out`, by default <output_dir>/saes/<architecture>). `sae_cfg` replaces the
+    training config `sae_config` would build."""
     from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner
     from sae_lens.config import LoggingConfig
 
     from saelens_aligned.corpus import load_corpus_split
 
     config = inputs.config
-    out = inputs.output_dir / "saes" / architecture
+    if out is None:
+        out = inputs.output_dir / "saes" / architecture
     # SAELens writes the SAE folder file by file: write it under a temporary
     # name and rename it into place, so `out` is always a complete SAE.
-    partial = out.parent / f".{architecture}.partial"
+    partial = out.parent / f".{out.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     # SAELens' mixing buffer must hold at least one training batch.
     n_batches_in_buffer = max(
         4, math.ceil(2 * config.train_batch_size_tokens / config.context_size)
     )
     runner_config = LanguageModelSAERunnerConfig(
-        sae=sae_config(architecture, config, d_in),
+        sae=sae_cfg if sae_cfg is not None else sae_config(architecture, config, d_in),
         model_name=inputs.model_name,
         model_class_name=config.model_class,
         hook_name=config.hook,
@@ -534,7 +547,9 @@ def train_sae(
         verbose=False,
     )
     torch.manual_seed(config.seed)
-    say(f"Training {architecture} (d_sae {config.d_sae}) on the cached activations ...")
+    say(
+        f"Training {architecture} (d_sae {runner_config.sae.d_sae}) on the cached activations ..."
+    )
     # SAELens opens the text dataset even when it reads cached activations.
     text = None if inputs.corpus.hub else load_corpus_split(inputs.corpus, "train")
     # SAELens installs its own SIGINT/SIGTERM handlers for training; put ours back.

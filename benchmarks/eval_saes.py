@@ -1,0 +1,136 @@
+"""Evaluate SAEs that already exist: aligned or not, ours or stock SAELens ones.
+
+    python -m benchmarks eval path/to/sae_dir [more dirs] --out DIR
+    python -m benchmarks eval stock_sae/ --model ~/models/gpt2 --dataset data.txt
+
+Each folder is a SAELens SAE folder (cfg.json + sae_weights.safetensors). Its
+model, hook and context size come from its own cfg.json metadata unless given;
+the evaluation is the sweep's (SAEBench core against the live model, meta_structure,
+alignment scores), and each SAE gets a record in `DIR/records/` in the sweep's
+layout, so `python -m benchmarks report DIR` draws them.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.config import EvalSettings, RunSpec, SweepConfig
+from benchmarks.records import record_path, write_json_atomic
+
+
+class EvalInputError(ValueError):
+    """An SAE folder or option is unusable; the message names it and the fix."""
+
+
+def read_sae_cfg(sae_dir: Path) -> dict[str, Any]:
+    cfg_path = sae_dir / "cfg.json"
+    if not sae_dir.is_dir():
+        raise EvalInputError(f"{str(sae_dir)!r} is not a folder; pass SAE folders.")
+    if not cfg_path.exists() or not (sae_dir / "sae_weights.safetensors").exists():
+        raise EvalInputError(
+            f"{str(sae_dir)!r} is not a SAELens SAE folder: it needs cfg.json and "
+            "sae_weights.safetensors (save with sae.save_model or "
+            "save_inference_model)."
+        )
+    try:
+        return json.loads(cfg_path.read_text())
+    except ValueError as e:
+        raise EvalInputError(f"{cfg_path}: not valid JSON ({e}).") from e
+
+
+def run_spec_for(cfg: dict[str, Any]) -> RunSpec:
+    """A run identity for an SAE that no sweep trained: its architecture (the
+    training architecture when recorded), alignment form and sparsity knob."""
+    metadata = cfg.get("metadata") or {}
+    architecture = metadata.get("training_architecture") or cfg.get("architecture")
+    details = metadata.get("training_architecture_details") or {}
+    param, value = ("k", cfg["k"]) if "k" in cfg else ("none", 0.0)
+    return RunSpec(
+        architecture=str(architecture),
+        alignment=details.get("alignment"),
+        sparsity_param=param,
+        sparsity_value=float(value),
+        d_sae=int(cfg["d_sae"]),
+        seed=0,
+    )
+
+
+def eval_config_for(
+    cfg: dict[str, Any], args: argparse.Namespace, eval_settings: EvalSettings
+) -> SweepConfig:
+    metadata = cfg.get("metadata") or {}
+    model = args.model or metadata.get("model_name")
+    hook = args.hook or metadata.get("hook_name")
+    if not hook:
+        raise EvalInputError(
+            "The SAE's cfg.json records no hook_name; pass --hook (e.g. "
+            "model.layers.3 or blocks.3.hook_resid_post)."
+        )
+    return SweepConfig(
+        name="eval",
+        model=model,
+        model_class=args.model_class
+        or metadata.get("model_class_name")
+        # No model recorded means the embedded default, an AutoModelForCausalLM.
+        or ("HookedTransformer" if model else "AutoModelForCausalLM"),
+        hook=hook,
+        dataset=args.dataset,
+        context_size=args.context_size or int(metadata.get("context_size") or 128),
+        device=args.device,
+        eval=eval_settings,
+    )
+
+
+def evaluate_sae_dirs(args: argparse.Namespace) -> list[Path]:
+    """Evaluate every folder in `args.sae_dirs`; returns the record paths."""
+    from benchmarks.lm_backend import LMBackend
+    from benchmarks.sweep import build_record
+
+    out_dir = Path(args.out)
+    dirs = [Path(d).expanduser() for d in args.sae_dirs]
+    cfgs = [read_sae_cfg(d) for d in dirs]  # every folder checked before any work
+    eval_settings = EvalSettings(
+        batch_size_prompts=args.batch_size_prompts,
+        n_eval_reconstruction_batches=args.reconstruction_batches,
+        n_eval_sparsity_variance_batches=args.sparsity_variance_batches,
+        meta_structure=not args.no_meta_structure,
+    )
+    backends: dict[str, LMBackend] = {}
+    written = []
+    for sae_dir, cfg in zip(dirs, cfgs):
+        config = eval_config_for(cfg, args, eval_settings)
+        key = json.dumps(config.to_dict(), sort_keys=True)
+        if key not in backends:
+            backends[key] = LMBackend(config, out_dir)
+        run = run_spec_for(cfg)
+        result = backends[key].evaluate(run, sae_dir)
+        record = build_record(config, run, result, seconds=0.0)
+        record["sae_lens_id"] = sae_dir.name
+        record["eval_config"]["run"]["run_id"] = sae_dir.name
+        record["eval_config"]["run"]["sae_dir"] = str(sae_dir.resolve())
+        path = record_path(out_dir, sae_dir.name)
+        write_json_atomic(path, record)
+        print(f"{sae_dir}: record written to {path}", file=sys.stderr)
+        written.append(path)
+    return written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sae_dirs", nargs="+", help="SAELens SAE folders")
+    parser.add_argument("--out", default="sae-evals", help="folder for the records")
+    parser.add_argument("--model", default=None, help="model dir/name (default: cfg)")
+    parser.add_argument("--model-class", default=None, help="default: from cfg.json")
+    parser.add_argument("--hook", default=None, help="default: cfg.json's hook_name")
+    parser.add_argument("--dataset", default=None, help="default: embedded corpus")
+    parser.add_argument("--context-size", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size-prompts", type=int, default=4)
+    parser.add_argument("--reconstruction-batches", type=int, default=2)
+    parser.add_argument("--sparsity-variance-batches", type=int, default=16)
+    parser.add_argument("--no-meta-structure", action="store_true")
+
+
+def main(args: argparse.Namespace) -> None:
+    evaluate_sae_dirs(args)

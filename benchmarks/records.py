@@ -1,0 +1,131 @@
+"""Evaluation records: one JSON file per run, in SAEBench's result layout.
+
+A record is a plain dict with SAEBench's top-level keys (`eval_type_id`,
+`eval_config`, `eval_id`, `datetime_epoch_millis`, `eval_result_metrics`,
+`eval_result_details`, `eval_result_unstructured`, `sae_bench_commit_hash`,
+`sae_lens_id`, `sae_lens_release_id`, `sae_lens_version`, `sae_cfg_dict`).
+
+- `eval_config["run"]` identifies the run (architecture, alignment, sparsity, d_sae,
+  seed, run_id, point_id, label) and `eval_config["sweep"]` the sweep's settings.
+- `eval_result_metrics` holds metric groups: SAEBench core's groups
+  (`model_behavior_preservation`, `model_performance_preservation`,
+  `reconstruction_quality`, `shrinkage`, `sparsity`, `misc`), `meta_structure`,
+  `alignment` (our score summary), `ground_truth` (synthetic sweeps), `training`.
+- `eval_result_unstructured` holds the alignment histogram, feature densities and
+  `skipped_evals` (eval name -> the reason it did not run).
+
+`flat_metrics` gives the numbers analysis works with under short fixed names.
+Stability records (one per sweep point with >= 2 seeds) live beside the run
+records as `stability-<point_id>.json`.
+"""
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+EVAL_TYPE_ID = "saelens_aligned_sweep"
+STABILITY_TYPE_ID = "saelens_aligned_stability"
+RECORDS_DIRNAME = "records"
+
+# flat name -> (metric group, metric name) inside eval_result_metrics.
+FLAT_METRICS: dict[str, tuple[str, str]] = {
+    "ce_loss_score": ("model_performance_preservation", "ce_loss_score"),
+    "ce_loss_with_sae": ("model_performance_preservation", "ce_loss_with_sae"),
+    "ce_loss_without_sae": ("model_performance_preservation", "ce_loss_without_sae"),
+    "kl_div_score": ("model_behavior_preservation", "kl_div_score"),
+    "explained_variance": ("reconstruction_quality", "explained_variance"),
+    "mse": ("reconstruction_quality", "mse"),
+    "cossim": ("reconstruction_quality", "cossim"),
+    "l2_ratio": ("shrinkage", "l2_ratio"),
+    "l0": ("sparsity", "l0"),
+    "l1": ("sparsity", "l1"),
+    "dead_fraction": ("misc", "frac_dead_latents"),
+    "alive_fraction": ("misc", "frac_alive"),
+    "meta_structure_fve": ("meta_structure", "decoder_fraction_variance_explained"),
+    "alignment_mean": ("alignment", "mean"),
+    "alignment_frac_near_one": ("alignment", "frac_near_one"),
+    "alignment_frac_below_half": ("alignment", "frac_below_half"),
+    "alignment_bimodality": ("alignment", "bimodality_coefficient"),
+    "mcc": ("ground_truth", "mcc"),
+    "uniqueness": ("ground_truth", "uniqueness"),
+    "f1": ("ground_truth", "f1"),
+    "gt_dead_latents": ("ground_truth", "dead_latents"),
+    "shrinkage": ("ground_truth", "shrinkage"),
+    "train_seconds": ("training", "seconds"),
+}
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write `data` as JSON under `path` so that `path` is either absent, the old
+    file, or the complete new one (temporary file in the same folder, fsync,
+    rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, sort_keys=False, allow_nan=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_path(out_dir: Path, run_id: str) -> Path:
+    return Path(out_dir) / RECORDS_DIRNAME / f"{run_id}.json"
+
+
+def stability_path(out_dir: Path, point_id: str) -> Path:
+    return Path(out_dir) / RECORDS_DIRNAME / f"stability-{point_id}.json"
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A record, or a ValueError naming the file when it is not valid JSON."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable JSON record ({e}).") from e
+    if not isinstance(data, dict) or "eval_type_id" not in data:
+        raise ValueError(f"{path}: not a sweep record (no eval_type_id).")
+    return data
+
+
+def load_records(out_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(run records, stability records) of a sweep folder, sorted by id."""
+    runs, stability = [], []
+    folder = Path(out_dir) / RECORDS_DIRNAME
+    for path in sorted(folder.glob("*.json")):
+        record = read_record(path)
+        if record["eval_type_id"] == STABILITY_TYPE_ID:
+            stability.append(record)
+        elif record["eval_type_id"] == EVAL_TYPE_ID:
+            runs.append(record)
+    return runs, stability
+
+
+def run_info(record: dict[str, Any]) -> dict[str, Any]:
+    """The run identity: architecture, alignment, sparsity_param, sparsity_value,
+    d_sae, seed, run_id, point_id, label, base_architecture."""
+    return record["eval_config"]["run"]
+
+
+def flat_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The record's numbers under FLAT_METRICS' names; NaN where absent."""
+    metrics = record.get("eval_result_metrics", {})
+    out = {}
+    for name, (group, key) in FLAT_METRICS.items():
+        value = metrics.get(group, {}).get(key)
+        out[name] = float(value) if isinstance(value, int | float) else math.nan
+    return out
+
+
+def is_finite_record(record: dict[str, Any], required: Iterable[str]) -> bool:
+    values = flat_metrics(record)
+    return all(math.isfinite(values[name]) for name in required)

@@ -1,0 +1,455 @@
+"""Run a benchmark sweep: shared activations, one SAE per run, one record per run.
+
+    python -m benchmarks sweep --preset cpu --out results/cpu
+    python -m benchmarks sweep --preset my_sweep.yaml --out DIR --executor ray
+
+Layout of DIR:
+    sweep.json                the config (a rerun with a different config refuses)
+    saes/<run_id>/            each SAE, a SAELens folder (renamed into place whole)
+    records/<run_id>.json     its evaluation record (benchmarks.records), atomic
+    records/stability-<point_id>.json   seed-to-seed stability of each point
+    logs/runs.jsonl           one line per run start / train / finish
+    report/                   benchmarks.report's markdown and plots
+
+Resuming is rerunning: a run whose record exists is skipped; a run whose SAE folder
+exists but has no record is evaluated without training again. A killed sweep loses
+at most the run in progress.
+
+The data every SAE sees is made once per sweep, before any run: LM activations go
+to SAELens' activation cache on disk (shared by every worker, on one machine or
+through a shared filesystem with Ray); the synthetic model is built from its seeded
+config.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from benchmarks.config import RunSpec, SweepConfig, expand_runs, load_sweep_config
+from benchmarks.records import (
+    EVAL_TYPE_ID,
+    load_records,
+    read_record,
+    record_path,
+    stability_path,
+    write_json_atomic,
+)
+
+SWEEP_FILENAME = "sweep.json"
+RUN_LOG = Path("logs") / "runs.jsonl"
+EXECUTORS = ("local", "ray")
+
+# Evals of SAEBench that read hub datasets or call an LLM API.
+HUB_EVALS = (
+    "sparse_probing",
+    "scr",
+    "tpp",
+    "unlearning",
+    "ravel",
+    "autointerp",
+    "mdl",
+)
+
+
+class SweepError(ValueError):
+    """The sweep cannot start; the message names the field and the fix."""
+
+
+@dataclass
+class RunResult:
+    """What a backend measured for one run.
+
+    Args:
+        metrics: Metric groups for the record's `eval_result_metrics`.
+        unstructured: Histogram data, densities, skipped evals.
+        sae_cfg_dict: The saved SAE's config.
+    """
+
+    metrics: dict[str, dict[str, Any]]
+    unstructured: dict[str, Any] = field(default_factory=dict)
+    sae_cfg_dict: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """Makes a sweep's shared data once, then trains and evaluates runs on it."""
+
+    def prepare(self) -> None:
+        """Make the data every run shares (cheap when it already exists)."""
+
+    def train(self, run: RunSpec, sae_dir: Path) -> None:
+        """Train `run` and save its SAE as a SAELens folder at `sae_dir`."""
+
+    def evaluate(self, run: RunSpec, sae_dir: Path) -> RunResult:
+        """Evaluate the SAE saved at `sae_dir`."""
+
+
+def make_backend(config: SweepConfig, out_dir: Path) -> Backend:
+    if config.kind == "synthetic":
+        from benchmarks.synthetic_sweep import SyntheticBackend
+
+        return SyntheticBackend(config, out_dir)
+    from benchmarks.lm_backend import LMBackend
+
+    return LMBackend(config, out_dir)
+
+
+# --------------------------------------------------------------------------- #
+# One run
+# --------------------------------------------------------------------------- #
+
+
+def log_event(out_dir: Path, run_id: str, event: str, **extra: Any) -> None:
+    """Append one line to the run log (appends of one short line are atomic
+    enough: a kill can at worst cut the last line, which readers skip)."""
+    path = Path(out_dir) / RUN_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = {"time": time.time(), "pid": os.getpid(), "run_id": run_id, "event": event}
+    with open(path, "a") as f:
+        f.write(json.dumps({**line, **extra}) + "\n")
+        f.flush()
+
+
+def read_run_log(out_dir: Path) -> list[dict[str, Any]]:
+    path = Path(out_dir) / RUN_LOG
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a kill
+    return events
+
+
+def has_valid_record(out_dir: Path, run_id: str) -> bool:
+    path = record_path(out_dir, run_id)
+    if not path.exists():
+        return False
+    try:
+        read_record(path)
+    except ValueError:
+        return False
+    return True
+
+
+def is_complete_sae_dir(path: Path) -> bool:
+    return (path / "cfg.json").exists() and (path / "sae_weights.safetensors").exists()
+
+
+def build_record(
+    config: SweepConfig, run: RunSpec, result: RunResult, seconds: float
+) -> dict[str, Any]:
+    """The run's record in SAEBench's result layout (see benchmarks.records)."""
+    from sae_lens.registry import get_sae_training_class
+
+    from saelens_aligned.architectures import aligned_architectures, base_architecture
+
+    config_class = get_sae_training_class(run.architecture)[1]
+    base = (
+        base_architecture(config_class)
+        if run.architecture in aligned_architectures()
+        else run.architecture
+    )
+    try:
+        from sae_bench.sae_bench_utils import (
+            get_sae_bench_version,
+            get_sae_lens_version,
+        )
+
+        sae_bench_version, sae_lens_version = (
+            get_sae_bench_version(),
+            get_sae_lens_version(),
+        )
+    except Exception:  # version lookup is informative only
+        sae_bench_version, sae_lens_version = "unknown", "unknown"
+    sweep = config.to_dict()
+    sweep.pop("architectures")
+    metrics = dict(result.metrics)
+    metrics.setdefault("training", {})["seconds"] = round(seconds, 2)
+    return {
+        "eval_type_id": EVAL_TYPE_ID,
+        "eval_config": {
+            "run": {
+                **{k: v for k, v in asdict(run).items() if k != "sae_kwargs"},
+                "sae_kwargs": dict(run.sae_kwargs),
+                "base_architecture": base,
+                "label": run.label,
+                "point_id": run.point_id,
+                "run_id": run.run_id,
+            },
+            "sweep": sweep,
+        },
+        "eval_id": str(uuid.uuid4()),
+        "datetime_epoch_millis": int(time.time() * 1000),
+        "eval_result_metrics": metrics,
+        "eval_result_details": [],
+        "eval_result_unstructured": result.unstructured,
+        "sae_bench_commit_hash": sae_bench_version,
+        "sae_lens_id": run.run_id,
+        "sae_lens_release_id": f"saelens-aligned-sweep-{config.name}",
+        "sae_lens_version": sae_lens_version,
+        "sae_cfg_dict": result.sae_cfg_dict,
+    }
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def _backend_for(config: SweepConfig, out_dir: Path) -> Backend:
+    """One backend per process and sweep: a worker loads the model once."""
+    key = f"{out_dir}:{json.dumps(config.to_dict(), sort_keys=True)}"
+    if key not in _BACKENDS:
+        _BACKENDS[key] = make_backend(config, out_dir)
+    return _BACKENDS[key]
+
+
+def execute_run(config: SweepConfig, out_dir: Path, run: RunSpec) -> str:
+    """Train (unless its SAE is already saved) and evaluate one run, then write its
+    record. Returns "skipped", "evaluated" or "trained"."""
+    out_dir = Path(out_dir)
+    if has_valid_record(out_dir, run.run_id):
+        return "skipped"
+    backend = _backend_for(config, out_dir)
+    sae_dir = out_dir / "saes" / run.run_id
+    start = time.monotonic()
+    status = "evaluated"
+    log_event(out_dir, run.run_id, "start")
+    if not is_complete_sae_dir(sae_dir):
+        backend.train(run, sae_dir)
+        status = "trained"
+        log_event(out_dir, run.run_id, "trained")
+    train_seconds = time.monotonic() - start
+    result = backend.evaluate(run, sae_dir)
+    write_json_atomic(
+        record_path(out_dir, run.run_id),
+        build_record(config, run, result, train_seconds),
+    )
+    log_event(out_dir, run.run_id, "finished", seconds=time.monotonic() - start)
+    return status
+
+
+# --------------------------------------------------------------------------- #
+# Executors: where runs execute
+# --------------------------------------------------------------------------- #
+
+Progress = Callable[[RunSpec, str], None]
+
+
+def run_local(
+    config: SweepConfig,
+    out_dir: Path,
+    runs: list[RunSpec],
+    progress: Progress,
+    workers: int = 1,
+) -> None:
+    """In this process, one run after another; or `workers` processes (each loads
+    the model once) where memory allows."""
+    if workers <= 1:
+        for run in runs:
+            progress(run, execute_run(config, out_dir, run))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(execute_run, config, out_dir, run): run for run in runs}
+        for future in as_completed(futures):
+            progress(futures[future], future.result())
+
+
+def run_ray(
+    config: SweepConfig,
+    out_dir: Path,
+    runs: list[RunSpec],
+    progress: Progress,
+    address: str | None = None,
+    cpus_per_run: float = 1.0,
+) -> None:
+    """Each run a Ray task (`ray.init(address=...)`; None starts a local Ray).
+    Workers read the shared data from `out_dir` and the activation cache, so both
+    must be on a filesystem every node sees."""
+    try:
+        import ray
+    except ImportError as e:
+        raise SweepError(
+            "--executor ray needs Ray: pip install 'saelens-aligned[ray]'."
+        ) from e
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=cpus_per_run)(execute_run)
+        pending = {remote.remote(config, str(out_dir), run): run for run in runs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                progress(pending.pop(ref), ray.get(ref))
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# --------------------------------------------------------------------------- #
+# The sweep
+# --------------------------------------------------------------------------- #
+
+
+def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
+    """Refuse an output folder that holds another sweep or other files."""
+    snapshot = out_dir / SWEEP_FILENAME
+    if snapshot.exists():
+        previous = json.loads(snapshot.read_text())
+        if previous != json.loads(json.dumps(config.to_dict())):
+            raise SweepError(
+                f"--out {str(out_dir)!r} holds a sweep with a different config "
+                f"({snapshot}). Choose another --out, or delete that folder to start "
+                "over; rerunning the same config there resumes it."
+            )
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise SweepError(
+            f"--out {str(out_dir)!r} exists and holds files that are not a sweep; "
+            "choose an empty or new folder."
+        )
+
+
+def point_runs(runs: Iterable[RunSpec]) -> dict[str, list[RunSpec]]:
+    points: dict[str, list[RunSpec]] = {}
+    for run in runs:
+        points.setdefault(run.point_id, []).append(run)
+    return points
+
+
+def write_stability_records(config: SweepConfig, out_dir: Path) -> int:
+    """Stability of every point whose seeds (>= 2) are all done; returns how
+    many records were written (existing ones are kept)."""
+    from benchmarks.records import run_info
+    from benchmarks.stability import point_stability
+
+    written = 0
+    for point_id, runs in point_runs(expand_runs(config)).items():
+        if len(runs) < 2 or stability_path(out_dir, point_id).exists():
+            continue
+        if not all(has_valid_record(out_dir, r.run_id) for r in runs):
+            continue
+        members = [
+            (
+                run_info(read_record(record_path(out_dir, r.run_id))),
+                out_dir / "saes" / r.run_id,
+            )
+            for r in runs
+        ]
+        if not all(is_complete_sae_dir(d) for _, d in members):
+            continue  # SAEs not kept here (e.g. records copied elsewhere)
+        record = point_stability(members, config.stability_threshold)
+        write_json_atomic(stability_path(out_dir, point_id), record)
+        written += 1
+    return written
+
+
+class ProgressPrinter:
+    """`[done/total] run_id status (seconds) ETA` after every run."""
+
+    def __init__(self, total: int, already_done: int) -> None:
+        self.total = total
+        self.done = already_done
+        self.timed = 0
+        self.start = time.monotonic()
+
+    def __call__(self, run: RunSpec, status: str) -> None:
+        self.done += 1
+        if status != "skipped":
+            self.timed += 1
+        elapsed = time.monotonic() - self.start
+        left = self.total - self.done
+        eta = elapsed / self.timed * left if self.timed else 0.0
+        print(
+            f"[{self.done}/{self.total}] {run.run_id}: {status}, "
+            f"elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def run_sweep(
+    config: SweepConfig,
+    out_dir: Path,
+    executor: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    report: bool = True,
+) -> list[dict[str, Any]]:
+    """Run every missing run of `config` into `out_dir`, then stability and the
+    report. Returns the run records."""
+    out_dir = Path(out_dir)
+    if executor not in EXECUTORS:
+        raise SweepError(f"--executor {executor!r}: choose one of {list(EXECUTORS)}.")
+    check_out_dir(config, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / SWEEP_FILENAME, config.to_dict())
+    runs = expand_runs(config)
+    todo = [r for r in runs if not has_valid_record(out_dir, r.run_id)]
+    print(
+        f"Sweep {config.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already "
+        f"done, {len(todo)} to run -> {out_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if todo:
+        # The shared data is made here, once, before any worker starts.
+        _backend_for(config, out_dir).prepare()
+        progress = ProgressPrinter(len(runs), len(runs) - len(todo))
+        if executor == "ray":
+            run_ray(config, out_dir, todo, progress, address=ray_address)
+        else:
+            run_local(config, out_dir, todo, progress, workers=workers)
+    write_stability_records(config, out_dir)
+    if report:
+        from benchmarks.report import render_report
+
+        render_report(out_dir)
+    return load_records(out_dir)[0]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset",
+        required=True,
+        help="ci, cpu, synthetic, synthetic_cpu, gpu, or a YAML file of the same shape",
+    )
+    parser.add_argument(
+        "--out", required=True, help="sweep folder (resumes if it exists)"
+    )
+    parser.add_argument("--executor", choices=EXECUTORS, default="local")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="local: processes (each loads the model)"
+    )
+    parser.add_argument(
+        "--ray-address", default=None, help="ray: cluster address (default: local Ray)"
+    )
+    parser.add_argument(
+        "--device", default=None, help="override the preset's device (cpu, cuda)"
+    )
+    parser.add_argument("--no-report", action="store_true", help="skip the report")
+
+
+def main(args: argparse.Namespace) -> None:
+    config = load_sweep_config(args.preset)
+    if args.device:
+        config = replace(config, device=args.device)
+    run_sweep(
+        config,
+        Path(args.out),
+        executor=args.executor,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        report=not args.no_report,
+    )
