@@ -110,6 +110,9 @@ class SweepConfig:
             sees the same activations).
         model_batch_size: Prompts per LM forward pass when caching activations.
         device: `cpu`, `cuda`, ...
+        activations_dir: Where activation caches live; None means
+            <cache root>/activations (`$SAELENS_ALIGNED_CACHE`). Every worker
+            must be able to read it.
         eval: Evaluation settings.
         stability_threshold: Cosine above which matched latents count as shared
             (0.7 after Paulo & Belrose 2025).
@@ -132,6 +135,7 @@ class SweepConfig:
     activation_seed: int = 42
     model_batch_size: int = 16
     device: str = "cpu"
+    activations_dir: str | None = None
     eval: EvalSettings = field(default_factory=EvalSettings)
     stability_threshold: float = 0.7
 

@@ -9,6 +9,7 @@ as skipped with the reason).
 """
 
 import math
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -87,12 +88,17 @@ class LMBackend:
             eval_sparsity_variance_batches=config.eval.n_eval_sparsity_variance_batches,
             device=config.device,
             output_dir=str(out_dir),
+            activations_dir=config.activations_dir,
         )
         # Every check that can fail on the inputs, before any weights load.
         self.inputs = resolve_data_inputs(demo_config, Path(out_dir))
         self._model: Any = None
         self._d_in: int | None = None
         self._cache_dir: Path | None = None
+        # Wall seconds inside the LM's forward pass, by phase: `activations`
+        # (making the shared cache) and `eval` (SAEBench against the live model).
+        self.lm_seconds: dict[str, float] = {"activations": 0.0, "eval": 0.0}
+        self._phase = "activations"
 
     @property
     def model(self) -> Any:
@@ -101,7 +107,21 @@ class LMBackend:
 
             self._model = load_model(self.inputs)
             self._d_in = hook_width(self._model, self.config.hook)
+            self._time_forward_passes(self._model)
         return self._model
+
+    def _time_forward_passes(self, model: torch.nn.Module) -> None:
+        started: list[float] = []
+
+        def before(*_: Any) -> None:
+            started.append(time.perf_counter())
+
+        def after(*_: Any) -> None:
+            if started:
+                self.lm_seconds[self._phase] += time.perf_counter() - started.pop()
+
+        model.register_forward_pre_hook(before)
+        model.register_forward_hook(after)
 
     @property
     def d_in(self) -> int:
@@ -112,6 +132,7 @@ class LMBackend:
     def prepare(self) -> None:
         from saelens_aligned.demo import ensure_activation_cache
 
+        self._phase = "activations"
         self._cache_dir = ensure_activation_cache(self.inputs, self.model, self.d_in)
 
     def train(self, run: RunSpec, sae_dir: Path) -> None:
@@ -142,6 +163,8 @@ class LMBackend:
 
         from saelens_aligned.demo import evaluate_sae
 
+        _ = self.model
+        self._phase = "eval"
         evaluated = evaluate_sae(self.inputs, self.model, sae_dir)
         metrics: dict[str, dict[str, Any]] = {
             group: dict(values)

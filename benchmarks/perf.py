@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -304,6 +305,70 @@ def roofline(
     }
 
 
+def sweep_lm_time(k: int = 8, tiny: bool = False) -> dict[str, Any]:
+    """LM-forward time of a sweep of `k` SAEs on one hook against a single-SAE
+    run of the same settings, each from an empty activation cache.
+
+    Settings are the `ci` preset's (tiny SAEs: the SAE work is not what is
+    measured), with `k` runs: TopK and aligned TopK, varying k and seed. The
+    activation cache is made once per sweep, so its LM time should not grow with
+    `k`; the core eval splices each SAE into the live model, so eval LM time does.
+    """
+    import tempfile
+    from dataclasses import replace as dc_replace
+
+    from benchmarks.config import ArchitectureSweep, load_sweep_config
+    from benchmarks.sweep import _BACKENDS, run_sweep
+
+    base = load_sweep_config("ci")
+    if tiny:
+        base = dc_replace(base, training_tokens=1024)
+    seeds = list(range(max(1, k // 4)))
+    values = [8.0, 16.0][: max(1, min(2, k // max(1, 2 * len(seeds))))]
+    many = dc_replace(
+        base,
+        seeds=seeds,
+        architectures=[
+            ArchitectureSweep("topk", "k", values),
+            ArchitectureSweep("aligned_topk", "k", values, alignments=["tied"]),
+        ],
+        eval=dc_replace(base.eval, meta_structure=False),
+    )
+    one = dc_replace(
+        many,
+        seeds=[0],
+        architectures=[ArchitectureSweep("aligned_topk", "k", [8.0], ["tied"])],
+    )
+    measured = {}
+    for name, config in (("single", one), ("sweep", many)):
+        with tempfile.TemporaryDirectory() as tmp:
+            config = dc_replace(config, activations_dir=str(Path(tmp) / "acts"))
+            _BACKENDS.clear()
+            start = time.perf_counter()
+            records = run_sweep(config, Path(tmp) / "out", report=False)
+            wall = time.perf_counter() - start
+            (backend,) = _BACKENDS.values()
+            measured[name] = {
+                "runs": len(records),
+                "wall_s": wall,
+                "lm_activations_s": backend.lm_seconds["activations"],  # type: ignore[attr-defined]
+                "lm_eval_s": backend.lm_seconds["eval"],  # type: ignore[attr-defined]
+            }
+            _BACKENDS.clear()
+    single, sweep = measured["single"], measured["sweep"]
+    return {
+        "measurement": "sweep_lm_time",
+        "k": sweep["runs"],
+        "single": single,
+        "sweep": sweep,
+        "activation_lm_time_ratio": sweep["lm_activations_s"]
+        / single["lm_activations_s"],
+        "total_lm_time_ratio": (sweep["lm_activations_s"] + sweep["lm_eval_s"])
+        / (single["lm_activations_s"] + single["lm_eval_s"]),
+        "wall_ratio": sweep["wall_s"] / single["wall_s"],
+    }
+
+
 def run(
     settings: PerfSettings, architectures: list[str], forms: list[str], memory: bool
 ) -> list[dict[str, Any]]:
@@ -331,6 +396,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-memory", action="store_true", help="skip the RSS subprocesses"
     )
+    parser.add_argument(
+        "--sweep-k",
+        type=int,
+        default=0,
+        help="also measure the LM time of a K-SAE sweep vs one run (K=8 in #8)",
+    )
 
 
 def main(args: argparse.Namespace) -> None:
@@ -348,3 +419,6 @@ def main(args: argparse.Namespace) -> None:
         settings, architectures, args.alignment, memory=not args.no_memory
     ):
         print(json.dumps(result), flush=True)
+    if args.sweep_k:
+        result = sweep_lm_time(args.sweep_k, tiny=args.tiny)
+        print(json.dumps({**result, "machine": machine()}), flush=True)

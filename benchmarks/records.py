@@ -21,11 +21,14 @@ records as `stability-<point_id>.json`.
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+# Records are written with the package's atomic writer (temp file, fsync, rename).
+from saelens_aligned.io import write_json_atomic
+
+__all__ = ["write_json_atomic"]
 
 EVAL_TYPE_ID = "saelens_aligned_sweep"
 STABILITY_TYPE_ID = "saelens_aligned_stability"
@@ -57,25 +60,6 @@ FLAT_METRICS: dict[str, tuple[str, str]] = {
     "shrinkage": ("ground_truth", "shrinkage"),
     "train_seconds": ("training", "seconds"),
 }
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` as JSON under `path` so that `path` is either absent, the old
-    file, or the complete new one (temporary file in the same folder, fsync,
-    rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, sort_keys=False, allow_nan=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def record_path(out_dir: Path, run_id: str) -> Path:

@@ -509,14 +509,11 @@ def train_sae(
     from sae_lens.config import LoggingConfig
 
     from saelens_aligned.corpus import load_corpus_split
+    from saelens_aligned.io import atomic_dir
 
     config = inputs.config
     if out is None:
         out = inputs.output_dir / "saes" / architecture
-    # SAELens writes the SAE folder file by file: write it under a temporary
-    # name and rename it into place, so `out` is always a complete SAE.
-    partial = out.parent / f".{out.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
     # SAELens' mixing buffer must hold at least one training batch.
     n_batches_in_buffer = max(
         4, math.ceil(2 * config.train_batch_size_tokens / config.context_size)
@@ -543,26 +540,26 @@ def train_sae(
         logger=LoggingConfig(log_to_wandb=False),
         n_checkpoints=0,
         checkpoint_path=None,
-        output_path=str(partial),
+        output_path=None,
         verbose=False,
     )
     torch.manual_seed(config.seed)
-    say(
-        f"Training {architecture} (d_sae {runner_config.sae.d_sae}) on the cached activations ..."
-    )
+    say(f"Training {architecture} (d_sae {runner_config.sae.d_sae}) ...")
     # SAELens opens the text dataset even when it reads cached activations.
     text = None if inputs.corpus.hub else load_corpus_split(inputs.corpus, "train")
     # SAELens installs its own SIGINT/SIGTERM handlers for training; put ours back.
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        LanguageModelSAETrainingRunner(
-            runner_config, override_dataset=text, override_model=model
-        ).run()
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(partial, out)
+    # SAELens writes the SAE folder file by file: it writes into a temporary
+    # sibling that replaces `out` only once complete.
+    with atomic_dir(out) as partial:
+        runner_config.output_path = str(partial)
+        try:
+            LanguageModelSAETrainingRunner(
+                runner_config, override_dataset=text, override_model=model
+            ).run()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
     return out
 
 
