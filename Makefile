@@ -22,8 +22,8 @@ demo: install
 	$(VENV)/bin/saelens-aligned demo
 
 lint: install
-	$(PY) -m ruff check saelens_aligned benchmarks tests
-	$(PY) -m ruff format --check saelens_aligned benchmarks tests
+	$(PY) -m ruff check saelens_aligned benchmarks tests notebooks
+	$(PY) -m ruff format --check saelens_aligned benchmarks tests notebooks
 
 test: install lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -46,3 +46,58 @@ def plot_alignment_histograms(
     if path is not None:
         save_figure_atomic(fig, path)
     return fig
+
+
+def plot_alignment_vs_density(
+    scores_by_name: Mapping[str, torch.Tensor | np.ndarray | list[float]],
+    densities_by_name: Mapping[str, torch.Tensor | np.ndarray | list[float]],
+    path: str | Path | None = None,
+) -> Any:
+    """One scatter panel per SAE: alignment score a_i against log10 feature
+    density (the fraction of tokens on which it fired), dead features (density 0)
+    in red on a row of their own, half a decade below the rarest live feature.
+    Dashed lines mark a_i = 0.5 and a_i = 1.
+
+    Returns the matplotlib Figure; when `path` is given, writes it as a PNG
+    (atomically) and closes it.
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(scores_by_name)
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.5), squeeze=False)
+    for ax, (name, scores) in zip(axes[0], scores_by_name.items()):
+        a = _as_numpy(scores)
+        density = _as_numpy(densities_by_name[name])
+        dead = density <= 0
+        logs = np.log10(np.where(dead, 1.0, density))
+        floor = logs[~dead].min() if (~dead).any() else 0.0
+        ax.scatter(a[~dead], logs[~dead], s=4, alpha=0.5, color="tab:blue")
+        ax.scatter(
+            a[dead],
+            np.full(int(dead.sum()), floor - 0.5),
+            s=4,
+            alpha=0.5,
+            color="tab:red",
+            label=f"dead ({int(dead.sum())})",
+        )
+        for x in (0.5, 1.0):
+            ax.axvline(x, color="black", linestyle="--", linewidth=0.8)
+        ax.set_title(f"{name}\n{int((~dead).sum())} live of {a.size} features")
+        ax.set_xlabel("alignment score a_i")
+        ax.set_ylabel("log10 feature density")
+        ax.legend(loc="lower right", fontsize="small")
+    fig.suptitle("Alignment score against feature density")
+    fig.tight_layout()
+    if path is not None:
+        save_figure_atomic(fig, path)
+    return fig
+
+
+def _as_numpy(values: torch.Tensor | np.ndarray | list[float]) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().double().cpu().numpy().ravel()
+    return np.asarray(values, dtype=float).ravel()
