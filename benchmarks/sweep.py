@@ -285,6 +285,7 @@ def run_ray(
         ) from e
     started_here = not ray.is_initialized()
     if started_here:
+        # A local instance (address None) gets one CPU per core of this machine.
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         remote = ray.remote(num_cpus=cpus_per_run)(execute_run)

@@ -290,3 +290,24 @@ def test_eval_command_names_a_folder_that_is_not_an_sae(tmp_path):
     )
     assert result.returncode != 0
     assert "cfg.json" in result.stderr and str(tmp_path) in result.stderr
+
+
+def test_ray_executor_runs_a_sweep_on_a_local_ray_instance(tmp_path):
+    """Runs are Ray tasks; the records match a local run of the same config."""
+    from dataclasses import replace
+
+    from benchmarks.config import ArchitectureSweep
+
+    config = replace(
+        load_sweep_config("ci"),
+        architectures=[ArchitectureSweep("aligned_topk", "k", [8], ["tied"])],
+        eval=replace(load_sweep_config("ci").eval, meta_structure=False),
+    )
+    records = run_sweep(config, tmp_path / "ray", executor="ray", report=False)
+    assert sorted(run_info(r)["run_id"] for r in records) == sorted(
+        r.run_id for r in expand_runs(config)
+    )
+    pids = {e["pid"] for e in read_run_log(tmp_path / "ray") if e["event"] == "trained"}
+    assert os.getpid() not in pids  # trained in Ray workers, not in this process
+    for record in records:
+        assert math.isfinite(flat_metrics(record)["explained_variance"])
