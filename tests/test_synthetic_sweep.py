@@ -1,0 +1,215 @@
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from benchmarks.config import SweepConfig, expand_runs, load_sweep_config
+from benchmarks.records import flat_metrics, load_records, run_info
+from benchmarks.sweep import read_run_log, run_sweep
+from benchmarks.synthetic_sweep import (
+    LM_ONLY_EVALS,
+    NO_LM_REASON,
+    StoredSamples,
+    load_or_build_synthetic_model,
+)
+
+TINY_MODEL: dict[str, Any] = {
+    "num_features": 256,
+    "hidden_dim": 32,
+    "firing_probability": {
+        "generator_name": "zipfian",
+        "exponent": 0.5,
+        "max_prob": 0.4,
+        "min_prob": 5e-3,
+    },
+    "hierarchy": {
+        "total_root_nodes": 8,
+        "branching_factor": 2,
+        "max_depth": 2,
+        "mutually_exclusive_portion": 1.0,
+        "compensate_probabilities": True,
+        "scale_children_by_parent": True,
+    },
+    "correlation": {"rank": 4, "correlation_scale": 0.1},
+    "orthogonalization": {"num_steps": 5, "lr": 3e-4},
+    "mean_firing_magnitudes": {"generator_name": "linear", "start": 5.0, "end": 4.0},
+    "std_firing_magnitudes": {
+        "generator_name": "folded_normal",
+        "mean": 0.5,
+        "std": 0.5,
+    },
+    "bias": 0.5,
+    "seed": 7,
+}
+
+
+def tiny_config() -> SweepConfig:
+    return SweepConfig.from_dict(
+        {
+            "name": "tiny-synthetic",
+            "kind": "synthetic",
+            "synthetic_model": TINY_MODEL,
+            "d_sae": [64],
+            "seeds": [0, 1],
+            "training_tokens": 20 * 128,
+            "train_batch_size_tokens": 128,
+            "lr": 1e-3,
+            "eval": {
+                "synthetic_eval_samples": 1024,
+                "meta_structure": True,
+                "meta_structure_train_steps": 5,
+            },
+            "architectures": [
+                {"architecture": "topk", "sparsity_param": "k", "sparsity_values": [4]},
+                {
+                    "architecture": "aligned_topk",
+                    "sparsity_param": "k",
+                    "sparsity_values": [4],
+                    "alignments": ["tied"],
+                },
+            ],
+        }
+    )
+
+
+def strict_json(path: Path) -> Any:
+    def reject(constant: str) -> None:
+        raise ValueError(f"{path} holds {constant}, which is not valid JSON")
+
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def test_tiny_synthetic_sweep_writes_ground_truth_records_and_stability(
+    tmp_path: Path,
+) -> None:
+    config = tiny_config()
+    out = tmp_path / "out"
+    records = run_sweep(config, out, report=False)
+
+    runs = expand_runs(config)
+    assert sorted(run_info(r)["run_id"] for r in records) == sorted(
+        r.run_id for r in runs
+    )
+    for path in (out / "records").glob("*.json"):
+        strict_json(path)
+    for record in records:
+        values = flat_metrics(record)
+        for name in ("mcc", "explained_variance", "l0", "uniqueness", "f1"):
+            assert math.isfinite(values[name]), (run_info(record)["run_id"], name)
+        metrics = record["eval_result_metrics"]
+        assert set(metrics["ground_truth"]) >= {
+            "mcc",
+            "uniqueness",
+            "f1",
+            "dead_latents",
+            "shrinkage",
+            "true_l0",
+        }
+        assert 0 <= metrics["misc"]["frac_dead_latents"] <= 1
+        assert "meta_structure" in metrics
+        assert "alignment" in metrics
+        unstructured = record["eval_result_unstructured"]
+        assert len(unstructured["alignment_histogram"]["counts"]) > 0
+        assert unstructured["training_data"] == "stored"
+        for name in LM_ONLY_EVALS:
+            assert unstructured["skipped_evals"][name] == NO_LM_REASON
+        assert record["sae_cfg_dict"]["d_sae"] == 64
+    # aligned_topk[tied] SAEs are saved with a_i = 1 for every feature.
+    aligned = [r for r in records if run_info(r)["alignment"] == "tied"]
+    assert aligned and all(
+        r["eval_result_metrics"]["alignment"]["max_abs_deviation_from_one"] < 1e-4
+        for r in aligned
+    )
+
+    _, stability = load_records(out)
+    assert sorted(s["eval_config"]["point"]["point_id"] for s in stability) == sorted(
+        {r.point_id for r in runs}
+    )
+    assert (out / "synthetic_model" / "synthetic_model_config.json").exists()
+    assert (out / "synthetic_data" / "train.safetensors").exists()
+
+    # Rerunning resumes: nothing is trained or evaluated again.
+    n_events = len(read_run_log(out))
+    run_sweep(config, out, report=False)
+    assert len(read_run_log(out)) == n_events
+
+
+def test_seeds_see_the_same_training_samples_in_different_orders(
+    tmp_path: Path,
+) -> None:
+    from benchmarks.synthetic_sweep import SyntheticBackend, stored_batches
+
+    backend = SyntheticBackend(tiny_config(), tmp_path)
+    samples = backend.train_samples()
+    feature_dict = backend.model.feature_dict
+
+    def first_pass(seed: int) -> torch.Tensor:
+        batches = stored_batches(samples, feature_dict, 128, seed, "cpu")
+        return torch.cat([next(batches) for _ in range(len(samples) // 128)])
+
+    a, b = first_pass(0), first_pass(1)
+    assert not torch.equal(a, b)
+    sort = lambda x: x[torch.argsort(x[:, 0])]  # noqa: E731
+    torch.testing.assert_close(sort(a), sort(b))
+    assert torch.equal(a, first_pass(0))
+
+
+def test_stored_samples_round_trip_the_dense_activations(tmp_path: Path) -> None:
+    model = load_or_build_synthetic_model(TINY_MODEL, tmp_path / "model")
+    torch.manual_seed(3)
+    dense = model.activation_generator.sample(64)
+    samples = StoredSamples.draw(model, 64, seed=3, batch_size=64)
+    assert torch.equal(samples.rows(torch.arange(64)).to_dense(), dense)
+    samples.save(tmp_path / "s.safetensors")
+    loaded = StoredSamples.load(tmp_path / "s.safetensors")
+    index = torch.tensor([5, 0, 63, 5])
+    assert torch.equal(loaded.rows(index).to_dense(), dense[index])
+
+
+def test_cached_synthetic_model_samples_like_a_freshly_built_one(
+    tmp_path: Path,
+) -> None:
+    built = load_or_build_synthetic_model(TINY_MODEL, tmp_path / "model")
+    loaded = load_or_build_synthetic_model(TINY_MODEL, tmp_path / "model")
+    assert loaded is not built
+    torch.manual_seed(0)
+    a = built.sample(256)
+    torch.manual_seed(0)
+    b = loaded.sample(256)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("preset", ["synthetic", "synthetic_cpu"])
+def test_synthetic_presets_load(preset: str) -> None:
+    config = load_sweep_config(preset)
+    assert config.kind == "synthetic"
+    assert len(config.seeds) == 3
+    assert expand_runs(config)
+
+
+def test_live_sampling_trains_the_same_sae_for_the_same_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import load_file
+
+    import benchmarks.synthetic_sweep as synthetic_sweep
+
+    # Too big to store: every run samples live (as on an accelerator).
+    monkeypatch.setattr(synthetic_sweep, "PREGENERATE_MAX_BYTES", 0)
+    config = tiny_config()
+    backend = synthetic_sweep.SyntheticBackend(config, tmp_path)
+    backend.prepare()
+    assert not (tmp_path / "synthetic_data" / "train.safetensors").exists()
+    run = expand_runs(config)[-1]
+    for name in ("a", "b"):
+        backend.train(run, tmp_path / name)
+    a = load_file(str(tmp_path / "a" / "sae_weights.safetensors"))
+    b = load_file(str(tmp_path / "b" / "sae_weights.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    result = backend.evaluate(run, tmp_path / "a")
+    assert result.unstructured["training_data"] == "live"
+    assert math.isfinite(result.metrics["ground_truth"]["mcc"])
