@@ -600,6 +600,10 @@ def evaluate_sae(inputs: ResolvedInputs, model: Any, sae_dir: Path) -> dict[str,
 
     config = inputs.config
     sae = load_sae_dir(sae_dir, device=config.device)
+    if sae.cfg.metadata.prepend_bos is None:
+        # SAEs saved outside a SAELens training run may not record how their
+        # inputs were tokenized; SAELens' training default is to prepend BOS.
+        sae.cfg.metadata.prepend_bos = True
     settings = CoreEvalSettings(
         batch_size_prompts=config.eval_batch_size_prompts,
         n_eval_reconstruction_batches=config.eval_reconstruction_batches,
