@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -235,21 +235,28 @@ def _cuda_peak_memory(trainer: SAETrainer[Any, Any], batch: torch.Tensor) -> int
 def cpu_peak_memory(
     architecture: str, settings: PerfSettings, alignment: str | None
 ) -> int:
-    """Peak RSS growth of a few steps of one SAE, in a fresh process (on CPU the
-    allocator keeps no per-tensor statistics, so processes are the clean split)."""
+    """Peak RSS growth of a few steps of one SAE over the RSS just before them, in
+    a fresh process (on CPU the allocator keeps no per-tensor statistics, so
+    processes are the clean split). The kernel's high-water mark is reset first
+    (Linux `/proc/self/clear_refs`): importing torch and SAELens peaks higher than
+    a training step and would otherwise hide it."""
     code = (
-        "import json, resource, sys, torch\n"
+        "import json, sys, torch\n"
         "import saelens_aligned\n"
         "from benchmarks.perf import PerfSettings, build_sae, build_trainer\n"
+        "def kib(field):\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith(field): return int(line.split()[1])\n"
         "s = PerfSettings(**json.loads(sys.argv[1]))\n"
         "kw = json.loads(sys.argv[3])\n"
         "sae = build_sae(sys.argv[2], s, **kw)\n"
         "t = build_trainer(sae, s)\n"
         "batch = torch.randn(s.batch, s.d_in)\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "t.step(batch)  # optimizer state and allocator pools exist from here\n"
+        "open('/proc/self/clear_refs', 'w').write('5')\n"
+        "before = kib('VmRSS:')\n"
         "for _ in range(3): t.step(batch)\n"
-        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print((after - before) * 1024)\n"
+        "print((kib('VmHWM:') - before) * 1024)\n"
     )
     kwargs = {} if alignment is None else {"alignment": alignment}
     out = subprocess.run(
@@ -371,18 +378,15 @@ def sweep_lm_time(k: int = 8, tiny: bool = False) -> dict[str, Any]:
 
 def run(
     settings: PerfSettings, architectures: list[str], forms: list[str], memory: bool
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
+    """Each measurement as soon as it is taken (a long run shows progress)."""
     context = {"machine": machine(), "settings": asdict(settings)}
-    results = []
     for architecture in architectures:
         for form in forms:
-            results.append({**step_overhead(architecture, settings, form), **context})
+            yield {**step_overhead(architecture, settings, form), **context}
             if memory and not settings.device.startswith("cuda"):
-                results.append(
-                    {**memory_overhead(architecture, settings, form), **context}
-                )
-    results.append({**roofline("aligned_topk", settings), **context})
-    return results
+                yield {**memory_overhead(architecture, settings, form), **context}
+    yield {**roofline("aligned_topk", settings), **context}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -395,6 +399,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alignment", nargs="+", default=["tied", "projected"])
     parser.add_argument(
         "--no-memory", action="store_true", help="skip the RSS subprocesses"
+    )
+    parser.add_argument(
+        "--sweep-only",
+        action="store_true",
+        help="with --sweep-k: skip the step, memory and roofline measurements",
     )
     parser.add_argument(
         "--sweep-k",
@@ -415,10 +424,11 @@ def main(args: argparse.Namespace) -> None:
     if args.steps is not None:
         settings = PerfSettings(**{**asdict(settings), "steps": args.steps})
     architectures = args.architectures or saelens_aligned.aligned_architectures()
-    for result in run(
-        settings, architectures, args.alignment, memory=not args.no_memory
-    ):
-        print(json.dumps(result), flush=True)
+    if not (args.sweep_only and args.sweep_k):
+        for result in run(
+            settings, architectures, args.alignment, memory=not args.no_memory
+        ):
+            print(json.dumps(result), flush=True)
     if args.sweep_k:
         result = sweep_lm_time(args.sweep_k, tiny=args.tiny)
         print(json.dumps({**result, "machine": machine()}), flush=True)

@@ -57,8 +57,13 @@ def test_aligned_step_launches_no_more_batch_sized_matmuls_than_its_base(
 
 
 def test_perf_command_runs_at_tiny_shapes():
-    results = run(
-        TINY_SETTINGS, ["aligned_topk", "aligned"], ["tied", "projected"], memory=False
+    results = list(
+        run(
+            TINY_SETTINGS,
+            ["aligned_topk", "aligned"],
+            ["tied", "projected"],
+            memory=False,
+        )
     )
     kinds = {r["measurement"] for r in results}
     assert kinds == {"step_overhead", "roofline"}
@@ -85,3 +90,15 @@ def test_compiled_training_forward_pass_works_for_aligned_topk(alignment):
         optimizer.step()
         optimizer.zero_grad()
     assert float((sae_alignment_scores(sae) - 1).abs().max()) <= 1e-5
+
+
+def test_sweep_lm_time_measures_the_shared_cache_against_a_single_run():
+    from benchmarks.perf import sweep_lm_time
+
+    result = sweep_lm_time(k=4, tiny=True)
+    assert result["k"] == 4 and result["single"]["runs"] == 1
+    for side in ("single", "sweep"):
+        # Both made their own activation cache and evaluated through the LM.
+        assert result[side]["lm_activations_s"] > 0
+        assert result[side]["lm_eval_s"] > 0
+    assert math.isfinite(result["activation_lm_time_ratio"])
