@@ -8,7 +8,6 @@ evals beyond core (meta_structure; absorption where it can run; hub evals record
 as skipped with the reason).
 """
 
-import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -18,14 +17,6 @@ import torch
 
 from benchmarks.config import RunSpec, SweepConfig
 from benchmarks.sweep import HUB_EVALS, RunResult
-
-
-def dead_alive(feature_density: list[float]) -> dict[str, float]:
-    """SAEBench's `frac_alive` and its complement from per-latent densities."""
-    if not feature_density:
-        return {"frac_alive": math.nan, "frac_dead_latents": math.nan}
-    alive = sum(1 for d in feature_density if d > 0) / len(feature_density)
-    return {"frac_alive": alive, "frac_dead_latents": 1.0 - alive}
 
 
 def meta_structure_metrics(
@@ -159,9 +150,8 @@ class LMBackend:
         )
 
     def evaluate(self, run: RunSpec, sae_dir: Path) -> RunResult:
-        from sae_lens import SAE
-
         from saelens_aligned.demo import evaluate_sae
+        from saelens_aligned.io import load_sae_dir
 
         _ = self.model
         self._phase = "eval"
@@ -171,12 +161,16 @@ class LMBackend:
             for group, values in evaluated["saebench_core"].items()
             if isinstance(values, dict)
         }
-        metrics["misc"] = dead_alive(evaluated["feature_density"])
+        headline = evaluated["headline"]
+        metrics["misc"] = {
+            "frac_alive": headline["alive fraction"],
+            "frac_dead_latents": headline["dead fraction"],
+        }
         summary = evaluated["alignment_summary"]
         metrics["alignment"] = {
             k: v for k, v in summary.items() if not k.startswith("histogram")
         }
-        sae = SAE.load_from_disk(str(sae_dir), device=self.config.device)
+        sae = load_sae_dir(sae_dir, device=self.config.device)
         if self.config.eval.meta_structure:
             metrics["meta_structure"] = meta_structure_metrics(
                 sae,

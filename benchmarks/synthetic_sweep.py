@@ -380,13 +380,13 @@ class SyntheticBackend:
         os.replace(partial, sae_dir)
 
     def evaluate(self, run: RunSpec, sae_dir: Path) -> RunResult:
-        from sae_lens import SAE
         from sae_lens.synthetic import eval_sae_on_synthetic_data
 
         from saelens_aligned.diagnostics import sae_alignment_summary
+        from saelens_aligned.io import load_sae_dir
 
         device = self.config.device
-        sae = SAE.load_from_disk(str(sae_dir), device=device)
+        sae = load_sae_dir(sae_dir, device=device)
         samples = self.eval_samples()
         result = eval_sae_on_synthetic_data(
             sae=sae,

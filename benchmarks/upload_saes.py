@@ -21,7 +21,6 @@ a `metrics.json` with `l0` and `explained_variance`.
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,6 +35,7 @@ from sae_lens.constants import (
 )
 
 from saelens_aligned.align import write_text_atomic
+from saelens_aligned.io import replace_dir
 from saelens_aligned.pretrained import (
     ReleaseSAE,
     check_safetensors,
@@ -97,9 +97,7 @@ def stage_release(saes: dict[str, Path], out_dir: str | Path) -> Path:
             for name in PUBLISHED_FILES:
                 if (src / name).exists():
                     shutil.copy2(src / name, dst / name)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

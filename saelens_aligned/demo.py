@@ -386,6 +386,7 @@ def ensure_activation_cache(inputs: ResolvedInputs, model: Any, d_in: int) -> Pa
     from sae_lens import CacheActivationsRunnerConfig
 
     from saelens_aligned.corpus import load_corpus_split, write_text_atomic
+    from saelens_aligned.io import replace_dir
 
     key = cache_key(inputs, d_in)
     final = activation_cache_dir(inputs, key)
@@ -430,9 +431,7 @@ def ensure_activation_cache(inputs: ResolvedInputs, model: Any, d_in: int) -> Pa
         write_text_atomic(
             partial / CACHE_CONFIG_FILENAME, json.dumps(key, indent=2, sort_keys=True)
         )
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
+        replace_dir(partial, final)
     finally:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)

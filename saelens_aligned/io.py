@@ -208,13 +208,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             if file.is_file():
                 _fsync_file(file)
         os.chmod(tmp, 0o777 & ~_umask())
-        _replace_dir(tmp, path)
+        replace_dir(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _replace_dir(new: Path, path: Path) -> None:
+def replace_dir(new: Path, path: Path) -> None:
+    """Rename the complete directory `new` to `path`, replacing what is there: the
+    old one is moved aside first and deleted only after the swap (put back if the
+    swap fails), so `path` always holds a complete directory."""
     if not path.exists() and not path.is_symlink():
         os.replace(new, path)
         return
