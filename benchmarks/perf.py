@@ -28,6 +28,7 @@ from sae_lens.training.sae_trainer import SAETrainer
 
 import saelens_aligned
 from saelens_aligned.architectures import base_architecture
+from saelens_aligned.sae_config import build_sae_config
 
 
 @dataclass
@@ -75,19 +76,18 @@ def machine() -> dict[str, Any]:
 def build_sae(
     architecture: str, settings: PerfSettings, **kwargs: Any
 ) -> TrainingSAE[Any]:
-    sae_class, config_class = get_sae_training_class(architecture)
-    extra: dict[str, Any] = dict(kwargs)
-    if "topk" in architecture:
-        extra["k"] = settings.k
-    if "matryoshka" in architecture:
-        extra["matryoshka_widths"] = [settings.d_sae // 4, settings.d_sae]
-    if "panneal" in architecture:
-        extra["p_anneal_total_steps"] = 10**6
-    return sae_class(
-        config_class(
-            d_in=settings.d_in, d_sae=settings.d_sae, device=settings.device, **extra
-        )
+    sae_class, _ = get_sae_training_class(architecture)
+    # A p-annealing schedule longer than any perf run: p stays at p_start.
+    cfg = build_sae_config(
+        architecture,
+        settings.d_in,
+        settings.d_sae,
+        training_steps=10**6,
+        shared={"k": settings.k},
+        device=settings.device,
+        **kwargs,
     )
+    return sae_class(cfg)
 
 
 def plain_trainer_config(

@@ -30,7 +30,6 @@ import torch
 from numpy.typing import NDArray
 from sae_lens.saes.sae import (
     TrainingSAE,
-    TrainingSAEConfig,
     TrainStepInput,
     TrainStepOutput,
 )
@@ -41,10 +40,12 @@ from saelens_aligned.alignment import (
     ALIGNMENT_FORMS,
     AlignmentForm,
     alignment_scores,
+    effective_encoder,
     projected_encoder,
     summarize_alignment,
     tied_decoder,
 )
+from saelens_aligned.sae_config import CheckedTrainingSAEConfig, ConfigError
 
 # Stored weights whose scores are this close to 1 count as aligned on load, so a
 # saved aligned SAE reloads bit-exact instead of being re-derived.
@@ -52,7 +53,7 @@ LOAD_ALIGNMENT_TOLERANCE = 1e-4
 
 
 @dataclass(kw_only=True)
-class AlignedTrainingSAEConfig(TrainingSAEConfig):
+class AlignedTrainingSAEConfig(CheckedTrainingSAEConfig):
     """
     Config mixin for aligned architectures; put it before the base config class.
 
@@ -69,31 +70,11 @@ class AlignedTrainingSAEConfig(TrainingSAEConfig):
 
     @override
     def __post_init__(self) -> None:
-        _validate_aligned_config(self)
+        if self.alignment not in ALIGNMENT_FORMS:
+            raise ConfigError(
+                "alignment", self.alignment, f"one of {list(ALIGNMENT_FORMS)}"
+            )
         super().__post_init__()
-
-
-def _validate_aligned_config(cfg: AlignedTrainingSAEConfig) -> None:
-    if not isinstance(cfg.d_sae, int) or cfg.d_sae <= 0:
-        raise ValueError(
-            f"d_sae must be a positive integer (the number of SAE latents), got "
-            f"{cfg.d_sae!r}. Set d_sae to e.g. 8 * d_in."
-        )
-    if not isinstance(cfg.d_in, int) or cfg.d_in <= 0:
-        raise ValueError(
-            f"d_in must be a positive integer (the width of the hooked activation), "
-            f"got {cfg.d_in!r}."
-        )
-    if cfg.alignment not in ALIGNMENT_FORMS:
-        raise ValueError(
-            f"alignment must be one of {list(ALIGNMENT_FORMS)}, got {cfg.alignment!r}."
-        )
-    k = getattr(cfg, "k", None)
-    if k is not None and not 0 < k <= cfg.d_sae:
-        raise ValueError(
-            f"k must lie in (0, d_sae] = (0, {cfg.d_sae}], got k={k!r}. Lower k or "
-            "raise d_sae."
-        )
 
 
 T_ALIGNED_CONFIG = TypeVar("T_ALIGNED_CONFIG", bound=AlignedTrainingSAEConfig)
@@ -176,21 +157,24 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
         # (explained variance -20.5 vs +0.15 after 300 synthetic steps,
         # `python -m benchmarks.init_early_phase`).
         super().initialize_weights()
-        scale_F = self.magnitude_scale()
-        encoder_DF = self.W_enc if scale_F is None else self.W_enc * scale_F
-        self.W_dec.data.copy_(tied_decoder(encoder_DF))
+        self.W_dec.data.copy_(tied_decoder(self.effective_encoder()))
 
     def magnitude_scale(self) -> torch.Tensor | None:
         """Per-feature factor between W_enc and the encoder that produces feature
         values (Gated's exp(r_mag)); None when W_enc is that encoder."""
         return None
 
+    def effective_encoder(self) -> torch.Tensor:
+        """The encoder that produces feature values, from the stored parameters:
+        W_enc, times `magnitude_scale()` where the base has one. [d_in, d_sae]"""
+        return effective_encoder(self.W_enc, self.magnitude_scale())
+
     def aligned_weights(self) -> dict[str, torch.Tensor]:
         """The derived matrix of this step, differentiable w.r.t. the free ones."""
-        scale_F = self.magnitude_scale()
         if self.cfg.alignment == "tied":
-            encoder_DF = self.W_enc if scale_F is None else self.W_enc * scale_F
-            return {"W_dec": tied_decoder(encoder_DF)}
+            return {"W_dec": tied_decoder(self.effective_encoder())}
+        # <W_enc * s, d> = 1  <=>  <W_enc, d> = 1 / s: project the stored encoder.
+        scale_F = self.magnitude_scale()
         target_F: torch.Tensor | float = 1.0 if scale_F is None else 1.0 / scale_F
         return {"W_enc": projected_encoder(self.W_enc, self.W_dec, target_F)}
 
@@ -203,10 +187,8 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
 
     def alignment_scores(self) -> torch.Tensor:
         """a_i of the weights the forward pass uses. [d_sae]"""
-        self._align_if_stale()
-        scale_F = self.magnitude_scale()
-        W_enc = self.W_enc if scale_F is None else self.W_enc * scale_F
-        return alignment_scores(W_enc.detach(), self.W_dec.detach())
+        self.align_if_stale()
+        return alignment_scores(self.effective_encoder().detach(), self.W_dec.detach())
 
     def _parameter_versions(self) -> tuple[Any, ...]:
         return tuple(
@@ -215,7 +197,9 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
             if p is not None
         )
 
-    def _align_if_stale(self) -> None:
+    def align_if_stale(self) -> None:
+        """Re-align the stored weights if anything changed them since the last
+        alignment (an update made outside an optimizer step, a load, a fold)."""
         if not self._in_aligned_step and self._synced_key != self._parameter_versions():
             self.align_()
 
@@ -226,7 +210,7 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
         if torch.compiler.is_compiling():
             self.align_()
         else:
-            self._align_if_stale()
+            self.align_if_stale()
         self._in_aligned_step = True
         try:
             with _parameters_replaced(self, self.aligned_weights()):
@@ -254,17 +238,17 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
 
     @override
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        self._align_if_stale()
+        self.align_if_stale()
         return super().encode(x)
 
     @override
     def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        self._align_if_stale()
+        self.align_if_stale()
         return super().decode(feature_acts)
 
     @override
     def process_state_dict_for_saving(self, state_dict: dict[str, Any]) -> None:
-        self._align_if_stale()
+        self.align_if_stale()
         for name in ("W_enc", "W_dec"):
             state_dict[name] = getattr(self, name).detach()
         super().process_state_dict_for_saving(state_dict)
@@ -304,22 +288,20 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
         """a_i of the stored parameters as they are, without re-aligning them."""
         if self.W_enc.device.type == "meta":
             return torch.empty(0)
-        scale_F = self.magnitude_scale()
-        W_enc = self.W_enc if scale_F is None else self.W_enc * scale_F
-        return alignment_scores(W_enc.float(), self.W_dec.float())
+        return alignment_scores(self.effective_encoder().float(), self.W_dec.float())
 
     # Folds rescale stored weights in place; aligning first makes them act on the
     # effective weights, and marking the result as synced keeps a fold that moves
     # off the tied manifold (whitening) from being undone by the next read.
     @override
     def fold_W_dec_norm(self) -> None:
-        self._align_if_stale()
+        self.align_if_stale()
         super().fold_W_dec_norm()
         self._synced_key = self._parameter_versions()
 
     @override
     def fold_activation_norm_scaling_factor(self, scaling_factor: float) -> None:
-        self._align_if_stale()
+        self.align_if_stale()
         super().fold_activation_norm_scaling_factor(scaling_factor)
         self._synced_key = self._parameter_versions()
 
@@ -330,14 +312,14 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
         whitening_matrix: torch.Tensor,
         unwhitening_matrix: torch.Tensor,
     ) -> None:
-        self._align_if_stale()
+        self.align_if_stale()
         super().fold_activation_whitening(mean, whitening_matrix, unwhitening_matrix)
         self._synced_key = self._parameter_versions()
 
     @override
     @torch.no_grad()
     def log_histograms(self) -> dict[str, NDArray[Any]]:
-        self._align_if_stale()
+        self.align_if_stale()
         return {
             **super().log_histograms(),
             "weights/alignment_scores": self.alignment_scores().float().cpu().numpy(),

@@ -41,6 +41,15 @@ def alignment_cosines(W_enc_DF: torch.Tensor, W_dec_FD: torch.Tensor) -> torch.T
     return alignment_scores(W_enc_DF, W_dec_FD) / denom_F
 
 
+def effective_encoder(
+    W_enc_DF: torch.Tensor, magnitude_scale_F: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The encoder that produces feature values: `W_enc`, or `W_enc * scale` where a
+    base architecture rescales its encoder per feature on the value path (Gated's
+    magnitude path, scale = exp(r_mag)). Alignment is defined on this matrix."""
+    return W_enc_DF if magnitude_scale_F is None else W_enc_DF * magnitude_scale_F
+
+
 def tied_decoder(W_enc_DF: torch.Tensor) -> torch.Tensor:
     """The `tied` form: d_i = e_i / ||e_i||², so <e_i, d_i> = 1 and cos(e_i, d_i) = 1.
 

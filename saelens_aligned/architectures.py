@@ -210,16 +210,24 @@ ALIGNED_TRAINING_CLASSES: tuple[
 )
 
 
-def base_architecture(config_class: type[TrainingSAEConfig]) -> str:
-    """The SAELens architecture an aligned config extends ("aligned_topk" -> "topk")."""
+def _base_config_class(
+    config_class: type[TrainingSAEConfig],
+) -> type[TrainingSAEConfig]:
+    # The first non-aligned ancestor that names an architecture of its own (config
+    # mixins such as CheckedTrainingSAEConfig name none).
     for parent in config_class.__mro__[1:]:
         if (
             issubclass(parent, TrainingSAEConfig)
             and not issubclass(parent, AlignedTrainingSAEConfig)
             and parent.__dict__.get("architecture") is not None
         ):
-            return parent.architecture()
+            return parent
     raise ValueError(f"{config_class.__name__} extends no SAELens architecture.")
+
+
+def base_architecture(config_class: type[TrainingSAEConfig]) -> str:
+    """The SAELens architecture an aligned config extends ("aligned_topk" -> "topk")."""
+    return _base_config_class(config_class).architecture()
 
 
 def _inference_classes(
@@ -228,16 +236,11 @@ def _inference_classes(
     # The export is the base's inference architecture (standard, topk, jumprelu or
     # gated). BatchTopK-style bases name theirs by overriding
     # get_inference_config_class; the rest use their own name.
-    base_config = next(
-        parent
-        for parent in config_class.__mro__[1:]
-        if issubclass(parent, TrainingSAEConfig)
-        and not issubclass(parent, AlignedTrainingSAEConfig)
-    )
+    base_config = _base_config_class(config_class)
     override_fn = getattr(base_config, "get_inference_config_class")
     if override_fn is not TrainingSAEConfig.get_inference_config_class:
         return get_sae_class(override_fn(base_config).architecture())  # type: ignore[arg-type]
-    return get_sae_class(base_architecture(config_class))
+    return get_sae_class(base_config.architecture())
 
 
 def aligned_architectures() -> list[str]:

@@ -17,32 +17,32 @@ from saelens_aligned.alignment import (
     AlignmentSummary,
     alignment_cosines,
     alignment_scores,
+    effective_encoder,
     summarize_alignment,
 )
 
 
-def _feature_encoder(sae: SAE[Any]) -> torch.Tensor:
-    # The encoder that produces feature values: W_enc, or for Gated SAEs the
-    # magnitude path W_enc * exp(r_mag). [d_in, d_sae]
+def feature_encoder(sae: SAE[Any]) -> torch.Tensor:
+    """The encoder that produces `sae`'s feature values, in float32: W_enc, or for
+    Gated SAEs the magnitude path W_enc * exp(r_mag). [d_in, d_sae]"""
     if isinstance(sae, AlignedTrainingSAE):
-        sae._align_if_stale()
-    W_enc = sae.W_enc.detach()
+        sae.align_if_stale()
+        return sae.effective_encoder().detach().float()
     r_mag = getattr(sae, "r_mag", None)
-    if isinstance(r_mag, torch.Tensor):
-        W_enc = W_enc * r_mag.detach().exp()
-    return W_enc.float()
+    scale_F = r_mag.detach().exp() if isinstance(r_mag, torch.Tensor) else None
+    return effective_encoder(sae.W_enc.detach(), scale_F).float()
 
 
 @torch.no_grad()
 def sae_alignment_scores(sae: SAE[Any]) -> torch.Tensor:
     """a_i = <e_i, d_i> for every feature of `sae`. [d_sae]"""
-    return alignment_scores(_feature_encoder(sae), sae.W_dec.detach().float())
+    return alignment_scores(feature_encoder(sae), sae.W_dec.detach().float())
 
 
 @torch.no_grad()
 def sae_alignment_cosines(sae: SAE[Any]) -> torch.Tensor:
     """cos(e_i, d_i) for every feature of `sae`. [d_sae]"""
-    return alignment_cosines(_feature_encoder(sae), sae.W_dec.detach().float())
+    return alignment_cosines(feature_encoder(sae), sae.W_dec.detach().float())
 
 
 def sae_alignment_summary(sae: SAE[Any]) -> AlignmentSummary:

@@ -26,11 +26,12 @@ from typing import Any, Literal, TypeVar
 import torch
 from sae_lens.saes.sae import (
     TrainingSAE,
-    TrainingSAEConfig,
     TrainStepInput,
     TrainStepOutput,
 )
 from typing_extensions import override
+
+from saelens_aligned.sae_config import CheckedTrainingSAEConfig
 
 SparsityFunction = Literal["Lp^p", "Lp"]
 SPARSITY_FUNCTIONS: tuple[SparsityFunction, ...] = ("Lp^p", "Lp")
@@ -101,7 +102,7 @@ def sparsity_penalty(
 
 
 @dataclass(kw_only=True)
-class PAnnealTrainingSAEConfig(TrainingSAEConfig):
+class PAnnealTrainingSAEConfig(CheckedTrainingSAEConfig):
     """
     Config mixin for p-annealing; put it before an L1 config (e.g.
     StandardTrainingSAEConfig). Defaults follow the SAEBench p-anneal sweep.

@@ -7,88 +7,28 @@ load. Every error names the field, the bad value and what is accepted.
 
 import difflib
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
 
-from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
-from sae_lens.util import str_to_dtype
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value, raised before any expensive work."""
-
-    def __init__(self, field: str, value: Any, accepted: str, hint: str = ""):
-        self.field = field
-        message = f"{field}={value!r} is invalid: expected {accepted}."
-        super().__init__(f"{message} {hint}".strip())
-
-
-def check_architecture(architecture: str) -> None:
-    if architecture not in SAE_TRAINING_CLASS_REGISTRY:
-        raise ConfigError(
-            "architecture",
-            architecture,
-            f"one of {sorted(SAE_TRAINING_CLASS_REGISTRY)}",
-            "Import saelens_aligned to register the aligned variants.",
-        )
-
-
-def _check_positive(field: str, value: Any, integer: bool = False) -> None:
-    kind = "a positive integer" if integer else "a positive number"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if integer:
-        ok = ok and float(value).is_integer()
-    if not ok or not math.isfinite(value) or value <= 0:
-        raise ConfigError(field, value, kind)
-
-
-def _check_nonnegative(field: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(field, value, "a finite number >= 0")
-
-
-# Coefficient fields of SAELens' training configs (and ours) that must be >= 0.
-COEFFICIENT_FIELDS = (
-    "l1_coefficient",
-    "l0_coefficient",
-    "aux_loss_coefficient",
-    "pre_act_loss_coefficient",
-    "topk_threshold_lr",
+from saelens_aligned.sae_config import (
+    ConfigError,
+    check_architecture,
+    check_dtype,
+    check_positive,
+    validate_sae_config,
 )
 
-
-def validate_sae_config(sae_cfg: Any) -> None:
-    """Checks of the SAE part of a config."""
-    check_architecture(sae_cfg.architecture())
-    _check_positive("d_in", sae_cfg.d_in, integer=True)
-    _check_positive("d_sae", sae_cfg.d_sae, integer=True)
-    k = getattr(sae_cfg, "k", None)
-    if k is not None and not (
-        isinstance(k, (int, float)) and math.isfinite(k) and 0 < k <= sae_cfg.d_sae
-    ):
-        raise ConfigError("k", k, f"a number in (0, d_sae] = (0, {sae_cfg.d_sae}]")
-    for field in COEFFICIENT_FIELDS:
-        value = getattr(sae_cfg, field, None)
-        if value is not None:
-            _check_nonnegative(field, value)
-    try:
-        str_to_dtype(sae_cfg.dtype)
-    except (ValueError, KeyError) as e:
-        raise ConfigError(
-            "dtype", sae_cfg.dtype, "one of float32, float64, float16, bfloat16"
-        ) from e
+__all__ = ["ConfigError", "validate_runner_config", "validate_sae_config"]
 
 
 def validate_runner_config(cfg: Any) -> None:
     """Checks of a LanguageModelSAERunnerConfig that need no model or data load."""
+    check_architecture(cfg.sae.architecture())
     validate_sae_config(cfg.sae)
-    _check_positive("lr", cfg.lr)
-    _check_positive("context_size", cfg.context_size, integer=True)
-    _check_positive(
-        "train_batch_size_tokens", cfg.train_batch_size_tokens, integer=True
-    )
+    check_positive("lr", cfg.lr)
+    check_positive("context_size", cfg.context_size, integer=True)
+    check_positive("train_batch_size_tokens", cfg.train_batch_size_tokens, integer=True)
     if cfg.training_tokens < cfg.train_batch_size_tokens:
         raise ConfigError(
             "training_tokens",
@@ -102,12 +42,7 @@ def validate_runner_config(cfg: Any) -> None:
             f"n_batches_in_buffer * context_size >= train_batch_size_tokens "
             f"({cfg.train_batch_size_tokens})",
         )
-    try:
-        str_to_dtype(cfg.dtype)
-    except (ValueError, KeyError) as e:
-        raise ConfigError(
-            "dtype", cfg.dtype, "one of float32, float64, float16, bfloat16"
-        ) from e
+    check_dtype("dtype", cfg.dtype)
     if not cfg.use_cached_activations:
         check_dataset_path(cfg.dataset_path)
     check_model_hook(cfg.model_name, cfg.model_class_name, cfg.hook_name, cfg.sae.d_in)

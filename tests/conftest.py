@@ -10,6 +10,7 @@ from sae_lens.saes.sae import TrainingSAE, TrainStepInput
 import saelens_aligned
 from saelens_aligned.alignment import ALIGNMENT_FORMS
 from saelens_aligned.architectures import base_architecture
+from saelens_aligned.sae_config import build_sae_config
 
 os.environ.setdefault("WANDB_MODE", "offline")
 
@@ -22,19 +23,10 @@ ALIGNED_CASES = [
 ]
 
 
-def architecture_kwargs(architecture: str, d_sae: int) -> dict[str, Any]:
-    """Extra config fields some architectures need at test sizes."""
-    kwargs: dict[str, Any] = {}
-    if "topk" in architecture:
-        kwargs["k"] = 4
-    if "matryoshka" in architecture:
-        kwargs["matryoshka_widths"] = [d_sae // 4, d_sae]
-    if "panneal" in architecture:
-        # The schedule needs the run length, and SAEBench's anneal_start (10_000)
-        # lies beyond a test-sized run.
-        kwargs["p_anneal_total_steps"] = 100
-        kwargs["anneal_start"] = 10
-    return kwargs
+# Test-sized SAEs: k small enough for d_sae 48, and a p-annealing run of 100 steps
+# (SAEBench's anneal_start, 10_000, lies beyond it; build_sae_config starts at 10).
+TEST_SHARED_FIELDS = {"k": 4}
+TEST_TRAINING_STEPS = 100
 
 
 def make_sae(
@@ -46,11 +38,18 @@ def make_sae(
     **overrides: Any,
 ) -> TrainingSAE[Any]:
     torch.manual_seed(seed)
-    sae_class, config_class = get_sae_training_class(architecture)
-    kwargs = {**architecture_kwargs(architecture, d_sae), **overrides}
+    sae_class, _ = get_sae_training_class(architecture)
     if alignment is not None:
-        kwargs["alignment"] = alignment
-    return sae_class(config_class(d_in=d_in, d_sae=d_sae, **kwargs))
+        overrides["alignment"] = alignment
+    cfg = build_sae_config(
+        architecture,
+        d_in,
+        d_sae,
+        training_steps=TEST_TRAINING_STEPS,
+        shared=TEST_SHARED_FIELDS,
+        **overrides,
+    )
+    return sae_class(cfg)
 
 
 def make_base_twin(aligned: TrainingSAE[Any]) -> TrainingSAE[Any]:

@@ -292,12 +292,42 @@ def test_nonpositive_d_sae_is_rejected(d_sae):
 
 
 def test_k_above_d_sae_is_rejected():
-    with pytest.raises(ValueError, match=r"k must lie in \(0, d_sae\]"):
+    with pytest.raises(
+        ValueError, match=r"k=17 is invalid: expected a number in \(0, d_sae\]"
+    ):
         saelens_aligned.AlignedTopKTrainingSAEConfig(d_in=8, d_sae=16, k=17)
 
 
+@pytest.mark.parametrize(
+    "architecture,field,value",
+    [
+        ("aligned", "l1_coefficient", -2.0),
+        ("aligned_gated", "l1_coefficient", float("nan")),
+        ("aligned_topk", "aux_loss_coefficient", -1.0),
+        ("aligned_jumprelu", "l0_coefficient", -0.5),
+        ("panneal", "l1_coefficient", -1.0),
+    ],
+)
+def test_bad_coefficients_fail_when_the_config_is_built(architecture, field, value):
+    # The config a user hands to SAELens' own runner: no CLI in between.
+    from sae_lens.registry import get_sae_training_class
+
+    config_class = get_sae_training_class(architecture)[1]
+    extra = (
+        {"p_anneal_total_steps": 100, "anneal_start": 10}
+        if architecture == "panneal"
+        else {}
+    )
+    with pytest.raises(
+        ValueError, match=rf"{field}=.* is invalid: expected a finite number >= 0"
+    ):
+        config_class(d_in=8, d_sae=128, **{field: value}, **extra)
+
+
 def test_unknown_alignment_form_is_rejected():
-    with pytest.raises(ValueError, match="alignment must be one of"):
+    with pytest.raises(
+        ValueError, match=r"alignment='rescaled' is invalid: expected one of"
+    ):
         saelens_aligned.AlignedTopKTrainingSAEConfig(
             d_in=8, d_sae=16, k=4, alignment="rescaled"
         )  # type: ignore[arg-type]
