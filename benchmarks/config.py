@@ -4,9 +4,11 @@
     config = load_sweep_config("cpu")              # benchmarks/configs/cpu.yaml
     config = load_sweep_config("my_sweep.yaml")    # any YAML file of the same shape
 
-`expand_runs` turns a config into its runs: every architecture x alignment form x
-sparsity value x dictionary size x seed. Each run has a stable id, which names its
-SAE folder and its record, so a rerun of the sweep finds what is already done.
+Each entry of `architectures` is an *arm*: an architecture with its settings (an
+aligned form, an init control, SAE fields, a learning rate). `benchmarks.runs`
+turns a config into its runs: every arm x alignment form x sparsity value x
+dictionary size x seed, each with a stable id that names its SAE folder and its
+record, so a rerun of the sweep finds what is already done.
 """
 
 import math
@@ -15,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from saelens_aligned.pipeline.evaluation import EvalBudget
+from saelens_aligned.pipeline.source import Source
+from saelens_aligned.pipeline.training import TrainingSettings
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PRESETS = ("ci", "cpu", "synthetic", "synthetic_cpu", "gpu")
@@ -28,7 +34,8 @@ class SweepConfigError(ValueError):
 
 @dataclass
 class ArchitectureSweep:
-    """One architecture of the sweep and the sparsity values it is trained at.
+    """One arm of the sweep: an architecture, its settings, and the sparsity values
+    it is trained at.
 
     Args:
         architecture: A registered SAELens training architecture (`topk`,
@@ -36,31 +43,36 @@ class ArchitectureSweep:
             ones).
         sparsity_param: The SAE config field that sets sparsity: `k` for the TopK
             family, `l1_coefficient` for ReLU+L1 (standard, gated, p-annealing),
-            `l0_coefficient` for JumpReLU.
+            `l0_coefficient` or `target_l0` for JumpReLU.
         sparsity_values: Values of `sparsity_param`, one training run each; chosen
             so that every architecture's curve spans the same L0 range.
         alignments: Alignment forms to train (`tied`, `projected`); aligned
             architectures only. None means both.
-        sae_kwargs: Further SAE config fields shared by every run of this
-            architecture (e.g. `jumprelu_init_threshold`).
+        init_from: The init control: a base architecture (one with an aligned
+            variant) started from exactly the initial weights its aligned variant
+            has in this form (`tied` or `projected`), then trained without the
+            constraint. None: the architecture's own initialisation.
+        sae_kwargs: Further SAE config fields shared by every run of this arm
+            (e.g. `jumprelu_init_threshold`).
+        lr: This arm's learning rate; None means the sweep's (`lr`), or the best
+            of `lr_grid` when the sweep has one.
     """
 
     architecture: str
     sparsity_param: str
     sparsity_values: list[float]
     alignments: list[str] | None = None
+    init_from: str | None = None
     sae_kwargs: dict[str, Any] = field(default_factory=dict)
+    lr: float | None = None
 
 
-@dataclass
-class EvalSettings:
-    """How each trained SAE is evaluated.
+@dataclass(frozen=True)
+class EvalSettings(EvalBudget):
+    """How each trained SAE is evaluated: SAEBench core's budget (the fields of
+    `saelens_aligned.pipeline.evaluation.EvalBudget`), and the evals beyond it.
 
     Args:
-        batch_size_prompts: Prompts per model pass in SAEBench's core eval.
-        n_eval_reconstruction_batches: Batches for the CE-loss and KL scores.
-        n_eval_sparsity_variance_batches: Batches for L0, explained variance,
-            densities, cosine similarity and L2 ratio.
         meta_structure: Run SAEBench's meta_structure eval (decoder weights only,
             works offline).
         meta_structure_train_steps: Training steps of the meta-SAE
@@ -68,6 +80,9 @@ class EvalSettings:
         absorption: Run SAEBench's absorption eval. It needs a HookedTransformer
             model and costs far more than the core eval; when it cannot run, the
             record says why.
+        dead_window_tokens: Tokens of held-out text whose activations are cached
+            once per sweep; every SAE's dead fraction and feature densities are
+            also measured over all of them (no model pass per SAE). 0: off.
         synthetic_eval_samples: Samples for the ground-truth metrics (synthetic
             sweeps).
     """
@@ -75,9 +90,11 @@ class EvalSettings:
     batch_size_prompts: int = 4
     n_eval_reconstruction_batches: int = 2
     n_eval_sparsity_variance_batches: int = 16
+    progress: bool = False
     meta_structure: bool = True
     meta_structure_train_steps: int = 300
     absorption: bool = False
+    dead_window_tokens: int = 0
     synthetic_eval_samples: int = 50_000
 
 
@@ -99,15 +116,24 @@ class SweepConfig:
         context_size: Tokens per sequence. (`lm` only.)
         synthetic_model: A `sae_lens.synthetic.SyntheticModelConfig` as a dict
             (its `from_dict` form). (`synthetic` only.)
-        architectures: The architectures and their sparsity values.
+        architectures: The arms (architectures with their settings) and their
+            sparsity values.
         d_sae: Dictionary sizes; every architecture is trained at each.
-        seeds: SAE seeds (initialisation and batch order); at least 2 for
-            stability, 3 for error bars.
+        seeds: SAE seeds; at least 3 for the claim table (2 suffice for
+            stability). A seed sets the initialisation only: every run sees the
+            same batches in the same order unless `seed_varies_data`.
+        seed_varies_data: Let the seed also set the batch order.
         training_tokens: Tokens (or synthetic samples) each SAE trains on.
         train_batch_size_tokens: Tokens per optimizer step.
-        lr: Adam learning rate, shared by every architecture.
-        activation_seed: Seed of the shared activation cache (fixed, so every SAE
-            sees the same activations).
+        lr: Adam learning rate of every arm without its own `lr`, when the sweep
+            has no `lr_grid`.
+        lr_grid: Learning rates to try (at least 3, spanning at least 10x), or
+            empty. Each arm is first trained at each of them with the first seed
+            at its middle sparsity value; the multi-seed runs then use the best.
+        lr_metric: What picks the best learning rate of the grid (a metric of
+            `benchmarks.records.FLAT_METRICS`, higher is better).
+        activation_seed: Seed of the shared activation cache and of the batch
+            order (fixed, so every SAE sees the same activations).
         model_batch_size: Prompts per LM forward pass when caching activations.
         device: `cpu`, `cuda`, ...
         activations_dir: Where activation caches live; None means
@@ -129,9 +155,12 @@ class SweepConfig:
     architectures: list[ArchitectureSweep] = field(default_factory=list)
     d_sae: list[int] = field(default_factory=lambda: [1152])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seed_varies_data: bool = False
     training_tokens: int = 100_000
     train_batch_size_tokens: int = 1024
     lr: float = 5e-4
+    lr_grid: list[float] = field(default_factory=list)
+    lr_metric: str = "explained_variance"
     activation_seed: int = 42
     model_batch_size: int = 16
     device: str = "cpu"
@@ -142,6 +171,30 @@ class SweepConfig:
     @property
     def training_steps(self) -> int:
         return self.training_tokens // self.train_batch_size_tokens
+
+    def source(self) -> Source:
+        """The model, hook and text of an `lm` sweep."""
+        return Source(
+            model=self.model,
+            model_class=self.model_class,
+            hook=self.hook,
+            dataset=self.dataset,
+            context_size=self.context_size,
+            device=self.device,
+            activations_dir=self.activations_dir,
+        )
+
+    def training(self, seed: int, lr: float) -> TrainingSettings:
+        """SAELens runner settings of a run with SAE seed `seed`. The runner's own
+        seed sets the batch order: the sweep's `activation_seed`, or `seed` when
+        `seed_varies_data`."""
+        return TrainingSettings(
+            training_tokens=self.training_tokens,
+            train_batch_size_tokens=self.train_batch_size_tokens,
+            lr=lr,
+            seed=seed if self.seed_varies_data else self.activation_seed,
+            model_batch_size=self.model_batch_size,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,7 +253,7 @@ def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:
     from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
 
     import saelens_aligned  # noqa: F401  (registers the aligned architectures)
-    from saelens_aligned.architectures import aligned_architectures
+    from saelens_aligned.architectures import aligned_architectures, base_architecture
 
     def fail(field_name: str, message: str) -> None:
         raise SweepConfigError(f"{source}: {field_name} {message}")
@@ -229,7 +282,22 @@ def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:
         )
     if not 0 < config.stability_threshold < 1:
         fail("stability_threshold", "must lie strictly between 0 and 1.")
+    if config.lr_grid:
+        grid = sorted(config.lr_grid)
+        if len(grid) < 3 or grid[0] <= 0 or grid[-1] / grid[0] < 10:
+            fail(
+                "lr_grid",
+                f"is {config.lr_grid}; give at least 3 positive learning rates "
+                "spanning at least 10x (e.g. [1e-4, 3e-4, 1e-3]), or none.",
+            )
+    from benchmarks.records import FLAT_METRICS
+
+    if config.lr_metric not in FLAT_METRICS:
+        fail("lr_metric", f"{config.lr_metric!r} is not one of {sorted(FLAT_METRICS)}.")
+    if config.eval.dead_window_tokens < 0:
+        fail("eval.dead_window_tokens", "must be >= 0 (0 turns it off).")
     aligned = set(aligned_architectures())
+    bases = {base_architecture(SAE_TRAINING_CLASS_REGISTRY[a][1]) for a in aligned}
     for i, arch in enumerate(config.architectures):
         where = f"architectures[{i}]"
         if arch.architecture not in SAE_TRAINING_CLASS_REGISTRY:
@@ -265,6 +333,22 @@ def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:
                         else "."
                     ),
                 )
+        if arch.lr is not None and not (
+            isinstance(arch.lr, int | float) and arch.lr > 0
+        ):
+            fail(f"{where}.lr", f"is {arch.lr!r}; it must be a positive number.")
+        if arch.init_from is not None:
+            if arch.architecture not in bases:
+                fail(
+                    f"{where}.init_from",
+                    f"is set but {arch.architecture!r} has no aligned variant to take "
+                    f"its initialisation from; init controls exist for {sorted(bases)}.",
+                )
+            if arch.init_from not in ALIGNMENT_FORMS:
+                fail(
+                    f"{where}.init_from",
+                    f"is {arch.init_from!r}; choose from {list(ALIGNMENT_FORMS)}.",
+                )
         if arch.alignments is not None:
             if arch.architecture not in aligned:
                 fail(
@@ -277,98 +361,3 @@ def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:
                         f"{where}.alignments",
                         f"holds {form!r}; choose from {list(ALIGNMENT_FORMS)}.",
                     )
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One SAE of the sweep.
-
-    Args:
-        architecture: Registered training architecture.
-        alignment: `tied` / `projected` for aligned architectures, else None.
-        sparsity_param: The sparsity field (`k`, `l1_coefficient`, ...).
-        sparsity_value: Its value for this run.
-        d_sae: Dictionary size.
-        seed: SAE seed.
-        sae_kwargs: Extra SAE config fields, as sorted (name, value) pairs.
-    """
-
-    architecture: str
-    alignment: str | None
-    sparsity_param: str
-    sparsity_value: float
-    d_sae: int
-    seed: int
-    sae_kwargs: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def label(self) -> str:
-        """The curve this run belongs to: architecture and alignment form."""
-        if self.alignment is None:
-            return self.architecture
-        return f"{self.architecture}[{self.alignment}]"
-
-    @property
-    def point_id(self) -> str:
-        """Run id without the seed: the runs whose seeds are compared."""
-        value = _format_value(self.sparsity_value)
-        form = f"-{self.alignment}" if self.alignment else ""
-        return f"{self.architecture}{form}-{self.sparsity_param}{value}-d{self.d_sae}"
-
-    @property
-    def run_id(self) -> str:
-        return f"{self.point_id}-s{self.seed}"
-
-    def sae_config_kwargs(self, training_steps: int) -> dict[str, Any]:
-        """SAE config fields of this run (besides d_in)."""
-        value: Any = self.sparsity_value
-        if self.sparsity_param == "k":
-            value = int(value)
-        kwargs: dict[str, Any] = {
-            "d_sae": self.d_sae,
-            self.sparsity_param: value,
-            **dict(self.sae_kwargs),
-        }
-        if self.alignment is not None:
-            kwargs["alignment"] = self.alignment
-        if "panneal" in self.architecture:
-            # p-annealing schedules over the run; SAEBench starts at a tenth of it.
-            kwargs.setdefault("p_anneal_total_steps", training_steps)
-            kwargs.setdefault("anneal_start", training_steps // 10)
-        if "matryoshka" in self.architecture:
-            kwargs.setdefault("matryoshka_widths", [self.d_sae // 4, self.d_sae])
-        return kwargs
-
-
-def _format_value(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def expand_runs(config: SweepConfig) -> list[RunSpec]:
-    """Every run of the sweep, seeds innermost (a point's seeds finish together,
-    so stability can be computed as soon as they are done)."""
-    from saelens_aligned.architectures import aligned_architectures
-
-    aligned = set(aligned_architectures())
-    runs = []
-    for arch in config.architectures:
-        if arch.architecture in aligned:
-            forms: list[str | None] = list(arch.alignments or ALIGNMENT_FORMS)
-        else:
-            forms = [None]
-        for form in forms:
-            for d_sae in config.d_sae:
-                for value in arch.sparsity_values:
-                    for seed in config.seeds:
-                        runs.append(
-                            RunSpec(
-                                architecture=arch.architecture,
-                                alignment=form,
-                                sparsity_param=arch.sparsity_param,
-                                sparsity_value=float(value),
-                                d_sae=int(d_sae),
-                                seed=int(seed),
-                                sae_kwargs=tuple(sorted(arch.sae_kwargs.items())),
-                            )
-                        )
-    return runs

@@ -13,11 +13,14 @@ layout, so `python -m benchmarks report DIR` draws them.
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.config import EvalSettings, RunSpec, SweepConfig
+from benchmarks.config import EvalSettings
 from benchmarks.records import record_path, write_json_atomic
+from benchmarks.runs import RunSpec
+from saelens_aligned.pipeline.source import Source, load_source_model, resolve_source
 
 
 class EvalInputError(ValueError):
@@ -57,9 +60,9 @@ def run_spec_for(cfg: dict[str, Any]) -> RunSpec:
     )
 
 
-def eval_config_for(
-    cfg: dict[str, Any], args: argparse.Namespace, eval_settings: EvalSettings
-) -> SweepConfig:
+def source_for(cfg: dict[str, Any], args: argparse.Namespace) -> Source:
+    """The model, hook and text an SAE is evaluated on: given on the command line,
+    else its cfg.json metadata, else the embedded model and corpus."""
     metadata = cfg.get("metadata") or {}
     model = args.model or metadata.get("model_name")
     hook = args.hook or metadata.get("hook_name")
@@ -68,8 +71,7 @@ def eval_config_for(
             "The SAE's cfg.json records no hook_name; pass --hook (e.g. "
             "model.layers.3 or blocks.3.hook_resid_post)."
         )
-    return SweepConfig(
-        name="eval",
+    return Source(
         model=model,
         model_class=args.model_class
         or metadata.get("model_class_name")
@@ -79,34 +81,36 @@ def eval_config_for(
         dataset=args.dataset,
         context_size=args.context_size or int(metadata.get("context_size") or 128),
         device=args.device,
-        eval=eval_settings,
     )
 
 
 def evaluate_sae_dirs(args: argparse.Namespace) -> list[Path]:
     """Evaluate every folder in `args.sae_dirs`; returns the record paths."""
-    from benchmarks.lm_backend import LMBackend
+    from benchmarks.lm_backend import lm_run_result
     from benchmarks.sweep import build_record
 
     out_dir = Path(args.out)
     dirs = [Path(d).expanduser() for d in args.sae_dirs]
     cfgs = [read_sae_cfg(d) for d in dirs]  # every folder checked before any work
-    eval_settings = EvalSettings(
+    settings = EvalSettings(
         batch_size_prompts=args.batch_size_prompts,
         n_eval_reconstruction_batches=args.reconstruction_batches,
         n_eval_sparsity_variance_batches=args.sparsity_variance_batches,
         meta_structure=not args.no_meta_structure,
     )
-    backends: dict[str, LMBackend] = {}
+    sources = [source_for(cfg, args) for cfg in cfgs]
+    resolved = {s: resolve_source(s) for s in set(sources)}  # all checked first
+    models: dict[Source, Any] = {}
     written = []
-    for sae_dir, cfg in zip(dirs, cfgs):
-        config = eval_config_for(cfg, args, eval_settings)
-        key = json.dumps(config.to_dict(), sort_keys=True)
-        if key not in backends:
-            backends[key] = LMBackend(config, out_dir)
+    for sae_dir, cfg, source in zip(dirs, cfgs, sources):
+        if source not in models:
+            models[source] = load_source_model(resolved[source])
         run = run_spec_for(cfg)
-        result = backends[key].evaluate(run, sae_dir)
-        record = build_record(config, run, result, seconds=0.0)
+        result = lm_run_result(
+            sae_dir, models[source], resolved[source], settings, 0, sae_dir.name
+        )
+        sweep = {"name": "eval", **asdict(source), "eval": asdict(settings)}
+        record = build_record(sweep, run, result, seconds=0.0)
         record["sae_lens_id"] = sae_dir.name
         record["eval_config"]["run"]["run_id"] = sae_dir.name
         record["eval_config"]["run"]["sae_dir"] = str(sae_dir.resolve())

@@ -1,58 +1,105 @@
-"""LM sweeps: SAELens' activation cache made once, SAELens' runner per SAE, SAEBench
-evals against the live model.
+"""LM sweeps: SAELens' activation cache made once, SAELens' runner per SAE, the
+package's one evaluation (SAEBench core against the live model) per SAE.
 
-The pieces are the demo's (`saelens_aligned.demo`): input resolution, the
-activation cache, `train_sae` with `use_cached_activations=True`, and the core eval.
-This module adds what a sweep needs on top: per-run seeds and SAE configs, and the
-evals beyond core (meta_structure; absorption where it can run; hub evals recorded
-as skipped with the reason).
+Every stage is the pipeline's (`saelens_aligned.pipeline`): the source, the
+activation cache, `train_sae` with cached activations, `evaluate`. This module adds
+what a sweep needs on top: per-run SAE configs and seeds, and the evals beyond core
+(meta_structure; absorption where it can run; hub evals recorded as skipped with
+the reason).
 """
 
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.config import RunSpec, SweepConfig
-from benchmarks.sweep import HUB_EVALS, RunResult
+from benchmarks.backend import (
+    RunResult,
+    meta_structure_metrics,
+    skipped_evals,
+    training_details,
+)
+from benchmarks.config import EvalSettings, SweepConfig
+from benchmarks.runs import RunSpec, initial_sae
+from saelens_aligned.io.sae_dirs import load_sae_dir
+from saelens_aligned.pipeline.activations import (
+    ensure_activation_cache,
+    iter_cached_activations,
+)
+from saelens_aligned.pipeline.evaluation import (
+    cached_feature_density,
+    dead_fraction,
+    evaluate,
+)
+from saelens_aligned.pipeline.models import hook_width
+from saelens_aligned.pipeline.source import (
+    ResolvedSource,
+    load_source_model,
+    resolve_source,
+)
+from saelens_aligned.pipeline.training import train_sae
+
+ABSORPTION_DISABLED = (
+    "disabled in the sweep config (eval.absorption); it costs far more than the "
+    "core eval"
+)
 
 
-def meta_structure_metrics(
-    sae: Any, run: RunSpec, train_steps: int, device: str
-) -> dict[str, Any]:
-    """SAEBench's meta_structure eval (a BatchTopK meta-SAE on the decoder rows)."""
-    from sae_bench.evals.meta_structure.eval_config import MetaStructureEvalConfig
-    from sae_bench.evals.meta_structure.main import run_eval_single_sae
-
-    cfg = MetaStructureEvalConfig(
-        train_steps=train_steps,
-        autocast=device.startswith("cuda"),
-        random_seed=run.seed,
+def lm_run_result(
+    sae_dir: Path,
+    model: Any,
+    resolved: ResolvedSource,
+    settings: EvalSettings,
+    seed: int,
+    run_id: str,
+    heldout_dir: Path | None = None,
+) -> RunResult:
+    """The record contents of the SAE saved at `sae_dir`: SAEBench core and the
+    alignment summary (`pipeline.evaluation.evaluate`), dead latents over the
+    long held-out window (`heldout_dir`, a cache of held-out activations),
+    meta_structure, and the reasons for every eval that did not run."""
+    device = resolved.source.device
+    sae = load_sae_dir(sae_dir, device=device)
+    result = evaluate(sae, model, resolved, settings)
+    unstructured: dict[str, Any] = {}
+    metrics: dict[str, dict[str, Any]] = {
+        group: dict(values)
+        for group, values in result.saebench_core.items()
+        if isinstance(values, dict)
+    }
+    metrics["misc"] = {
+        "frac_alive": result.metrics["alive_fraction"],
+        "frac_dead_latents": result.metrics["dead_fraction"],
+    }
+    metrics["alignment"] = {
+        k: v for k, v in result.alignment.items() if not k.startswith("histogram")
+    }
+    metrics["eval_windows"] = dict(result.windows)
+    if heldout_dir is not None:
+        batches = iter_cached_activations(heldout_dir, sae.cfg.d_in)
+        density_F, tokens = cached_feature_density(sae, batches)
+        metrics["misc"]["frac_dead_latents_long"] = dead_fraction(density_F)
+        metrics["eval_windows"]["dead_window_tokens"] = tokens
+        unstructured["feature_density_long"] = [float(x) for x in density_F]
+    if settings.meta_structure:
+        metrics["meta_structure"] = meta_structure_metrics(
+            sae, seed, run_id, settings.meta_structure_train_steps, device
+        )
+    return RunResult(
+        metrics=metrics,
+        unstructured={
+            **unstructured,
+            "alignment_histogram": {
+                "counts": result.alignment["histogram_counts"],
+                "edges": result.alignment["histogram_edges"],
+            },
+            "feature_density": result.feature_density,
+            "skipped_evals": skipped_evals(settings, ABSORPTION_DISABLED),
+            "sae_dir": str(sae_dir),
+        },
+        sae_cfg_dict=sae.cfg.to_dict(),
     )
-    torch.manual_seed(run.seed)
-    output = run_eval_single_sae("sweep", run.run_id, sae, cfg, device)
-    return asdict(output.eval_result_metrics.meta_structure)
-
-
-def skipped_evals(config: SweepConfig, absorption_reason: str | None) -> dict[str, str]:
-    from saelens_aligned.corpus import hub_is_offline
-
-    reasons: dict[str, str] = {}
-    if not config.eval.meta_structure:
-        reasons["meta_structure"] = "disabled in the sweep config (eval.meta_structure)"
-    if absorption_reason:
-        reasons["absorption"] = absorption_reason
-    hub_reason = (
-        "needs Hugging Face hub datasets or an LLM API; the hub is unreachable here"
-        if hub_is_offline()
-        else "not part of this sweep's evals (they cost far more than training "
-        "these SAEs); run SAEBench on the saved SAE folders"
-    )
-    for name in HUB_EVALS:
-        reasons[name] = hub_reason
-    return reasons
 
 
 class LMBackend:
@@ -60,32 +107,14 @@ class LMBackend:
     cached once per sweep on disk."""
 
     def __init__(self, config: SweepConfig, out_dir: Path) -> None:
-        from saelens_aligned.demo import DemoConfig, resolve_data_inputs
-
         self.config = config
-        demo_config = DemoConfig(
-            model=config.model,
-            model_class=config.model_class,
-            dataset=config.dataset,
-            hook=config.hook,
-            context_size=config.context_size,
-            training_tokens=config.training_tokens,
-            train_batch_size_tokens=config.train_batch_size_tokens,
-            lr=config.lr,
-            seed=config.activation_seed,
-            model_batch_size=config.model_batch_size,
-            eval_batch_size_prompts=config.eval.batch_size_prompts,
-            eval_reconstruction_batches=config.eval.n_eval_reconstruction_batches,
-            eval_sparsity_variance_batches=config.eval.n_eval_sparsity_variance_batches,
-            device=config.device,
-            output_dir=str(out_dir),
-            activations_dir=config.activations_dir,
-        )
+        self.out_dir = Path(out_dir)
         # Every check that can fail on the inputs, before any weights load.
-        self.inputs = resolve_data_inputs(demo_config, Path(out_dir))
+        self.resolved = resolve_source(config.source())
         self._model: Any = None
         self._d_in: int | None = None
         self._cache_dir: Path | None = None
+        self._heldout_dir: Path | None = None
         # Wall seconds inside the LM's forward pass, by phase: `activations`
         # (making the shared cache) and `eval` (SAEBench against the live model).
         self.lm_seconds: dict[str, float] = {"activations": 0.0, "eval": 0.0}
@@ -94,9 +123,7 @@ class LMBackend:
     @property
     def model(self) -> Any:
         if self._model is None:
-            from saelens_aligned.demo import hook_width, load_model
-
-            self._model = load_model(self.inputs)
+            self._model = load_source_model(self.resolved)
             self._d_in = hook_width(self._model, self.config.hook)
             self._time_forward_passes(self._model)
         return self._model
@@ -120,106 +147,70 @@ class LMBackend:
         assert self._d_in is not None
         return self._d_in
 
-    def prepare(self) -> None:
-        from saelens_aligned.demo import ensure_activation_cache
+    @property
+    def cache_dir(self) -> Path:
+        """The sweep's activation cache (made on first use)."""
+        if self._cache_dir is None:
+            self.prepare()
+        assert self._cache_dir is not None
+        return self._cache_dir
 
+    def prepare(self) -> None:
         self._phase = "activations"
-        self._cache_dir = ensure_activation_cache(self.inputs, self.model, self.d_in)
+        config = self.config
+        self._cache_dir = ensure_activation_cache(
+            self.resolved,
+            self.model,
+            self.d_in,
+            config.training_tokens,
+            config.activation_seed,
+            config.model_batch_size,
+        )
+        if config.eval.dead_window_tokens:
+            self._heldout_dir = ensure_activation_cache(
+                self.resolved,
+                self.model,
+                self.d_in,
+                config.eval.dead_window_tokens,
+                config.activation_seed,
+                config.model_batch_size,
+                split="eval",
+            )
+
+    @property
+    def heldout_dir(self) -> Path | None:
+        """The held-out activation cache of the long dead-latent window, if any."""
+        if self.config.eval.dead_window_tokens and self._heldout_dir is None:
+            self.prepare()
+        return self._heldout_dir
 
     def train(self, run: RunSpec, sae_dir: Path) -> None:
-        from sae_lens.registry import get_sae_training_class
-
-        from saelens_aligned.demo import train_sae
-
-        if self._cache_dir is None:
-            self.prepare()  # a worker process: finds the cache the parent made
-        assert self._cache_dir is not None
-        config_class = get_sae_training_class(run.architecture)[1]
-        sae_cfg = config_class(
-            d_in=self.d_in, **run.sae_config_kwargs(self.config.training_steps)
-        )
-        inputs = replace(self.inputs, config=replace(self.inputs.config, seed=run.seed))
+        config = self.config
+        sae = initial_sae(run, self.d_in, config.training_steps)
         train_sae(
-            inputs,
-            run.architecture,
+            self.resolved,
+            sae.cfg,
+            config.training(run.seed, run.lr),
             self.model,
-            self._cache_dir,
-            self.d_in,
-            out=sae_dir,
-            sae_cfg=sae_cfg,
+            sae_dir,
+            # A worker process finds the cache its parent made.
+            cached_activations=self.cache_dir,
+            override_sae=sae,
         )
 
     def evaluate(self, run: RunSpec, sae_dir: Path) -> RunResult:
-        from saelens_aligned.demo import evaluate_sae
-        from saelens_aligned.io import load_sae_dir
-
         _ = self.model
         self._phase = "eval"
-        evaluated = evaluate_sae(self.inputs, self.model, sae_dir)
-        metrics: dict[str, dict[str, Any]] = {
-            group: dict(values)
-            for group, values in evaluated["saebench_core"].items()
-            if isinstance(values, dict)
-        }
-        headline = evaluated["headline"]
-        metrics["misc"] = {
-            "frac_alive": headline["alive fraction"],
-            "frac_dead_latents": headline["dead fraction"],
-        }
-        summary = evaluated["alignment_summary"]
-        metrics["alignment"] = {
-            k: v for k, v in summary.items() if not k.startswith("histogram")
-        }
-        sae = load_sae_dir(sae_dir, device=self.config.device)
-        if self.config.eval.meta_structure:
-            metrics["meta_structure"] = meta_structure_metrics(
-                sae,
-                run,
-                self.config.eval.meta_structure_train_steps,
-                self.config.device,
-            )
-        absorption_reason = (
-            "disabled in the sweep config (eval.absorption); it needs a "
-            "HookedTransformer and costs far more than the core eval"
-            if not self.config.eval.absorption
-            else "not run: absorption needs model_class HookedTransformer"
-            if self.config.model_class != "HookedTransformer"
-            else None
+        result = lm_run_result(
+            sae_dir,
+            self.model,
+            self.resolved,
+            self.config.eval,
+            run.seed,
+            run.run_id,
+            self.heldout_dir,
         )
-        if absorption_reason is None:
-            metrics["absorption"] = self._absorption(sae, run)
-        return RunResult(
-            metrics=metrics,
-            unstructured={
-                "alignment_histogram": {
-                    "counts": summary["histogram_counts"],
-                    "edges": summary["histogram_edges"],
-                },
-                "feature_density": evaluated["feature_density"],
-                "skipped_evals": skipped_evals(self.config, absorption_reason),
-                "sae_dir": str(sae_dir),
-            },
-            sae_cfg_dict=sae.cfg.to_dict(),
+        result.metrics["training"] = training_details(
+            self.config.training(run.seed, run.lr), run.seed, result.sae_cfg_dict
         )
-
-    def _absorption(self, sae: Any, run: RunSpec) -> dict[str, Any]:
-        """SAEBench's absorption eval (first-letter probing). SAEBench loads the
-        HookedTransformer itself by name, so this runs where the hub (or a
-        TransformerLens-known local model) is available."""
-        import tempfile
-
-        from sae_bench.evals.absorption.eval_config import AbsorptionEvalConfig
-        from sae_bench.evals.absorption.main import run_eval
-
-        from saelens_aligned.evaluation import prepare_for_saebench
-
-        prepared = prepare_for_saebench(sae, self.inputs.model_name)
-        cfg = AbsorptionEvalConfig(
-            model_name=self.inputs.model_name, random_seed=run.seed
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            results = run_eval(cfg, [(run.run_id, prepared)], self.config.device, tmp)
-        if not results:
-            return {"not_evaluable": 1.0}
-        output = next(iter(results.values()))
-        return dict(output["eval_result_metrics"]["mean"])
+        return result

@@ -24,8 +24,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import analysis, records
-from benchmarks.analysis import STABILITY, ClaimRow, PointSummary
+from benchmarks import claims, pareto, records
+from benchmarks.claims import ClaimRow
+from benchmarks.pareto import STABILITY, PointSummary
 
 REPORT_DIRNAME = "report"
 REPORT_FILENAME = "report.md"
@@ -59,7 +60,7 @@ def report_points(
     """Point summaries of every REPORT_METRICS metric that has data."""
     points = {}
     for metric in REPORT_METRICS:
-        summaries = analysis.aggregate(run_records, metric, stability_records)
+        summaries = pareto.aggregate(run_records, metric, stability_records)
         if summaries:
             points[metric] = summaries
     return points
@@ -96,7 +97,7 @@ def plot_pareto(points: Sequence[PointSummary], metric: str, d_sae: int) -> Any:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    curves = analysis.curves(p for p in points if p.d_sae == d_sae)
+    curves = pareto.curves(p for p in points if p.d_sae == d_sae)
     bases = sorted({c[0].base_architecture for c in curves.values()})
     colors = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(bases)}
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -116,9 +117,9 @@ def plot_pareto(points: Sequence[PointSummary], metric: str, d_sae: int) -> Any:
             capsize=2,
             label=first.label,
         )
-    higher = analysis.higher_is_better(metric)
+    higher = pareto.higher_is_better(metric)
     if higher is not None:
-        frontier = analysis.pareto_frontier(
+        frontier = pareto.pareto_frontier(
             [p for c in curves.values() for p in c], higher_is_better=higher
         )
         ax.plot(
@@ -255,7 +256,7 @@ when every comparison is better, refuted when none is and one is worse, and
 mixed otherwise; "dead features eliminated" also needs every aligned point at
 or below 1% dead. A "composes with" row confirms when one of the four claims
 confirms on that architecture pair and none refutes. The full rules are in
-`benchmarks/analysis.py` (`claim_table`).
+`benchmarks/claims.py` (`claim_table`).
 """
 
 
@@ -320,10 +321,10 @@ def render_report(out_dir: Path) -> Path:
     report_dir = out_dir / REPORT_DIRNAME
     report_dir.mkdir(parents=True, exist_ok=True)
     points = report_points(run_records, stability_records)
-    claims = analysis.claim_table(run_records, stability_records)
+    claim_rows = claims.claim_table(run_records, stability_records)
     plots: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for metric, summaries in points.items():
-        for d_sae in sorted({d_sae for _, d_sae in analysis.curves(summaries)}):
+        for d_sae in sorted({d_sae for _, d_sae in pareto.curves(summaries)}):
             filename = plot_filename(metric, d_sae)
             save_figure_atomic(
                 plot_pareto(summaries, metric, d_sae), report_dir / filename
@@ -336,13 +337,13 @@ def render_report(out_dir: Path) -> Path:
     records.write_json_atomic(
         report_dir / SUMMARY_FILENAME,
         {
-            "claims": [asdict(r) for r in claims],
+            "claims": [asdict(r) for r in claim_rows],
             "points": {m: [asdict(p) for p in ps] for m, ps in points.items()},
         },
     )
     path = report_dir / REPORT_FILENAME
     write_text_atomic(
-        path, report_markdown(run_records, stability_records, points, claims, plots)
+        path, report_markdown(run_records, stability_records, points, claim_rows, plots)
     )
     return path
 

@@ -23,76 +23,42 @@ config.
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from benchmarks.config import RunSpec, SweepConfig, expand_runs, load_sweep_config
+from benchmarks.backend import Backend, RunResult
+from benchmarks.config import SweepConfig, load_sweep_config
 from benchmarks.records import (
     EVAL_TYPE_ID,
+    flat_metrics,
     load_records,
     read_record,
     record_path,
     stability_path,
     write_json_atomic,
 )
+from benchmarks.runs import RunSpec, expand_lr_grid, expand_runs
 
 SWEEP_FILENAME = "sweep.json"
+LR_CHOICE_FILENAME = "lr_choice.json"
 RUN_LOG = Path("logs") / "runs.jsonl"
 EXECUTORS = ("local", "ray")
-
-# Evals of SAEBench that read hub datasets or call an LLM API.
-HUB_EVALS = (
-    "sparse_probing",
-    "scr",
-    "tpp",
-    "unlearning",
-    "ravel",
-    "autointerp",
-    "mdl",
-)
 
 
 class SweepError(ValueError):
     """The sweep cannot start; the message names the field and the fix."""
 
 
-@dataclass
-class RunResult:
-    """What a backend measured for one run.
-
-    Args:
-        metrics: Metric groups for the record's `eval_result_metrics`.
-        unstructured: Histogram data, densities, skipped evals.
-        sae_cfg_dict: The saved SAE's config.
-    """
-
-    metrics: dict[str, dict[str, Any]]
-    unstructured: dict[str, Any] = field(default_factory=dict)
-    sae_cfg_dict: dict[str, Any] = field(default_factory=dict)
-
-
-class Backend(Protocol):
-    """Makes a sweep's shared data once, then trains and evaluates runs on it."""
-
-    def prepare(self) -> None:
-        """Make the data every run shares (cheap when it already exists)."""
-
-    def train(self, run: RunSpec, sae_dir: Path) -> None:
-        """Train `run` and save its SAE as a SAELens folder at `sae_dir`."""
-
-    def evaluate(self, run: RunSpec, sae_dir: Path) -> RunResult:
-        """Evaluate the SAE saved at `sae_dir`."""
-
-
 def make_backend(config: SweepConfig, out_dir: Path) -> Backend:
     if config.kind == "synthetic":
-        from benchmarks.synthetic_sweep import SyntheticBackend
+        from benchmarks.synthetic_backend import SyntheticBackend
 
         return SyntheticBackend(config, out_dir)
     from benchmarks.lm_backend import LMBackend
@@ -145,7 +111,7 @@ def is_complete_sae_dir(path: Path) -> bool:
 
 
 def build_record(
-    config: SweepConfig, run: RunSpec, result: RunResult, seconds: float
+    sweep: dict[str, Any], run: RunSpec, result: RunResult, seconds: float
 ) -> dict[str, Any]:
     """The run's record in SAEBench's result layout (see benchmarks.records)."""
     from sae_lens.registry import get_sae_training_class
@@ -170,8 +136,7 @@ def build_record(
         )
     except Exception:  # version lookup is informative only
         sae_bench_version, sae_lens_version = "unknown", "unknown"
-    sweep = config.to_dict()
-    sweep.pop("architectures")
+    sweep = {k: v for k, v in sweep.items() if k != "architectures"}
     metrics = dict(result.metrics)
     metrics.setdefault("training", {})["seconds"] = round(seconds, 2)
     return {
@@ -181,7 +146,6 @@ def build_record(
                 **{k: v for k, v in asdict(run).items() if k != "sae_kwargs"},
                 "sae_kwargs": dict(run.sae_kwargs),
                 "base_architecture": base,
-                "label": run.label,
                 "point_id": run.point_id,
                 "run_id": run.run_id,
             },
@@ -194,7 +158,7 @@ def build_record(
         "eval_result_unstructured": result.unstructured,
         "sae_bench_commit_hash": sae_bench_version,
         "sae_lens_id": run.run_id,
-        "sae_lens_release_id": f"saelens-aligned-sweep-{config.name}",
+        "sae_lens_release_id": f"saelens-aligned-sweep-{sweep['name']}",
         "sae_lens_version": sae_lens_version,
         "sae_cfg_dict": result.sae_cfg_dict,
     }
@@ -230,7 +194,7 @@ def execute_run(config: SweepConfig, out_dir: Path, run: RunSpec) -> str:
     result = backend.evaluate(run, sae_dir)
     write_json_atomic(
         record_path(out_dir, run.run_id),
-        build_record(config, run, result, train_seconds),
+        build_record(config.to_dict(), run, result, train_seconds),
     )
     log_event(out_dir, run.run_id, "finished", seconds=time.monotonic() - start)
     return status
@@ -329,6 +293,50 @@ def point_runs(runs: Iterable[RunSpec]) -> dict[str, list[RunSpec]]:
     return points
 
 
+def choose_learning_rates(config: SweepConfig, out_dir: Path) -> dict[str, float]:
+    """Each arm's best rate of `lr_grid` by `lr_metric` (higher is better), from
+    the grid's records; written with every grid value to LR_CHOICE_FILENAME."""
+    grid: dict[str, dict[str, float]] = {}
+    for run in expand_lr_grid(config):
+        value = flat_metrics(read_record(record_path(out_dir, run.run_id)))[
+            config.lr_metric
+        ]
+        grid.setdefault(run.label, {})[_format_lr(run.lr)] = value
+    chosen = {
+        label: float(
+            max(
+                values,
+                key=lambda lr: values[lr] if math.isfinite(values[lr]) else -1e300,
+            )
+        )
+        for label, values in grid.items()
+    }
+    write_json_atomic(
+        out_dir / LR_CHOICE_FILENAME,
+        {"metric": config.lr_metric, "grid": grid, "chosen": chosen},
+        indent=1,
+    )
+    return chosen
+
+
+def _format_lr(lr: float) -> str:
+    return f"{lr:g}"
+
+
+def read_lr_choice(out_dir: Path) -> dict[str, float] | None:
+    """The chosen learning rate of each arm, or None (no grid, or not run yet)."""
+    path = Path(out_dir) / LR_CHOICE_FILENAME
+    if not path.exists():
+        return None
+    return {k: float(v) for k, v in json.loads(path.read_text())["chosen"].items()}
+
+
+def main_runs(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
+    """The multi-seed runs: every arm at its chosen learning rate (the grid-only
+    runs at other rates are left out)."""
+    return expand_runs(config, read_lr_choice(out_dir))
+
+
 def write_stability_records(config: SweepConfig, out_dir: Path) -> int:
     """Stability of every point whose seeds (>= 2) are all done; returns how
     many records were written (existing ones are kept)."""
@@ -336,7 +344,7 @@ def write_stability_records(config: SweepConfig, out_dir: Path) -> int:
     from benchmarks.stability import point_stability
 
     written = 0
-    for point_id, runs in point_runs(expand_runs(config)).items():
+    for point_id, runs in point_runs(main_runs(config, out_dir)).items():
         if len(runs) < 2 or stability_path(out_dir, point_id).exists():
             continue
         if not all(has_valid_record(out_dir, r.run_id) for r in runs):
@@ -396,28 +404,55 @@ def run_sweep(
     check_out_dir(config, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / SWEEP_FILENAME, config.to_dict())
-    runs = expand_runs(config)
-    todo = [r for r in runs if not has_valid_record(out_dir, r.run_id)]
-    print(
-        f"Sweep {config.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already "
-        f"done, {len(todo)} to run -> {out_dir}",
-        file=sys.stderr,
-        flush=True,
+    grid = expand_lr_grid(config) if config.lr_grid else []
+    if grid:
+        _execute(
+            config, out_dir, grid, "learning-rate grid", executor, workers, ray_address
+        )
+        chosen = choose_learning_rates(config, out_dir)
+        print(f"Chosen learning rates: {chosen}", file=sys.stderr, flush=True)
+    _execute(
+        config,
+        out_dir,
+        main_runs(config, out_dir),
+        "runs",
+        executor,
+        workers,
+        ray_address,
     )
-    if todo:
-        # The shared data is made here, once, before any worker starts.
-        _backend_for(config, out_dir).prepare()
-        progress = ProgressPrinter(len(runs), len(runs) - len(todo))
-        if executor == "ray":
-            run_ray(config, out_dir, todo, progress, address=ray_address)
-        else:
-            run_local(config, out_dir, todo, progress, workers=workers)
     write_stability_records(config, out_dir)
     if report:
         from benchmarks.report import render_report
 
         render_report(out_dir)
     return load_records(out_dir)[0]
+
+
+def _execute(
+    config: SweepConfig,
+    out_dir: Path,
+    runs: list[RunSpec],
+    what: str,
+    executor: str,
+    workers: int,
+    ray_address: str | None,
+) -> None:
+    todo = [r for r in runs if not has_valid_record(out_dir, r.run_id)]
+    print(
+        f"Sweep {config.name!r}, {what}: {len(runs)} runs, {len(runs) - len(todo)} "
+        f"already done, {len(todo)} to run -> {out_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if not todo:
+        return
+    # The shared data is made here, once, before any worker starts.
+    _backend_for(config, out_dir).prepare()
+    progress = ProgressPrinter(len(runs), len(runs) - len(todo))
+    if executor == "ray":
+        run_ray(config, out_dir, todo, progress, address=ray_address)
+    else:
+        run_local(config, out_dir, todo, progress, workers=workers)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

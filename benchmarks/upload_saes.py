@@ -34,9 +34,8 @@ from sae_lens.constants import (
     SPARSITY_FILENAME,
 )
 
-from saelens_aligned.align import write_text_atomic
-from saelens_aligned.io import replace_dir
-from saelens_aligned.pretrained import (
+from saelens_aligned.io.files import replace_dir, write_text_atomic
+from saelens_aligned.io.pretrained import (
     ReleaseSAE,
     check_safetensors,
     default_registry_path,

@@ -17,6 +17,10 @@ from saelens_aligned.alignment import (
     summarize_alignment,
     tied_decoder,
 )
+
+# The apps, after the layers they use.
+from saelens_aligned.apps.align import AlignConfig, convert_to_aligned, run_align  # noqa: I001
+from saelens_aligned.apps.demo import DemoConfig, run_demo
 from saelens_aligned.architectures import (
     AlignedBatchTopKTrainingSAE,
     AlignedBatchTopKTrainingSAEConfig,
@@ -40,25 +44,29 @@ from saelens_aligned.architectures import (
     register_aligned_architectures,
 )
 from saelens_aligned.compat import disable_datasets_torchvision_formatter
-from saelens_aligned.corpus import default_corpus
 from saelens_aligned.diagnostics import (
     sae_alignment_cosines,
     sae_alignment_scores,
     sae_alignment_summary,
 )
-from saelens_aligned.offline import default_model_dir
+from saelens_aligned.io.pretrained import (
+    NotSafetensorsError,
+    PretrainedSAE,
+    load_sae,
+    register_pretrained_releases,
+)
 from saelens_aligned.p_anneal import (
     PAnnealSchedule,
     PAnnealTrainingSAE,
     PAnnealTrainingSAEConfig,
     sparsity_penalty,
 )
-from saelens_aligned.pretrained import (
-    NotSafetensorsError,
-    PretrainedSAE,
-    load_sae,
-    register_pretrained_releases,
-)
+from saelens_aligned.pipeline.evaluation import EvalBudget, EvalResult, evaluate
+from saelens_aligned.pipeline.models import default_model_dir
+from saelens_aligned.pipeline.source import Source, resolve_source
+from saelens_aligned.pipeline.text import default_corpus
+from saelens_aligned.pipeline.training import TrainingSettings, train_sae
+from saelens_aligned.sae_config import ConfigError, build_sae_config
 
 try:
     __version__ = version("saelens-aligned")
@@ -71,6 +79,20 @@ disable_datasets_torchvision_formatter()
 register_pretrained_releases()
 
 __all__ = [
+    "AlignConfig",
+    "ConfigError",
+    "DemoConfig",
+    "EvalBudget",
+    "EvalResult",
+    "Source",
+    "TrainingSettings",
+    "build_sae_config",
+    "convert_to_aligned",
+    "evaluate",
+    "resolve_source",
+    "run_align",
+    "run_demo",
+    "train_sae",
     "AlignedBatchTopKTrainingSAE",
     "AlignedBatchTopKTrainingSAEConfig",
     "AlignedGatedTrainingSAE",

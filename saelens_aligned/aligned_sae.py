@@ -155,7 +155,7 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
         # `projected` this matters: projecting SAELens' init instead (e_i scaled
         # up to norm 10 against a 0.1 decoder) overshoots early under ReLU+L1
         # (explained variance -20.5 vs +0.15 after 300 synthetic steps,
-        # `python -m benchmarks.init_early_phase`).
+        # `python -m benchmarks.experiments.init_early_phase`).
         super().initialize_weights()
         self.W_dec.data.copy_(tied_decoder(self.effective_encoder()))
 

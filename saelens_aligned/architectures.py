@@ -252,6 +252,21 @@ def aligned_architectures() -> list[str]:
     ]
 
 
+def aligned_variant(base: str) -> str:
+    """The aligned architecture whose base is `base` ("topk" -> "aligned_topk")."""
+    for name in aligned_architectures():
+        if base_architecture(SAE_TRAINING_CLASS_REGISTRY[name][1]) == base:
+            return name
+    bases = sorted(
+        base_architecture(SAE_TRAINING_CLASS_REGISTRY[n][1])
+        for n in aligned_architectures()
+    )
+    raise ValueError(
+        f"No aligned variant of architecture {base!r}; aligned variants exist for "
+        f"{bases}."
+    )
+
+
 def get_aligned_training_class(
     architecture: str,
 ) -> tuple[type[AlignedTrainingSAE[Any]], type[AlignedTrainingSAEConfig]]:

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from benchmarks import records, report
-from tests.test_analysis import make_stability, sweep
+from tests.test_claims import make_stability, sweep
 
 
 def write_sweep(out_dir):

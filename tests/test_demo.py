@@ -14,25 +14,26 @@ import pytest
 from sae_lens.training.sae_trainer import SAETrainer
 
 from saelens_aligned import cli
-from saelens_aligned.corpus import (
-    DatasetResolutionError,
+from saelens_aligned.apps.demo import (
+    RUN_FILENAME,
+    DemoConfig,
+    DemoInputError,
+    check_output_dir,
+    run_demo,
+)
+from saelens_aligned.apps.report import summary_table
+from saelens_aligned.pipeline.activations import (
+    cache_buffer_size_gb,
+    is_complete_cache,
+)
+from saelens_aligned.pipeline.corpora import (
     default_corpus,
-    resolve_corpus,
     split_documents,
     stdlib_dir,
     stdlib_source_files,
 )
-from saelens_aligned.demo import (
-    RUN_FILENAME,
-    DemoConfig,
-    DemoInputError,
-    cache_buffer_size_gb,
-    check_output_dir,
-    is_complete_cache,
-    run_demo,
-)
-from saelens_aligned.offline import default_model_dir
-from saelens_aligned.report import summary_table
+from saelens_aligned.pipeline.models import default_model_dir
+from saelens_aligned.pipeline.text import DatasetResolutionError, resolve_corpus
 
 # A reduced demo: a few thousand tokens, a small dictionary, one eval batch.
 TINY_FLAGS = [
@@ -135,8 +136,8 @@ def test_demo_metrics_are_all_finite(demo_run: dict[str, Any]) -> None:
     results = json.loads((demo_run["out"] / "metrics.json").read_text())["results"]
     assert set(results) == {"aligned_topk", "topk"}
     for arch, result in results.items():
-        for label, value in result["headline"].items():
-            assert math.isfinite(value), (arch, label, value)
+        for key, value in result["metrics"].items():
+            assert math.isfinite(value), (arch, key, value)
         for group in result["saebench_core"].values():
             for name, value in group.items():
                 assert math.isfinite(value), (arch, name, value)
@@ -197,12 +198,12 @@ def test_default_model_and_corpus_are_materialised_once(
 
 @pytest.fixture
 def no_expensive_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    import saelens_aligned.demo as demo
+    import saelens_aligned.apps.demo as demo
 
     def forbidden(*args: Any, **kwargs: Any) -> None:  # noqa: ARG001
         raise AssertionError("expensive work started before input validation")
 
-    monkeypatch.setattr(demo, "load_model", forbidden)
+    monkeypatch.setattr(demo, "load_source_model", forbidden)
     monkeypatch.setattr(demo, "ensure_activation_cache", forbidden)
 
 
@@ -294,8 +295,8 @@ def test_local_text_files_are_used_as_the_corpus(tmp_path: Path) -> None:
 
 def test_summary_table_bolds_the_better_value() -> None:
     def result(ev: float, dead: float) -> dict[str, Any]:
-        headline = {"explained variance": ev, "dead fraction": dead}
-        return {"headline": headline, "alignment_summary": {"mean": 1.0}}
+        metrics = {"explained_variance": ev, "dead_fraction": dead}
+        return {"metrics": metrics, "alignment": {"mean": 1.0}}
 
     table = summary_table({"a": result(0.7, 0.1), "b": result(0.5, 0.0)})
     assert "| explained variance | **0.7000** | 0.5000 |" in table
@@ -345,7 +346,7 @@ def test_activation_cache_buffers_cover_the_budget_without_a_spare_buffer(
 
 
 def test_baseline_defaults_to_the_aligned_architectures_base(tmp_path: Path) -> None:
-    from saelens_aligned.demo import validate
+    from saelens_aligned.apps.demo import validate
 
     with pytest.raises(DemoInputError, match="--baseline explicitly"):
         validate(tiny_config(tmp_path, architecture="topk"))

@@ -15,8 +15,9 @@ import torch
 from sae_lens import TrainingSAE
 from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 
-from saelens_aligned.align import save_inference_sae_atomic
-from saelens_aligned.corpus import write_jsonl_atomic
+from saelens_aligned.apps.align import save_inference_sae_atomic
+from saelens_aligned.apps.plotting import plot_alignment_histograms
+from saelens_aligned.cli.train import parse_runner_config
 from saelens_aligned.io import (
     CorruptSAEError,
     CorruptWeightsError,
@@ -26,9 +27,8 @@ from saelens_aligned.io import (
     write_json_atomic,
     write_text_atomic,
 )
-from saelens_aligned.plotting import plot_alignment_histograms
-from saelens_aligned.pretrained import load_sae
-from saelens_aligned.train import parse_runner_config
+from saelens_aligned.io.pretrained import load_sae
+from saelens_aligned.pipeline.corpora import write_jsonl_atomic
 from tests.conftest import make_sae
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 
+from saelens_aligned.apps.plotting import plot_alignment_vs_density
 from saelens_aligned.diagnostics import relate_alignment_to_density
-from saelens_aligned.plotting import plot_alignment_vs_density
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))

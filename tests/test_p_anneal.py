@@ -340,7 +340,7 @@ def test_p_anneal_architectures_are_registered_once_and_idempotently():
 def test_training_cli_refuses_a_schedule_longer_or_shorter_than_the_run():
     from sae_lens.llm_sae_training_runner import _parse_cfg_args
 
-    from saelens_aligned.train import check_p_anneal_run_length
+    from saelens_aligned.cli.train import check_p_anneal_run_length
 
     base = [
         "--architecture",

@@ -22,7 +22,8 @@ from benchmarks.upload_saes import (
     release_saes,
     stage_release,
 )
-from saelens_aligned.align import (
+from saelens_aligned.alignment import alignment_cosines
+from saelens_aligned.apps.align import (
     CORE_METRICS,
     AlignReport,
     Stage,
@@ -31,9 +32,8 @@ from saelens_aligned.align import (
     format_report,
     save_inference_sae_atomic,
 )
-from saelens_aligned.alignment import alignment_cosines
 from saelens_aligned.diagnostics import sae_alignment_scores
-from saelens_aligned.pretrained import (
+from saelens_aligned.io.pretrained import (
     NotSafetensorsError,
     ReleaseSAE,
     load_release_registry,
@@ -264,7 +264,7 @@ def test_align_on_a_stock_sae_trained_here_reaches_unit_gain_and_reports_finite_
     from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
 
     from saelens_aligned.cli import main
-    from saelens_aligned.offline import default_model_dir
+    from saelens_aligned.pipeline.models import default_model_dir
 
     datasets.config.TORCHVISION_AVAILABLE = False
     corpus = write_docstring_corpus(tmp_path / "docs.jsonl")

@@ -29,9 +29,9 @@ from sae_lens.synthetic.synthetic_sae_runner import (
     SyntheticSAERunnerConfig,
 )
 
+from saelens_aligned.cli.train import main as train_cli
 from saelens_aligned.diagnostics import sae_alignment_scores
-from saelens_aligned.offline import default_model_dir
-from saelens_aligned.train import main as train_cli
+from saelens_aligned.pipeline.models import default_model_dir
 
 HOOK = "model.layers.3"
 D_IN = 576
@@ -324,7 +324,7 @@ def test_ctrl_c_during_cli_training_writes_a_checkpoint_and_exits_cleanly(
     import time
 
     args = [
-        sys.executable, "-m", "saelens_aligned.train",
+        sys.executable, "-m", "saelens_aligned.cli.train",
         "--architecture", "aligned_topk", "--k", "16",
         "--d_in", str(D_IN), "--d_sae", "256",
         "--model_name", model_dir, "--model_class_name", "AutoModelForCausalLM",

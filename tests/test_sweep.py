@@ -12,13 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.config import (
-    PRESETS,
-    SweepConfigError,
-    expand_runs,
-    load_sweep_config,
-)
+from benchmarks.config import PRESETS, SweepConfigError, load_sweep_config
 from benchmarks.records import flat_metrics, load_records, run_info
+from benchmarks.runs import expand_runs
 from benchmarks.sweep import RUN_LOG, SweepError, read_run_log, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]

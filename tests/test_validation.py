@@ -10,7 +10,7 @@ from sae_lens import LanguageModelSAERunnerConfig
 from sae_lens.config import LoggingConfig
 from sae_lens.registry import get_sae_training_class
 
-from saelens_aligned.validation import (
+from saelens_aligned.io.validation import (
     ConfigError,
     check_architecture,
     validate_runner_config,

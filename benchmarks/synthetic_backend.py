@@ -7,8 +7,9 @@ Layout under the sweep folder (besides what `benchmarks.sweep` writes):
     synthetic_data/eval.safetensors    the evaluation samples (every run's)
     synthetic_data/train.safetensors   the training samples, where pre-generated
 
-Every file appears under its final name only when complete (temporary sibling,
-then `os.replace`), so a killed sweep never leaves a half model or data file.
+Every file and folder appears under its final name only when complete
+(`saelens_aligned.io.files`), so a killed sweep never leaves a half model or data
+file.
 
 **Why the data is made once.** Drawing samples from a model with a hierarchy costs
 as much as an SAE training step on CPU. Measured with OMP_NUM_THREADS=1 on this
@@ -27,8 +28,6 @@ and shared by every run, so every SAE is scored on identical data.
 import copy
 import json
 import math
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +36,15 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from benchmarks.config import RunSpec, SweepConfig
-from benchmarks.lm_backend import meta_structure_metrics
-from benchmarks.sweep import HUB_EVALS, RunResult
+from benchmarks.backend import (
+    HUB_EVALS,
+    RunResult,
+    meta_structure_metrics,
+    training_details,
+)
+from benchmarks.config import SweepConfig
+from benchmarks.runs import RunSpec, initial_sae
+from saelens_aligned.io.files import atomic_dir, atomic_file
 
 MODEL_DIRNAME = "synthetic_model"
 DATA_DIRNAME = "synthetic_data"
@@ -77,14 +82,10 @@ def load_or_build_synthetic_model(
     if saved.exists() and json.loads(saved.read_text()) == wanted:
         return SyntheticModel.load_from_disk(path, device=device)
     model = SyntheticModel(cfg, device=device)
-    partial = path.parent / f".{path.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save(partial)
-    shutil.rmtree(path, ignore_errors=True)
-    try:
-        os.replace(partial, path)
-    except OSError:  # another worker put its (identical) model there first
-        shutil.rmtree(partial, ignore_errors=True)
+    # Built whole beside the final name, then swapped in: a parallel worker reading
+    # `path` sees the old complete model or the new one, never a gap.
+    with atomic_dir(path) as partial:
+        model.save(partial)
     return model
 
 
@@ -151,17 +152,16 @@ class StoredSamples:
         )
 
     def save(self, path: Path) -> None:
-        partial = path.parent / f".{path.name}.partial-{os.getpid()}"
-        save_file(
-            {
-                "offsets": self.offsets,
-                "feature_index": self.feature_index,
-                "value": self.value,
-            },
-            str(partial),
-            metadata={"num_features": str(self.num_features)},
-        )
-        os.replace(partial, path)
+        with atomic_file(path) as partial:
+            save_file(
+                {
+                    "offsets": self.offsets,
+                    "feature_index": self.feature_index,
+                    "value": self.value,
+                },
+                str(partial),
+                metadata={"num_features": str(self.num_features)},
+            )
 
     @classmethod
     def load(cls, path: Path) -> "StoredSamples":
@@ -312,7 +312,7 @@ class SyntheticBackend:
         if self.pregenerates():
             self.train_samples()
 
-    def _data(self, run: RunSpec) -> Iterator[torch.Tensor]:
+    def _data(self, data_seed: int) -> Iterator[torch.Tensor]:
         from sae_lens.synthetic.training import SyntheticActivationIterator
 
         batch_size = self.config.train_batch_size_tokens
@@ -321,10 +321,10 @@ class SyntheticBackend:
                 self.train_samples(),
                 self.model.feature_dict,
                 batch_size,
-                run.seed,
+                data_seed,
                 self.config.device,
             )
-        # Live: the stream continues the run's seeded RNG (see `train`).
+        # Live: the stream continues the data seed's RNG (see `train`).
         return SyntheticActivationIterator(
             self.model.feature_dict, self.model.activation_generator, batch_size
         )
@@ -332,7 +332,6 @@ class SyntheticBackend:
     def train(self, run: RunSpec, sae_dir: Path) -> None:
         from sae_lens.config import LoggingConfig
         from sae_lens.constants import SPARSITY_FILENAME
-        from sae_lens.registry import get_sae_training_class
         from sae_lens.synthetic.synthetic_sae_runner import (
             RUNNER_CONFIG_FILENAME,
             SyntheticSAERunnerConfig,
@@ -341,43 +340,36 @@ class SyntheticBackend:
 
         import saelens_aligned  # noqa: F401  (registers the aligned architectures)
 
-        sae_class, config_class = get_sae_training_class(run.architecture)
-        sae_cfg = config_class(
-            d_in=self.model_cfg.hidden_dim,
-            **run.sae_config_kwargs(self.config.training_steps),
-        )
+        settings = self.config.training(run.seed, run.lr)
+        sae = initial_sae(run, self.model_cfg.hidden_dim, self.config.training_steps)
         # SyntheticSAERunner's settings, so runs match SAELens' synthetic training;
         # the trainer is driven directly to feed it the stored samples.
         runner_cfg = SyntheticSAERunnerConfig(
             synthetic_model=self.model_cfg,
-            sae=sae_cfg,
+            sae=sae.cfg,
             training_samples=self.training_samples,
             batch_size=self.config.train_batch_size_tokens,
-            lr=self.config.lr,
+            lr=run.lr,
+            dead_feature_window=settings.dead_window,
             device=self.config.device,
             checkpoint_path=None,
             output_path=None,
             logger=LoggingConfig(log_to_wandb=False),
         )
-        data = self._data(run)
-        torch.manual_seed(run.seed)
-        sae = sae_class(sae_cfg)
+        data = self._data(settings.seed)
+        torch.manual_seed(settings.seed)
         trainer = SAETrainer(
             cfg=runner_cfg.to_sae_trainer_config(), sae=sae, data_provider=data
         )
         sae = trainer.fit()
-        partial = sae_dir.parent / f".{sae_dir.name}.partial-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        sae.save_inference_model(str(partial))
-        save_file(
-            {"sparsity": trainer.log_feature_sparsity}, partial / SPARSITY_FILENAME
-        )
-        (partial / RUNNER_CONFIG_FILENAME).write_text(
-            json.dumps(runner_cfg.to_dict(), indent=2)
-        )
-        shutil.rmtree(sae_dir, ignore_errors=True)
-        os.replace(partial, sae_dir)
+        with atomic_dir(sae_dir) as partial:
+            sae.save_inference_model(str(partial))
+            save_file(
+                {"sparsity": trainer.log_feature_sparsity}, partial / SPARSITY_FILENAME
+            )
+            (partial / RUNNER_CONFIG_FILENAME).write_text(
+                json.dumps(runner_cfg.to_dict(), indent=2)
+            )
 
     def evaluate(self, run: RunSpec, sae_dir: Path) -> RunResult:
         from sae_lens.synthetic import eval_sae_on_synthetic_data
@@ -396,6 +388,10 @@ class SyntheticBackend:
             batch_size=self.config.train_batch_size_tokens,
         )
         metrics = ground_truth_metrics(result, sae.cfg.d_sae)
+        metrics["training"] = training_details(
+            self.config.training(run.seed, run.lr), run.seed, sae.cfg.to_dict()
+        )
+        metrics["eval_windows"] = {"synthetic_eval_samples": len(samples)}
         summary = sae_alignment_summary(sae).to_dict()
         metrics["alignment"] = {
             k: v for k, v in summary.items() if not k.startswith("histogram")
@@ -403,7 +399,11 @@ class SyntheticBackend:
         skipped = {name: NO_LM_REASON for name in LM_ONLY_EVALS}
         if self.config.eval.meta_structure:
             metrics["meta_structure"] = meta_structure_metrics(
-                sae, run, self.config.eval.meta_structure_train_steps, device
+                sae,
+                run.seed,
+                run.run_id,
+                self.config.eval.meta_structure_train_steps,
+                device,
             )
         else:
             skipped["meta_structure"] = (

@@ -6,10 +6,11 @@ from typing import Any
 import pytest
 import torch
 
-from benchmarks.config import SweepConfig, expand_runs, load_sweep_config
+from benchmarks.config import SweepConfig, load_sweep_config
 from benchmarks.records import flat_metrics, load_records, run_info
+from benchmarks.runs import expand_runs
 from benchmarks.sweep import read_run_log, run_sweep
-from benchmarks.synthetic_sweep import (
+from benchmarks.synthetic_backend import (
     LM_ONLY_EVALS,
     NO_LM_REASON,
     StoredSamples,
@@ -140,7 +141,7 @@ def test_tiny_synthetic_sweep_writes_ground_truth_records_and_stability(
 def test_seeds_see_the_same_training_samples_in_different_orders(
     tmp_path: Path,
 ) -> None:
-    from benchmarks.synthetic_sweep import SyntheticBackend, stored_batches
+    from benchmarks.synthetic_backend import SyntheticBackend, stored_batches
 
     backend = SyntheticBackend(tiny_config(), tmp_path)
     samples = backend.train_samples()
@@ -195,12 +196,12 @@ def test_live_sampling_trains_the_same_sae_for_the_same_seed(
 ) -> None:
     from safetensors.torch import load_file
 
-    import benchmarks.synthetic_sweep as synthetic_sweep
+    import benchmarks.synthetic_backend as synthetic_backend
 
     # Too big to store: every run samples live (as on an accelerator).
-    monkeypatch.setattr(synthetic_sweep, "PREGENERATE_MAX_BYTES", 0)
+    monkeypatch.setattr(synthetic_backend, "PREGENERATE_MAX_BYTES", 0)
     config = tiny_config()
-    backend = synthetic_sweep.SyntheticBackend(config, tmp_path)
+    backend = synthetic_backend.SyntheticBackend(config, tmp_path)
     backend.prepare()
     assert not (tmp_path / "synthetic_data" / "train.safetensors").exists()
     run = expand_runs(config)[-1]

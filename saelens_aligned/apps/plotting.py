@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from saelens_aligned.alignment import HISTOGRAM_EDGES
-from saelens_aligned.io import save_figure_atomic
+from saelens_aligned.io.files import save_figure_atomic
 
 
 def plot_alignment_histograms(

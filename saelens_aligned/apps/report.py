@@ -2,7 +2,7 @@
 
 `summary_table` is pure (results in, markdown out); `write_report` does the I/O.
 Every file is written through a temporary sibling and os.replace
-(`saelens_aligned.io`).
+(`saelens_aligned.io.files`).
 """
 
 import json
@@ -13,30 +13,33 @@ from typing import Any
 
 import numpy as np
 
-from saelens_aligned.io import save_figure_atomic, write_text_atomic
+from saelens_aligned.io.files import save_figure_atomic, write_text_atomic
 
 SUMMARY_FILENAME = "summary.md"
 METRICS_FILENAME = "metrics.json"
 ALIGNMENT_PLOT = "plots/alignment_histograms.png"
 DENSITY_PLOT = "plots/feature_density_histograms.png"
-# Headline rows and whether higher is better (None: no direction, e.g. L0).
-TABLE_ROWS: tuple[tuple[str, bool | None], ...] = (
-    ("CE-loss score", True),
-    ("KL score", True),
-    ("explained variance", True),
-    ("cosine similarity", True),
-    ("L2 ratio", None),
-    ("L0", None),
-    ("dead fraction", False),
-    ("alive fraction", True),
-    ("mean alignment score", None),
+# Table rows: metric key, display label, whether higher is better (None: no
+# direction, e.g. L0). Labels exist only here, where the table is rendered.
+TABLE_ROWS: tuple[tuple[str, str, bool | None], ...] = (
+    ("ce_loss_score", "CE-loss score", True),
+    ("kl_div_score", "KL score", True),
+    ("explained_variance", "explained variance", True),
+    ("cossim", "cosine similarity", True),
+    ("l2_ratio", "L2 ratio", None),
+    ("l0", "L0", None),
+    ("dead_fraction", "dead fraction", False),
+    ("alive_fraction", "alive fraction", True),
+    ("alignment_mean", "mean alignment score", None),
 )
 
 
-def headline_with_alignment(result: Mapping[str, Any]) -> dict[str, float]:
-    row = dict(result["headline"])
-    row["mean alignment score"] = float(result["alignment_summary"]["mean"])
-    return row
+def table_values(result: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics of one evaluated SAE, with its mean alignment score."""
+    return {
+        **result["metrics"],
+        "alignment_mean": float(result["alignment"]["mean"]),
+    }
 
 
 def _format(value: float) -> str:
@@ -51,13 +54,13 @@ def summary_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     """A markdown table, one column per SAE; the better value of each
     directional row is bold."""
     names = list(results)
-    rows = {name: headline_with_alignment(results[name]) for name in names}
+    rows = {name: table_values(results[name]) for name in names}
     lines = [
         "| metric | " + " | ".join(f"`{n}`" for n in names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    for label, higher_is_better in TABLE_ROWS:
-        values = [rows[n].get(label, math.nan) for n in names]
+    for key, label, higher_is_better in TABLE_ROWS:
+        values = [rows[n].get(key, math.nan) for n in names]
         best = None
         finite = [v for v in values if math.isfinite(v)]
         if higher_is_better is not None and len(finite) > 1 and len(set(finite)) > 1:
@@ -131,7 +134,7 @@ def write_report(
     import matplotlib
 
     matplotlib.use("Agg")
-    from saelens_aligned.plotting import plot_alignment_histograms
+    from saelens_aligned.apps.plotting import plot_alignment_histograms
 
     paths = {
         "summary": output_dir / SUMMARY_FILENAME,

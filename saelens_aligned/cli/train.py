@@ -1,4 +1,4 @@
-"""`python -m saelens_aligned.train ...`: SAELens' own training CLI, plugin loaded.
+"""`saelens-aligned train ...`: SAELens' own training CLI, plugin loaded.
 
 Every SAELens flag works unchanged; `--architecture` also offers the aligned
 variants, because SAELens builds its choices from the registry we extend. One
@@ -22,8 +22,8 @@ from sae_lens.training._interruption import InterruptedException, interrupt_call
 from typing_extensions import override
 
 import saelens_aligned  # noqa: F401  (registers the aligned architectures)
+from saelens_aligned.io.validation import validate_runner_config
 from saelens_aligned.p_anneal import PAnnealTrainingSAEConfig
-from saelens_aligned.validation import validate_runner_config
 
 
 def check_architecture_arg(args: Sequence[str]) -> None:

@@ -1,12 +1,12 @@
-"""Early-phase effect of the aligned initialisation (method.md, item 4).
+"""Early-phase effect of the aligned initialisation (docs/method.md, "Initialisation").
 
 Trains aligned ReLU+L1 (`aligned`, L1 coefficient 3) on the synthetic setup of
-benchmarks.synthetic for a few hundred steps from two starting points:
+benchmarks.experiments.synthetic for a few hundred steps from two starting points:
 - `tied-start` (ours): encoder at SAELens' init, decoder its tied partner;
 - `saelens-start`: SAELens' init (W_enc = W_dec^T, norm 0.1) made aligned by the
   alignment form itself (for `projected`, the encoder scaled up to norm 10).
 
-    python -m benchmarks.init_early_phase --steps 300
+    python -m benchmarks.experiments.init_early_phase --steps 300
 """
 
 import argparse
@@ -16,7 +16,11 @@ from typing import Any
 import torch
 
 import saelens_aligned
-from benchmarks.synthetic import SyntheticSetup, build_synthetic_model, train_and_eval
+from benchmarks.experiments.synthetic import (
+    SyntheticSetup,
+    build_synthetic_model,
+    train_and_eval,
+)
 from saelens_aligned.aligned_sae import AlignedTrainingSAE
 
 

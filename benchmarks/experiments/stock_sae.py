@@ -3,13 +3,13 @@
 It gives `saelens-aligned align` something to convert when no pretrained SAE is
 at hand, fully offline:
 
-    python -m benchmarks.stock_sae --corpus docs.jsonl --output-dir runs/stock
+    python -m benchmarks.experiments.stock_sae --corpus docs.jsonl --output-dir runs/stock
     saelens-aligned align runs/stock --dataset docs.jsonl --output-dir runs/align
 
 `--corpus` is written first (docstrings of the Python standard library, real
 English text every machine has) when the file does not exist. The stock SAE is
-trained only on the rows `align` uses for training (same split, same seed), so
-the evaluation rows are new to both.
+trained only on the rows `align` uses for training (the pipeline's fixed-seed
+split of the dataset), so the evaluation rows are new to both.
 """
 
 import argparse
@@ -20,11 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from saelens_aligned.align import (
-    load_text_dataset,
-    split_dataset,
-    write_text_atomic,
-)
+from saelens_aligned.io.files import write_text_atomic
 
 
 def stdlib_docstring_corpus(path: str | Path, min_chars: int = 200) -> Path:
@@ -71,48 +67,41 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
-    import datasets
-    from sae_lens.config import LanguageModelSAERunnerConfig, LoggingConfig
-    from sae_lens.llm_sae_training_runner import LanguageModelSAETrainingRunner
-    from sae_lens.registry import get_sae_training_class
+    from saelens_aligned.pipeline.models import hook_width
+    from saelens_aligned.pipeline.source import (
+        Source,
+        load_source_model,
+        resolve_source,
+    )
+    from saelens_aligned.pipeline.training import TrainingSettings, train_sae
+    from saelens_aligned.sae_config import build_sae_config
 
-    from saelens_aligned.offline import default_model_dir
-
-    datasets.config.TORCHVISION_AVAILABLE = False
     if not Path(args.corpus).exists():
         stdlib_docstring_corpus(args.corpus)
-    train_ds, _ = split_dataset(
-        load_text_dataset([args.corpus]), args.eval_fraction, args.seed
+    # The same held-out split `saelens-aligned align` evaluates on.
+    resolved = resolve_source(
+        Source(
+            dataset=args.corpus,
+            hook=args.hook_name,
+            context_size=args.context_size,
+            eval_fraction=args.eval_fraction,
+        )
     )
-    _, config_class = get_sae_training_class(args.architecture)
-    extra = {"k": args.k} if "topk" in args.architecture else {}
-    if args.architecture == "standard":
-        extra = {"l1_coefficient": args.l1_coefficient}
-    model_dir = str(default_model_dir())
-    cfg = LanguageModelSAERunnerConfig(
-        sae=config_class(d_in=576, d_sae=args.d_sae, **extra),
-        model_name=model_dir,
-        model_class_name="AutoModelForCausalLM",
-        hook_name=args.hook_name,
-        dataset_path=str(args.corpus),
-        is_dataset_tokenized=False,
-        streaming=False,
-        context_size=args.context_size,
+    model = load_source_model(resolved)
+    sae_cfg = build_sae_config(
+        args.architecture,
+        hook_width(model, args.hook_name),
+        args.d_sae,
+        shared={"k": args.k, "l1_coefficient": args.l1_coefficient},
+    )
+    settings = TrainingSettings(
         training_tokens=args.tokens,
         train_batch_size_tokens=args.train_batch_size_tokens,
-        store_batch_size_prompts=8,
-        n_batches_in_buffer=max(
-            2, 2 * args.train_batch_size_tokens // args.context_size
-        ),
         lr=args.lr,
         seed=args.seed,
-        logger=LoggingConfig(log_to_wandb=False),
-        n_checkpoints=0,
-        checkpoint_path=None,
-        output_path=args.output_dir,
-        verbose=False,
+        model_batch_size=8,
     )
-    LanguageModelSAETrainingRunner(cfg, override_dataset=train_ds).run()
+    train_sae(resolved, sae_cfg, settings, model, Path(args.output_dir))
     print(f"Stock {args.architecture} SAE written to {args.output_dir}")
 
 

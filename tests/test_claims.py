@@ -3,13 +3,8 @@ import math
 import pytest
 
 from benchmarks import records
-from benchmarks.analysis import (
-    ClaimRow,
-    aggregate,
-    claim_table,
-    interpolate_at_l0,
-    pareto_frontier,
-)
+from benchmarks.claims import ClaimRow, claim_table
+from benchmarks.pareto import aggregate, interpolate_at_l0, pareto_frontier
 
 
 def make_record(

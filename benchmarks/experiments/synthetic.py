@@ -1,11 +1,11 @@
 """Aligned vs base on SAELens' synthetic data (ground truth known).
 
-The setup reproduces the prototype of ../shared/docs/method.md: 2048 ground-truth
+The setup reproduces the prototype of docs/method.md: 2048 ground-truth
 features in 128 dimensions, Zipfian firing (exponent 0.5, p from 5e-4 to 0.4),
 magnitudes 4.5 +- 0.5, d_sae 2048, batches of 1024, lr 3e-4, SAELens defaults
 otherwise; metrics from `eval_sae_on_synthetic_data`.
 
-    python -m benchmarks.synthetic --arch topk aligned_topk --k 20 --seeds 0 1
+    python -m benchmarks.experiments.synthetic --arch topk aligned_topk --k 20 --seeds 0 1
 
 p-annealing (`panneal`, `aligned_panneal`) anneals over the whole run: its
 `p_anneal_total_steps` is set to `--steps` and `anneal_start` to `--anneal-start`
@@ -13,7 +13,7 @@ p-annealing (`panneal`, `aligned_panneal`) anneals over the whole run: its
 `--l1` takes several values, to sweep the coefficient and match L0 across
 architectures:
 
-    python -m benchmarks.synthetic --arch standard panneal aligned aligned_panneal \
+    python -m benchmarks.experiments.synthetic --arch standard panneal aligned aligned_panneal \
         --alignment tied --l1 3 10 --steps 1500 --seeds 0
 """
 
@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 from sae_lens.config import LoggingConfig
-from sae_lens.registry import get_sae_training_class
 from sae_lens.synthetic import (
     SyntheticModel,
     SyntheticModelConfig,
@@ -38,6 +37,7 @@ from sae_lens.synthetic.synthetic_sae_runner import (
 
 import saelens_aligned
 from saelens_aligned.diagnostics import sae_alignment_summary
+from saelens_aligned.sae_config import build_sae_config
 
 
 @dataclass
@@ -84,12 +84,25 @@ def train_and_eval(
     setup: SyntheticSetup,
     model: SyntheticModel,
     seed: int,
+    override_sae: Any = None,
     **sae_kwargs: Any,
 ) -> dict[str, Any]:
-    """Train one SAE with SyntheticSAERunner and return its metrics as a dict."""
+    """Train one SAE with SyntheticSAERunner and return its metrics as a dict.
+    `override_sae` trains that SAE (built by the caller) instead of a new one."""
     torch.manual_seed(seed)
-    _, config_class = get_sae_training_class(architecture)
-    sae_cfg = config_class(d_in=setup.hidden_dim, d_sae=setup.d_sae, **sae_kwargs)
+    shared = sae_kwargs.pop("shared", None)
+    sae_cfg = (
+        override_sae.cfg
+        if override_sae is not None
+        else build_sae_config(
+            architecture,
+            setup.hidden_dim,
+            setup.d_sae,
+            training_steps=setup.steps,
+            shared=shared,
+            **sae_kwargs,
+        )
+    )
     runner_cfg = SyntheticSAERunnerConfig(
         synthetic_model=model.cfg,
         sae=sae_cfg,
@@ -102,7 +115,9 @@ def train_and_eval(
         logger=LoggingConfig(log_to_wandb=False),
     )
     start = time.perf_counter()
-    result = SyntheticSAERunner(runner_cfg, override_synthetic_model=model).run()
+    result = SyntheticSAERunner(
+        runner_cfg, override_synthetic_model=model, override_sae=override_sae
+    ).run()
     seconds = time.perf_counter() - start
     ev = result.final_eval
     assert ev is not None
@@ -154,25 +169,21 @@ def main() -> None:
         batch_size=args.batch_size,
     )
     model = build_synthetic_model(setup)
+    aligned = set(saelens_aligned.aligned_architectures())
     for arch in args.arch:
-        forms = args.alignment if arch.startswith("aligned") else [None]
+        forms = args.alignment if arch in aligned else [None]
         for form in forms:
             for l1 in args.l1:
                 for seed in args.seeds:
-                    kwargs: dict[str, Any] = {}
+                    kwargs: dict[str, Any] = {
+                        "shared": {"k": args.k, "l1_coefficient": l1}
+                        if l1 is not None
+                        else {"k": args.k}
+                    }
                     if form is not None:
                         kwargs["alignment"] = form
-                    if "topk" in arch:
-                        kwargs["k"] = args.k
-                    if l1 is not None:
-                        kwargs["l1_coefficient"] = l1
-                    if "panneal" in arch:
-                        kwargs["p_anneal_total_steps"] = args.steps
-                        kwargs["anneal_start"] = (
-                            args.steps // 10
-                            if args.anneal_start is None
-                            else args.anneal_start
-                        )
+                    if args.anneal_start is not None:
+                        kwargs["shared"]["anneal_start"] = args.anneal_start
                     row = train_and_eval(arch, setup, model, seed, **kwargs)
                     line = json.dumps(row)
                     print(line, flush=True)

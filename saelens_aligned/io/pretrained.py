@@ -29,7 +29,7 @@ from sae_lens.loading.pretrained_saes_directory import (
 from sae_lens.saes.sae import SAE
 
 from saelens_aligned.alignment import AlignmentSummary
-from saelens_aligned.io import (
+from saelens_aligned.io.sae_dirs import (
     NotSafetensorsError,
     check_sae_dir,
     check_safetensors,

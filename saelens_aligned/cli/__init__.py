@@ -14,16 +14,16 @@ from collections.abc import Sequence
 # SAELens' own parser, so it is dispatched before argparse sees them.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": (
-        "saelens_aligned.train",
+        "saelens_aligned.cli.train",
         "Train with SAELens' own CLI (every SAELens flag; aligned architectures added).",
     ),
     "demo": (
-        "saelens_aligned.demo_cli",
+        "saelens_aligned.cli.demo",
         "Train an aligned SAE and its base side by side on a real LM (offline by "
         "default) and write a report.",
     ),
     "align": (
-        "saelens_aligned.align_cli",
+        "saelens_aligned.cli.align",
         "Convert a stock SAE into its aligned variant, fine-tune it, and report "
         "before/after metrics.",
     ),
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
-        from saelens_aligned.train import main as train_main
+        from saelens_aligned.cli.train import main as train_main
 
         train_main(argv[1:])
         return

@@ -1,0 +1,329 @@
+"""`saelens-aligned demo`: an aligned SAE against its base, side by side, on a real LM.
+
+A thin app over the pipeline (`saelens_aligned.pipeline`):
+1. `validate` - cheap checks of every input (model, dataset, hook, output folder)
+   before anything expensive runs.
+2. `pipeline.activations.ensure_activation_cache` - SAELens' CacheActivationsRunner,
+   once per (model, corpus, hook, context, tokens, seed), reused by any rerun.
+3. `pipeline.training.train_sae` - SAELens' runner on the cached activations, once
+   per architecture, same data, same seed.
+4. `pipeline.evaluation.evaluate` - SAEBench's core eval against the live model on
+   held-out text, and the alignment scores of both SAEs.
+5. `saelens_aligned.apps.report.write_report` - table, plots, JSON.
+"""
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
+from tqdm.auto import tqdm
+
+from saelens_aligned.architectures import aligned_architectures, base_architecture
+from saelens_aligned.diagnostics import sae_alignment_scores
+from saelens_aligned.io.files import write_text_atomic
+from saelens_aligned.io.sae_dirs import load_sae_dir
+from saelens_aligned.pipeline.activations import ensure_activation_cache
+from saelens_aligned.pipeline.evaluation import EvalBudget, evaluate
+from saelens_aligned.pipeline.models import hook_width
+from saelens_aligned.pipeline.progress import say
+from saelens_aligned.pipeline.source import (
+    ResolvedSource,
+    Source,
+    SourceError,
+    load_source_model,
+    resolve_source,
+)
+from saelens_aligned.pipeline.training import TrainingSettings, train_sae
+from saelens_aligned.sae_config import build_sae_config
+
+RUN_FILENAME = "run.json"
+DEFAULT_OUTPUT_DIR = "saelens-aligned-demo"
+
+
+class DemoInputError(ValueError):
+    """A demo input is unusable; the message says why and what to do instead."""
+
+
+@dataclass
+class DemoConfig:
+    """Settings of `saelens-aligned demo`. Defaults finish in about 15 minutes on
+    two CPU cores.
+
+    Attributes:
+        model: Local model directory or Hugging Face model name; None means the
+            embedded SmolLM2-135M-Instruct (converted once into the cache).
+        model_class: "AutoModelForCausalLM" (hook names are module paths, e.g.
+            `model.layers.3`) or "HookedTransformer" (e.g. `blocks.3.hook_resid_post`).
+        dataset: Local .txt/.md/.jsonl files or directories (comma-separated), or a
+            Hugging Face dataset path when online; None means the embedded corpus
+            (the Python standard library's source).
+        hook: The hook whose activations the SAEs reconstruct.
+        architecture: The aligned architecture to train.
+        baseline: The architecture it is compared with; None means its base
+            (`aligned_topk` -> `topk`).
+        k: Active latents per token for TopK-family SAEs (both get the same k, so
+            the comparison is at equal L0).
+        l1_coefficient: Sparsity coefficient for ReLU+L1 SAEs (`standard`, `aligned`).
+        d_sae: Number of latents.
+        context_size: Tokens per sequence.
+        training_tokens: Tokens cached and trained on (one pass).
+        train_batch_size_tokens: Tokens per optimizer step.
+        lr: Learning rate.
+        seed: Seed of SAE initialisation and activation shuffling.
+        model_batch_size: Prompts per model forward pass when caching.
+        eval_batch_size_prompts: Prompts per forward pass in the core eval.
+        eval_reconstruction_batches: Batches for the CE-loss and KL scores.
+        eval_sparsity_variance_batches: Batches for L0, variance, densities.
+        device: "cpu", "cuda", "mps" ...; the model and the SAEs use it.
+        output_dir: The report folder.
+        cache_dir: Root of the model/corpus cache (default $SAELENS_ALIGNED_CACHE,
+            else $XDG_CACHE_HOME/saelens-aligned).
+        activations_dir: Where activation caches live (default
+            <cache root>/activations).
+        overwrite: Replace an output folder that holds a different run.
+    """
+
+    model: str | None = None
+    model_class: str = "AutoModelForCausalLM"
+    dataset: str | None = None
+    hook: str = "model.layers.3"
+    architecture: str = "aligned_topk"
+    baseline: str | None = None
+    k: int = 32
+    l1_coefficient: float = 5.0
+    d_sae: int = 1536
+    context_size: int = 128
+    training_tokens: int = 160_000
+    train_batch_size_tokens: int = 1024
+    lr: float = 5e-4
+    seed: int = 42
+    model_batch_size: int = 16
+    eval_batch_size_prompts: int = 4
+    eval_reconstruction_batches: int = 2
+    eval_sparsity_variance_batches: int = 32
+    device: str = "cpu"
+    output_dir: str = DEFAULT_OUTPUT_DIR
+    cache_dir: str | None = None
+    activations_dir: str | None = None
+    overwrite: bool = False
+
+    def source(self) -> Source:
+        """The model, hook and text every stage of the demo reads."""
+        return Source(
+            model=self.model,
+            model_class=self.model_class,
+            hook=self.hook,
+            dataset=self.dataset,
+            context_size=self.context_size,
+            device=self.device,
+            cache_dir=self.cache_dir,
+            activations_dir=self.activations_dir,
+        )
+
+    def training(self) -> TrainingSettings:
+        return TrainingSettings(
+            training_tokens=self.training_tokens,
+            train_batch_size_tokens=self.train_batch_size_tokens,
+            lr=self.lr,
+            seed=self.seed,
+            model_batch_size=self.model_batch_size,
+        )
+
+    def eval_budget(self) -> EvalBudget:
+        return EvalBudget(
+            batch_size_prompts=self.eval_batch_size_prompts,
+            n_eval_reconstruction_batches=self.eval_reconstruction_batches,
+            n_eval_sparsity_variance_batches=self.eval_sparsity_variance_batches,
+        )
+
+    def run_identity(self) -> dict[str, Any]:
+        """The fields that define what the run computes (not where it writes)."""
+        skip = {"output_dir", "cache_dir", "activations_dir", "overwrite", "device"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+@dataclass
+class DemoInputs:
+    """Everything `validate` found out, for the later stages."""
+
+    config: DemoConfig
+    resolved: ResolvedSource
+    baseline: str
+    output_dir: Path
+
+
+def check_output_dir(config: DemoConfig) -> Path:
+    """The output folder, refusing one that holds a different run."""
+    out = Path(config.output_dir).expanduser()
+    if not out.exists() or not any(out.iterdir()):
+        return out
+    if out.is_file():
+        raise DemoInputError(f"--output {str(out)!r} is a file, not a folder.")
+    run_file = out / RUN_FILENAME
+    previous = None
+    if run_file.exists():
+        try:
+            previous = json.loads(run_file.read_text()).get("config")
+        except (OSError, ValueError):
+            previous = None
+    if previous == _jsonable(config.run_identity()):
+        return out  # the same run again: its files are rewritten
+    if config.overwrite:
+        if run_file.exists():
+            for child in ("saes", "plots"):
+                shutil.rmtree(out / child, ignore_errors=True)
+        return out
+    what = "a different demo run" if run_file.exists() else "files of something else"
+    raise DemoInputError(
+        f"The output folder {str(out)!r} already holds {what}. Pass --overwrite to "
+        "replace it, or choose another folder with --output."
+    )
+
+
+def validate(config: DemoConfig) -> DemoInputs:
+    """Every check that can fail, before the model runs on any text."""
+    if config.architecture not in SAE_TRAINING_CLASS_REGISTRY:
+        raise DemoInputError(
+            f"--architecture {config.architecture!r} is not a registered SAELens "
+            f"architecture. Valid choices: {sorted(SAE_TRAINING_CLASS_REGISTRY)}."
+        )
+    if config.baseline is not None:
+        baseline = config.baseline
+    elif config.architecture in aligned_architectures():
+        config_class = SAE_TRAINING_CLASS_REGISTRY[config.architecture][1]
+        baseline = base_architecture(config_class)
+    else:
+        raise DemoInputError(
+            f"--architecture {config.architecture!r} is not an aligned architecture, "
+            "so it has no default baseline; pass --baseline explicitly."
+        )
+    if baseline not in SAE_TRAINING_CLASS_REGISTRY:
+        raise DemoInputError(
+            f"--baseline {baseline!r} is not a registered SAELens architecture. "
+            f"Valid choices: {sorted(SAE_TRAINING_CLASS_REGISTRY)}."
+        )
+    if baseline == config.architecture:
+        raise DemoInputError("--baseline must differ from --architecture.")
+    for name in ("training_tokens", "d_sae", "train_batch_size_tokens"):
+        if getattr(config, name) <= 0:
+            raise DemoInputError(f"--{name.replace('_', '-')} must be positive.")
+    if config.training_tokens < config.context_size:
+        raise DemoInputError("--training-tokens must be at least --context-size.")
+    output_dir = check_output_dir(config)
+    try:
+        resolved = resolve_source(config.source())
+    except SourceError as e:
+        raise DemoInputError(str(e)) from e
+    return DemoInputs(config, resolved, baseline, output_dir)
+
+
+def sae_config(architecture: str, config: DemoConfig, d_in: int) -> Any:
+    """The training config of `architecture`, given the demo's shared settings
+    (k where the config has k, l1_coefficient where it has that)."""
+    return build_sae_config(
+        architecture,
+        d_in,
+        config.d_sae,
+        training_steps=config.training().training_steps,
+        shared={"k": config.k, "l1_coefficient": config.l1_coefficient},
+    )
+
+
+def evaluate_sae(inputs: DemoInputs, model: Any, sae_dir: Path) -> dict[str, Any]:
+    """The one evaluation of the SAE saved in `sae_dir`, as a dict, with its
+    alignment scores."""
+    config = inputs.config
+    sae = load_sae_dir(sae_dir, device=config.device)
+    result = evaluate(sae, model, inputs.resolved, config.eval_budget())
+    scores = sae_alignment_scores(sae)
+    return {**result.to_dict(), "alignment_scores": [float(x) for x in scores]}
+
+
+@dataclass
+class DemoResult:
+    """Where the demo wrote its report, and what it measured."""
+
+    output_dir: Path
+    activation_cache: Path
+    results: dict[str, dict[str, Any]]
+    seconds: float
+
+
+def run_demo(config: DemoConfig) -> DemoResult:
+    """Validate, cache, train both SAEs, evaluate them and write the report."""
+    from saelens_aligned.apps.report import write_report
+
+    start = time.monotonic()
+    inputs = validate(config)
+    inputs.output_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(
+        inputs.output_dir / RUN_FILENAME,
+        json.dumps(
+            {"config": _jsonable(config.run_identity()), "status": "running"}, indent=2
+        ),
+    )
+    resolved = inputs.resolved
+    say(f"Loading {resolved.model_label} ({config.model_class}) on {config.device} ...")
+    model = load_source_model(resolved)
+    d_in = hook_width(model, config.hook)
+    training = config.training()
+    cache_dir = ensure_activation_cache(
+        resolved,
+        model,
+        d_in,
+        config.training_tokens,
+        config.seed,
+        config.model_batch_size,
+    )
+    architectures = [config.architecture, inputs.baseline]
+    sae_dirs = {
+        arch: train_sae(
+            resolved,
+            sae_config(arch, config, d_in),
+            training,
+            model,
+            inputs.output_dir / "saes" / arch,
+            cached_activations=cache_dir,
+        )
+        for arch in architectures
+    }
+    results: dict[str, dict[str, Any]] = {}
+    for arch in tqdm(architectures, desc="SAEBench core eval", unit="SAE"):
+        results[arch] = evaluate_sae(inputs, model, sae_dirs[arch])
+    seconds = time.monotonic() - start
+    write_report(
+        inputs.output_dir,
+        results,
+        meta={
+            "model": resolved.model_label,
+            "model_name": resolved.model_name,
+            "model_class": config.model_class,
+            "corpus": resolved.corpus.name,
+            "corpus_licence": resolved.corpus.licence,
+            "eval_text": "held-out documents"
+            if resolved.corpus.eval
+            else "held-out rows of the dataset",
+            "hook": config.hook,
+            "d_in": d_in,
+            "activation_cache": str(cache_dir),
+            "training": training.to_dict(),
+            "wall_seconds": round(seconds, 1),
+            "config": _jsonable(asdict(config)),
+        },
+    )
+    write_text_atomic(
+        inputs.output_dir / RUN_FILENAME,
+        json.dumps(
+            {"config": _jsonable(config.run_identity()), "status": "complete"},
+            indent=2,
+        ),
+    )
+    return DemoResult(inputs.output_dir, cache_dir, results, seconds)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,173 @@
+"""Activation caches: SAELens' CacheActivationsRunner, run once per (model, corpus
+split, hook, context, tokens, seed) and shared by every SAE trained on it.
+
+A cache directory appears under its final name only when complete (it is written
+as a temporary sibling and swapped in whole), so an interrupted run never leaves a
+half-written cache and a rerun reuses a finished one.
+"""
+
+import hashlib
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saelens_aligned.io.files import atomic_dir, write_text_atomic
+from saelens_aligned.pipeline.progress import say
+from saelens_aligned.pipeline.source import ResolvedSource
+from saelens_aligned.pipeline.text import load_corpus_split
+
+CACHE_CONFIG_FILENAME = "saelens_aligned_cache.json"
+
+
+def cache_key(
+    resolved: ResolvedSource, d_in: int, tokens: int, seed: int, split: str = "train"
+) -> dict[str, Any]:
+    """What the cached activations depend on; a different key means a new cache."""
+    source = resolved.source
+    key = {
+        "model": resolved.model_name,
+        "model_class": source.model_class,
+        "corpus": resolved.corpus.fingerprint(),
+        "hook": source.hook,
+        "d_in": d_in,
+        "context_size": source.context_size,
+        "training_tokens": tokens,
+        "seed": seed,
+        "dtype": "float32",
+    }
+    if split != "train":  # train caches keep the keys they always had
+        key["split"] = split
+    return key
+
+
+def activation_cache_dir(resolved: ResolvedSource, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(
+        json.dumps(key, sort_keys=True).encode("utf-8")
+    ).hexdigest()[:16]
+    slug = "".join(c if c.isalnum() else "-" for c in resolved.model_label)
+    return resolved.activations_root / f"{slug}-{resolved.source.hook}-{digest}"
+
+
+def is_complete_cache(path: Path) -> bool:
+    return (path / CACHE_CONFIG_FILENAME).exists() and (path / "state.json").exists()
+
+
+def ensure_activation_cache(
+    resolved: ResolvedSource,
+    model: Any,
+    d_in: int,
+    tokens: int,
+    seed: int,
+    model_batch_size: int = 16,
+    split: str = "train",
+) -> Path:
+    """The activation cache of `tokens` tokens of the corpus split `split`, made
+    with SAELens' CacheActivationsRunner only if no complete one exists. Returns
+    its directory."""
+    from sae_lens import CacheActivationsRunnerConfig
+
+    source = resolved.source
+    key = cache_key(resolved, d_in, tokens, seed, split)
+    final = activation_cache_dir(resolved, key)
+    if is_complete_cache(final):
+        say(f"Reusing the activation cache {final}")
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)  # an interrupted earlier caching
+    n_seq = math.ceil(tokens / source.context_size)
+    batch_size = max(1, min(model_batch_size, n_seq))
+    say(f"Caching {tokens:,} tokens of {source.hook} activations ({split} text) ...")
+    with atomic_dir(final) as partial:
+        cache_config = CacheActivationsRunnerConfig(
+            dataset_path=resolved.corpus.name
+            if not resolved.corpus.hub
+            else str(resolved.corpus.train),
+            model_name=resolved.model_name,
+            model_class_name=source.model_class,
+            model_batch_size=batch_size,
+            hook_name=source.hook,
+            d_in=d_in,
+            training_tokens=tokens,
+            context_size=source.context_size,
+            new_cached_activations_path=str(partial),
+            shuffle=True,
+            seed=seed,
+            dtype="float32",
+            device=source.device,
+            buffer_size_gb=cache_buffer_size_gb(
+                tokens, batch_size * source.context_size, d_in * 4
+            ),
+            streaming=resolved.corpus.hub,
+            dataset_trust_remote_code=False,
+        )
+        runner = _cache_runner(
+            cache_config, model, load_corpus_split(resolved.corpus, split)
+        )
+        runner.run()
+        write_text_atomic(
+            partial / CACHE_CONFIG_FILENAME, json.dumps(key, indent=2, sort_keys=True)
+        )
+    return final
+
+
+def cache_buffer_size_gb(
+    training_tokens: int,
+    tokens_per_batch: int,
+    bytes_per_token: int,
+    max_tokens_per_buffer: int = 32_768,
+) -> float:
+    """SAELens caches whole buffers of whole model batches. Pick a buffer size
+    that splits `training_tokens` into equal buffers of at most about
+    `max_tokens_per_buffer` tokens: small shards keep memory low and the progress
+    bar moving, and the total overshoots the budget by less than one model batch
+    per buffer."""
+    n_buffers = max(1, math.ceil(training_tokens / max_tokens_per_buffer))
+    batches = max(1, math.ceil(training_tokens / n_buffers / tokens_per_batch))
+    tokens = batches * tokens_per_batch
+    # Half a token of slack: SAELens floors the size back to whole tokens.
+    return (tokens + 0.5) * bytes_per_token / 1e9
+
+
+def _cache_runner(cache_config: Any, model: Any, dataset: Any) -> Any:
+    """SAELens' CacheActivationsRunner on an already loaded model (its __init__
+    would load a second copy)."""
+    import sae_lens.cache_activations_runner as car
+    from sae_lens import CacheActivationsRunner
+
+    original = car.load_model
+    car.load_model = lambda *args, **kwargs: model  # type: ignore[assignment]  # noqa: ARG005
+    try:
+        return CacheActivationsRunner(cache_config, override_dataset=dataset)
+    finally:
+        car.load_model = original  # type: ignore[assignment]
+
+
+def load_cached_activations(cache_dir: Path, d_in: int) -> torch.Tensor:
+    """A whole activation cache as one float32 tensor. [tokens, d_in]"""
+    import datasets
+
+    dataset = datasets.load_from_disk(str(cache_dir))
+    dataset.set_format("torch")
+    return dataset[dataset.column_names[0]].reshape(-1, d_in).float()
+
+
+def iter_cached_activations(
+    cache_dir: Path, d_in: int, batch_tokens: int = 8192
+) -> Iterator[torch.Tensor]:
+    """An activation cache in batches of about `batch_tokens` rows, read from disk
+    a batch at a time (a long window never sits in memory whole). [tokens, d_in]"""
+    import datasets
+
+    dataset = datasets.load_from_disk(str(cache_dir))
+    dataset.set_format("torch")
+    column = dataset.column_names[0]
+    per_row = int(math.prod(dataset[0][column].shape)) // d_in
+    rows = max(1, batch_tokens // max(per_row, 1))
+    for start in range(0, len(dataset), rows):
+        yield dataset[start : start + rows][column].reshape(-1, d_in).float()

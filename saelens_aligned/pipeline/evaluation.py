@@ -1,0 +1,238 @@
+"""The one evaluation: SAEBench's core eval against the live model, as SAEBench
+runs it, plus our alignment summary; optionally feature densities over a long
+window of held-out cached activations.
+
+`evaluate` prepares the SAE the way SAEBench expects (decoder norms folded;
+`hook_name`, `hook_layer`, `model_name`, `architecture_str` copied from SAELens 6
+metadata onto `sae.cfg`), turns every compute flag on, leaves BOS/EOS/pad tokens
+out as SAEBench's own entry point does (`ignore_tokens`), and returns flat
+snake_case metrics (`METRIC_KEYS`) beside SAEBench's own metric groups. Display
+labels belong to whoever renders a table, never to the data.
+"""
+
+import copy
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from sae_lens.saes.sae import SAE
+
+from saelens_aligned.diagnostics import sae_alignment_summary
+from saelens_aligned.pipeline.models import special_token_ids
+from saelens_aligned.pipeline.source import ResolvedSource
+from saelens_aligned.pipeline.text import load_corpus_split
+
+
+@dataclass(frozen=True)
+class EvalBudget:
+    """How much data the evaluation reads. Field names are SAEBench's
+    (`CoreEvalConfig`); every window size goes into the result (`windows`).
+
+    Attributes:
+        batch_size_prompts: Prompts (sequences of the source's context size) per
+            model forward pass.
+        n_eval_reconstruction_batches: Batches for the CE-loss and KL scores (each
+            costs about three full model passes).
+        n_eval_sparsity_variance_batches: Batches for L0, explained variance,
+            cosine similarity, L2 ratio and feature densities (model passes stop
+            at the hooked layer).
+        exclude_special_tokens: Leave BOS, EOS and pad tokens out of every metric,
+            as SAEBench's core entry point does.
+        progress: Show SAEBench's progress bars over batches.
+    """
+
+    batch_size_prompts: int = 8
+    n_eval_reconstruction_batches: int = 8
+    n_eval_sparsity_variance_batches: int = 32
+    exclude_special_tokens: bool = True
+    progress: bool = True
+
+    def windows(self, context_size: int) -> dict[str, int]:
+        """Tokens behind each group of metrics (special tokens included)."""
+        per_batch = self.batch_size_prompts * context_size
+        return {
+            "ce_kl_tokens": self.n_eval_reconstruction_batches * per_batch,
+            "sparsity_variance_tokens": self.n_eval_sparsity_variance_batches
+            * per_batch,
+        }
+
+
+# flat key -> (SAEBench metric group, metric name); the order tables use.
+METRIC_KEYS: dict[str, tuple[str, str]] = {
+    "ce_loss_score": ("model_performance_preservation", "ce_loss_score"),
+    "kl_div_score": ("model_behavior_preservation", "kl_div_score"),
+    "explained_variance": ("reconstruction_quality", "explained_variance"),
+    "cossim": ("reconstruction_quality", "cossim"),
+    "mse": ("reconstruction_quality", "mse"),
+    "l2_ratio": ("shrinkage", "l2_ratio"),
+    "l0": ("sparsity", "l0"),
+    "l1": ("sparsity", "l1"),
+    "ce_loss_with_sae": ("model_performance_preservation", "ce_loss_with_sae"),
+    "ce_loss_without_sae": ("model_performance_preservation", "ce_loss_without_sae"),
+    "ce_loss_with_ablation": (
+        "model_performance_preservation",
+        "ce_loss_with_ablation",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The evaluation of one SAE.
+
+    Attributes:
+        metrics: Flat snake_case numbers: every key of METRIC_KEYS, plus
+            `dead_fraction` and `alive_fraction` (a latent is dead when it never
+            fired on the evaluated tokens).
+        saebench_core: SAEBench's metric groups (`model_behavior_preservation`,
+            `model_performance_preservation`, `reconstruction_quality`,
+            `shrinkage`, `sparsity`, `token_stats`) as it returns them.
+        feature_density: Fraction of evaluated tokens on which each latent
+            fired. [d_sae]
+        alignment: `AlignmentSummary.to_dict()` of the SAE's weights.
+        windows: Tokens behind each group of metrics.
+    """
+
+    metrics: dict[str, float]
+    saebench_core: dict[str, dict[str, Any]]
+    feature_density: list[float]
+    alignment: dict[str, Any]
+    windows: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prepare_for_saebench(sae: SAE[Any], model_name: str | None = None) -> SAE[Any]:
+    """A copy of `sae` with decoder norms folded and SAEBench's cfg fields set."""
+    from sae_bench.sae_bench_utils.general_utils import _standardize_sae_cfg
+
+    sae = copy.deepcopy(sae)
+    sae.fold_W_dec_norm()
+    if model_name is not None:
+        sae.cfg.metadata.model_name = model_name
+    if sae.cfg.metadata.prepend_bos is None:
+        # SAEs saved outside a SAELens training run may not record how their
+        # inputs were tokenized; SAELens' training default is to prepend BOS.
+        sae.cfg.metadata.prepend_bos = True
+    _standardize_sae_cfg(sae.cfg)
+    return sae
+
+
+def eval_activation_store(
+    resolved: ResolvedSource, model: Any, sae: SAE[Any], budget: EvalBudget
+) -> Any:
+    """An ActivationsStore over the held-out text and the live model."""
+    from sae_lens.training.activations_store import ActivationsStore
+
+    source = resolved.source
+    return ActivationsStore.from_sae(
+        model=model,
+        sae=sae,
+        dataset=load_corpus_split(resolved.corpus, "eval"),
+        context_size=source.context_size,
+        streaming=resolved.corpus.hub,
+        store_batch_size_prompts=budget.batch_size_prompts,
+        train_batch_size_tokens=budget.batch_size_prompts * source.context_size,
+        n_batches_in_buffer=4,
+        device=source.device,
+    )
+
+
+def run_core_eval(
+    sae: SAE[Any],
+    model: Any,
+    activation_store: Any,
+    budget: EvalBudget,
+    model_name: str | None = None,
+) -> tuple[dict[str, dict[str, Any]], list[float]]:
+    """SAEBench's `run_evals` on `sae`, every metric turned on: (its metric
+    groups, per-latent density). `activation_store` must read live model
+    activations: the CE-loss and KL scores splice the SAE into the model."""
+    from sae_bench.evals.core.eval_config import CoreEvalConfig
+    from sae_bench.evals.core.main import run_evals
+
+    prepared = prepare_for_saebench(sae, model_name)
+    config = CoreEvalConfig(
+        model_name=str(prepared.cfg.model_name),  # type: ignore[attr-defined]
+        batch_size_prompts=budget.batch_size_prompts,
+        n_eval_reconstruction_batches=budget.n_eval_reconstruction_batches,
+        n_eval_sparsity_variance_batches=budget.n_eval_sparsity_variance_batches,
+        compute_kl=True,
+        compute_ce_loss=True,
+        compute_l2_norms=True,
+        compute_sparsity_metrics=True,
+        compute_variance_metrics=True,
+        compute_featurewise_density_statistics=True,
+        compute_featurewise_weight_based_metrics=False,
+    )
+    ignore: set[int | None] = (
+        set(special_token_ids(model)) if budget.exclude_special_tokens else set()
+    )
+    with torch.no_grad():
+        metrics, feature_metrics = run_evals(
+            prepared,
+            activation_store,
+            model,
+            config,
+            ignore_tokens=ignore,
+            verbose=budget.progress,
+        )
+    return metrics, [float(x) for x in feature_metrics["feature_density"]]
+
+
+def flat_metrics(
+    saebench_core: dict[str, dict[str, Any]], feature_density: list[float]
+) -> dict[str, float]:
+    """METRIC_KEYS' numbers out of SAEBench's groups, and dead/alive fractions."""
+    out = {
+        key: float(saebench_core.get(group, {}).get(name, math.nan))
+        for key, (group, name) in METRIC_KEYS.items()
+    }
+    density = torch.tensor(feature_density)
+    dead = float((density <= 0).float().mean()) if density.numel() else math.nan
+    out["dead_fraction"] = dead
+    out["alive_fraction"] = 1.0 - dead
+    return out
+
+
+def evaluate(
+    sae: SAE[Any], model: Any, resolved: ResolvedSource, budget: EvalBudget
+) -> EvalResult:
+    """SAEBench core (against the live model, held-out text) and the alignment
+    summary of `sae`."""
+    store = eval_activation_store(resolved, model, sae, budget)
+    groups, density = run_core_eval(sae, model, store, budget, resolved.model_name)
+    return EvalResult(
+        metrics=flat_metrics(groups, density),
+        saebench_core=groups,
+        feature_density=density,
+        alignment=sae_alignment_summary(sae).to_dict(),
+        windows={
+            **budget.windows(resolved.source.context_size),
+            "special_tokens_excluded": int(budget.exclude_special_tokens),
+        },
+    )
+
+
+@torch.no_grad()
+def cached_feature_density(
+    sae: SAE[Any], batches: Iterable[torch.Tensor]
+) -> tuple[torch.Tensor, int]:
+    """(fraction of tokens on which each latent fires, tokens seen) over batches
+    of activations ([tokens, d_in] each, e.g. a held-out activation cache); no
+    model pass needed. [d_sae]"""
+    fired_F = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
+    device = sae.W_enc.device
+    tokens = 0
+    for batch in batches:
+        acts = sae.encode(batch.to(device))
+        fired_F += (acts > 0).sum(dim=0).double().cpu()
+        tokens += batch.shape[0]
+    return (fired_F / max(tokens, 1)).float(), tokens
+
+
+def dead_fraction(density_F: torch.Tensor) -> float:
+    return float((density_F <= 0).float().mean())

@@ -1,0 +1,163 @@
+"""Training with SAELens' own runner: one runner-config builder, one `train_sae`.
+
+Every SAE of this project (demo, align fine-tuning, benchmark sweeps) trains
+through `LanguageModelSAETrainingRunner` with a config from `runner_config`, on
+cached activations (`cached_activations`) or on the live model.
+"""
+
+import math
+import signal
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saelens_aligned.io.files import atomic_dir
+from saelens_aligned.pipeline.progress import say
+from saelens_aligned.pipeline.source import ResolvedSource
+from saelens_aligned.pipeline.text import load_corpus_split
+
+# SAELens' default window (steps without firing before a latent counts as dead,
+# which switches TopK's AuxK loss on for it).
+SAELENS_DEAD_FEATURE_WINDOW = 1000
+# Runs shorter than four default windows get a window of a quarter of the run, so
+# the dead-latent machinery (AuxK, dead counts) acts within the run.
+DEAD_WINDOW_FRACTION = 0.25
+# A string SAELens requires even when the text is passed as a dataset object.
+LOCAL_DATASET_PATH = "saelens-aligned-local-text"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How an SAE is trained: the fields of SAELens' runner config we set.
+
+    Attributes:
+        training_tokens: Tokens trained on (one pass).
+        train_batch_size_tokens: Tokens per optimizer step.
+        lr: Adam learning rate.
+        seed: Seed of the SAE initialisation and of the batch order.
+        model_batch_size: Prompts per model forward pass (live activations).
+        lr_scheduler_name: SAELens' scheduler ("constant", "cosineannealing", ...).
+        lr_warm_up_steps: Linear warm-up steps.
+        lr_decay_steps: Linear decay to `lr_end` (SAELens' default lr / 10) over
+            the last this many steps; 0 for none.
+        dead_feature_window: Steps without firing before a latent counts as dead
+            (TopK-family AuxK acts on those). None: SAELens' 1000, or a quarter of
+            the run if that is shorter (see `dead_window`).
+    """
+
+    training_tokens: int
+    train_batch_size_tokens: int = 1024
+    lr: float = 5e-4
+    seed: int = 42
+    model_batch_size: int = 16
+    lr_scheduler_name: str = "constant"
+    lr_warm_up_steps: int = 0
+    lr_decay_steps: int = 0
+    dead_feature_window: int | None = None
+
+    @property
+    def training_steps(self) -> int:
+        return self.training_tokens // self.train_batch_size_tokens
+
+    @property
+    def dead_window(self) -> int:
+        """The dead-feature window this run uses, in steps."""
+        if self.dead_feature_window is not None:
+            return self.dead_feature_window
+        scaled = max(1, int(self.training_steps * DEAD_WINDOW_FRACTION))
+        return min(SAELENS_DEAD_FEATURE_WINDOW, scaled)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "dead_feature_window": self.dead_window}
+
+
+def runner_config(
+    resolved: ResolvedSource,
+    sae_cfg: Any,
+    settings: TrainingSettings,
+    cached_activations: Path | None = None,
+) -> Any:
+    """SAELens' `LanguageModelSAERunnerConfig` for training `sae_cfg` on the
+    source: from the activation cache `cached_activations`, or from the live model
+    when None. No W&B, no checkpoints, no output folder (`train_sae` sets one)."""
+    from sae_lens import LanguageModelSAERunnerConfig
+    from sae_lens.config import LoggingConfig
+
+    source = resolved.source
+    corpus = resolved.corpus
+    # SAELens' mixing buffer must hold at least one training batch.
+    n_batches_in_buffer = max(
+        4, math.ceil(2 * settings.train_batch_size_tokens / source.context_size)
+    )
+    return LanguageModelSAERunnerConfig(
+        sae=sae_cfg,
+        model_name=resolved.model_name,
+        model_class_name=source.model_class,
+        hook_name=source.hook,
+        dataset_path=str(corpus.train) if corpus.hub else LOCAL_DATASET_PATH,
+        dataset_trust_remote_code=False,
+        use_cached_activations=cached_activations is not None,
+        cached_activations_path=str(cached_activations)
+        if cached_activations is not None
+        else None,
+        is_dataset_tokenized=False,
+        streaming=corpus.hub,
+        context_size=source.context_size,
+        training_tokens=settings.training_tokens,
+        train_batch_size_tokens=settings.train_batch_size_tokens,
+        n_batches_in_buffer=n_batches_in_buffer,
+        store_batch_size_prompts=settings.model_batch_size,
+        lr=settings.lr,
+        lr_scheduler_name=settings.lr_scheduler_name,
+        lr_warm_up_steps=settings.lr_warm_up_steps,
+        lr_decay_steps=settings.lr_decay_steps,
+        dead_feature_window=settings.dead_window,
+        seed=settings.seed,
+        device=source.device,
+        logger=LoggingConfig(log_to_wandb=False),
+        n_checkpoints=0,
+        checkpoint_path=None,
+        output_path=None,
+        verbose=False,
+    )
+
+
+def train_sae(
+    resolved: ResolvedSource,
+    sae_cfg: Any,
+    settings: TrainingSettings,
+    model: Any,
+    out: Path,
+    cached_activations: Path | None = None,
+    override_sae: Any = None,
+) -> Path:
+    """Train with SAELens' runner and save the SAE as a SAELens folder at `out`
+    (written whole: a temporary sibling swapped in at the end). `override_sae`
+    continues training an existing SAE (fine-tuning) instead of a new one."""
+    from sae_lens import LanguageModelSAETrainingRunner
+
+    cfg = runner_config(resolved, sae_cfg, settings, cached_activations)
+    torch.manual_seed(settings.seed)
+    say(
+        f"Training {sae_cfg.architecture()} (d_sae {sae_cfg.d_sae}, "
+        f"{settings.training_steps} steps) ..."
+    )
+    # SAELens opens the text dataset even when it reads cached activations.
+    text = None if resolved.corpus.hub else load_corpus_split(resolved.corpus, "train")
+    # SAELens installs its own SIGINT/SIGTERM handlers for training; put ours back.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with atomic_dir(out) as partial:
+        cfg.output_path = str(partial)
+        try:
+            LanguageModelSAETrainingRunner(
+                cfg,
+                override_dataset=text,
+                override_model=model,
+                override_sae=override_sae,
+            ).run()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+    return out
