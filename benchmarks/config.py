@@ -124,7 +124,17 @@ class SweepConfig:
             same batches in the same order unless `seed_varies_data`.
         seed_varies_data: Let the seed also set the batch order.
         training_tokens: Tokens (or synthetic samples) each SAE trains on.
+        activation_tokens: Tokens of activations cached for training (`lm`);
+            None means `training_tokens`. Fewer means several passes over them
+            (SAELens' runner starts a new epoch when the cache runs out).
         train_batch_size_tokens: Tokens per optimizer step.
+        lr_decay_steps: SAELens' linear learning-rate decay over the last this
+            many steps (to lr / 10); 0 for a constant rate.
+        checkpoint_every_steps: Learning curves: save a checkpoint every this
+            many steps; 0 for none.
+        eval_at_steps: Learning curves: the checkpoints evaluated (multiples of
+            `checkpoint_every_steps`), besides the final SAE. Their records go
+            to `records/checkpoints/`.
         lr: Adam learning rate of every arm without its own `lr`, when the sweep
             has no `lr_grid`.
         lr_grid: Learning rates to try (at least 3, spanning at least 10x), or
@@ -157,7 +167,11 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     seed_varies_data: bool = False
     training_tokens: int = 100_000
+    activation_tokens: int | None = None
     train_batch_size_tokens: int = 1024
+    lr_decay_steps: int = 0
+    checkpoint_every_steps: int = 0
+    eval_at_steps: list[int] = field(default_factory=list)
     lr: float = 5e-4
     lr_grid: list[float] = field(default_factory=list)
     lr_metric: str = "explained_variance"
@@ -194,6 +208,8 @@ class SweepConfig:
             lr=lr,
             seed=seed if self.seed_varies_data else self.activation_seed,
             model_batch_size=self.model_batch_size,
+            lr_decay_steps=self.lr_decay_steps,
+            checkpoint_every_steps=self.checkpoint_every_steps,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -294,6 +310,25 @@ def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:
 
     if config.lr_metric not in FLAT_METRICS:
         fail("lr_metric", f"{config.lr_metric!r} is not one of {sorted(FLAT_METRICS)}.")
+    every = config.checkpoint_every_steps
+    if config.eval_at_steps and not every:
+        fail(
+            "eval_at_steps", "needs checkpoint_every_steps (a checkpoint to evaluate)."
+        )
+    for step in config.eval_at_steps:
+        if every and (step % every or not 0 < step < config.training_steps):
+            fail(
+                "eval_at_steps",
+                f"holds {step}: each step must be a multiple of checkpoint_every_steps "
+                f"({every}) inside the run (0, {config.training_steps}).",
+            )
+    if every and config.training_steps % every:
+        fail(
+            "checkpoint_every_steps",
+            f"({every}) must divide the run's {config.training_steps} steps.",
+        )
+    if not 0 <= config.lr_decay_steps <= config.training_steps:
+        fail("lr_decay_steps", f"must lie in [0, {config.training_steps}] steps.")
     if config.eval.dead_window_tokens < 0:
         fail("eval.dead_window_tokens", "must be >= 0 (0 turns it off).")
     aligned = set(aligned_architectures())

@@ -162,7 +162,7 @@ class LMBackend:
             self.resolved,
             self.model,
             self.d_in,
-            config.training_tokens,
+            config.activation_tokens or config.training_tokens,
             config.activation_seed,
             config.model_batch_size,
         )

@@ -47,6 +47,8 @@ FLAT_METRICS: dict[str, tuple[str, str]] = {
     "l0": ("sparsity", "l0"),
     "l1": ("sparsity", "l1"),
     "dead_fraction": ("misc", "frac_dead_latents"),
+    "dead_fraction_long": ("misc", "frac_dead_latents_long"),
+    "dead_fraction_end_of_training": ("training", "frac_dead_at_end_of_training"),
     "alive_fraction": ("misc", "frac_alive"),
     "meta_structure_fve": ("meta_structure", "decoder_fraction_variance_explained"),
     "alignment_mean": ("alignment", "mean"),
@@ -64,6 +66,17 @@ FLAT_METRICS: dict[str, tuple[str, str]] = {
 
 def record_path(out_dir: Path, run_id: str) -> Path:
     return Path(out_dir) / RECORDS_DIRNAME / f"{run_id}.json"
+
+
+def checkpoint_record_path(out_dir: Path, run_id: str, step: int) -> Path:
+    """The record of a learning-curve checkpoint: beside, not among, the runs'."""
+    return Path(out_dir) / RECORDS_DIRNAME / "checkpoints" / f"{run_id}-step{step}.json"
+
+
+def load_checkpoint_records(out_dir: Path) -> list[dict[str, Any]]:
+    """Every learning-curve checkpoint record of a sweep folder, sorted by id."""
+    folder = Path(out_dir) / RECORDS_DIRNAME / "checkpoints"
+    return [read_record(p) for p in sorted(folder.glob("*.json"))]
 
 
 def stability_path(out_dir: Path, point_id: str) -> Path:

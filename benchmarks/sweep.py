@@ -37,6 +37,7 @@ from benchmarks.backend import Backend, RunResult
 from benchmarks.config import SweepConfig, load_sweep_config
 from benchmarks.records import (
     EVAL_TYPE_ID,
+    checkpoint_record_path,
     flat_metrics,
     load_records,
     read_record,
@@ -45,6 +46,7 @@ from benchmarks.records import (
     write_json_atomic,
 )
 from benchmarks.runs import RunSpec, expand_lr_grid, expand_runs
+from saelens_aligned.pipeline.training import CHECKPOINTS_DIRNAME
 
 SWEEP_FILENAME = "sweep.json"
 LR_CHOICE_FILENAME = "lr_choice.json"
@@ -96,7 +98,10 @@ def read_run_log(out_dir: Path) -> list[dict[str, Any]]:
 
 
 def has_valid_record(out_dir: Path, run_id: str) -> bool:
-    path = record_path(out_dir, run_id)
+    return is_valid_record(record_path(out_dir, run_id))
+
+
+def is_valid_record(path: Path) -> bool:
     if not path.exists():
         return False
     try:
@@ -191,13 +196,43 @@ def execute_run(config: SweepConfig, out_dir: Path, run: RunSpec) -> str:
         status = "trained"
         log_event(out_dir, run.run_id, "trained")
     train_seconds = time.monotonic() - start
+    # Checkpoints first: the run's own record marks the whole run as done.
+    for step, checkpoint in checkpoints_to_evaluate(config, sae_dir).items():
+        path = checkpoint_record_path(out_dir, run.run_id, step)
+        if is_valid_record(path):
+            continue
+        record = build_record(
+            config.to_dict(), run, backend.evaluate(run, checkpoint), train_seconds
+        )
+        record["eval_config"]["run"]["step"] = step
+        write_json_atomic(path, record)
     result = backend.evaluate(run, sae_dir)
-    write_json_atomic(
-        record_path(out_dir, run.run_id),
-        build_record(config.to_dict(), run, result, train_seconds),
-    )
+    record = build_record(config.to_dict(), run, result, train_seconds)
+    record["eval_config"]["run"]["step"] = config.training_steps
+    write_json_atomic(record_path(out_dir, run.run_id), record)
     log_event(out_dir, run.run_id, "finished", seconds=time.monotonic() - start)
     return status
+
+
+def checkpoints_to_evaluate(config: SweepConfig, sae_dir: Path) -> dict[int, Path]:
+    """step -> checkpoint folder for each of `config.eval_at_steps`: the first
+    checkpoint SAELens saved at or after that step (it names checkpoints by the
+    samples seen, one step after each threshold)."""
+    folder = sae_dir / CHECKPOINTS_DIRNAME
+    if not config.eval_at_steps or not folder.is_dir():
+        return {}
+    batch = config.train_batch_size_tokens
+    saved = sorted(
+        (int(p.name) // batch, p)
+        for p in folder.iterdir()
+        if p.name.isdigit() and is_complete_sae_dir(p)
+    )
+    chosen = {}
+    for step in config.eval_at_steps:
+        later = [(s, p) for s, p in saved if s >= step]
+        if later:
+            chosen[later[0][0]] = later[0][1]
+    return chosen
 
 
 # --------------------------------------------------------------------------- #

@@ -45,6 +45,7 @@ from benchmarks.backend import (
 from benchmarks.config import SweepConfig
 from benchmarks.runs import RunSpec, initial_sae
 from saelens_aligned.io.files import atomic_dir, atomic_file
+from saelens_aligned.pipeline.training import CHECKPOINTS_DIRNAME
 
 MODEL_DIRNAME = "synthetic_model"
 DATA_DIRNAME = "synthetic_data"
@@ -350,7 +351,9 @@ class SyntheticBackend:
             training_samples=self.training_samples,
             batch_size=self.config.train_batch_size_tokens,
             lr=run.lr,
+            lr_decay_steps=settings.lr_decay_steps,
             dead_feature_window=settings.dead_window,
+            n_checkpoints=settings.n_checkpoints,
             device=self.config.device,
             checkpoint_path=None,
             output_path=None,
@@ -358,11 +361,12 @@ class SyntheticBackend:
         )
         data = self._data(settings.seed)
         torch.manual_seed(settings.seed)
-        trainer = SAETrainer(
-            cfg=runner_cfg.to_sae_trainer_config(), sae=sae, data_provider=data
-        )
-        sae = trainer.fit()
         with atomic_dir(sae_dir) as partial:
+            trainer_cfg = runner_cfg.to_sae_trainer_config()
+            if settings.n_checkpoints:
+                trainer_cfg.checkpoint_path = str(partial / CHECKPOINTS_DIRNAME)
+            trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=data)
+            sae = trainer.fit()
             sae.save_inference_model(str(partial))
             save_file(
                 {"sparsity": trainer.log_feature_sparsity}, partial / SPARSITY_FILENAME

@@ -214,3 +214,80 @@ def test_live_sampling_trains_the_same_sae_for_the_same_seed(
     result = backend.evaluate(run, tmp_path / "a")
     assert result.unstructured["training_data"] == "live"
     assert math.isfinite(result.metrics["ground_truth"]["mcc"])
+
+
+def test_grid_controls_and_checkpoints_run_end_to_end(tmp_path: Path) -> None:
+    """An LR grid picks each arm's rate by the preset's metric, the multi-seed
+    runs use it (the grid run at that rate is one of them), the init control
+    trains, AuxK's window and the seed protocol are recorded, and learning-curve
+    checkpoints get records of their own."""
+    from benchmarks.records import load_checkpoint_records
+    from benchmarks.sweep import LR_CHOICE_FILENAME, main_runs
+
+    data = tiny_config().to_dict()
+    data.update(
+        name="tiny-grid",
+        seeds=[0, 1, 2],
+        lr_grid=[1e-3, 3e-3, 1e-2],
+        checkpoint_every_steps=5,
+        eval_at_steps=[5, 10],
+        lr_decay_steps=4,
+    )
+    data["eval"] = {**data["eval"], "meta_structure": False}
+    data["architectures"] = [
+        {"architecture": "topk", "sparsity_param": "k", "sparsity_values": [4]},
+        {
+            "architecture": "topk",
+            "sparsity_param": "k",
+            "sparsity_values": [4],
+            "init_from": "tied",
+        },
+        {
+            "architecture": "aligned_topk",
+            "sparsity_param": "k",
+            "sparsity_values": [4],
+            "alignments": ["tied"],
+            "lr": 3e-3,
+        },
+    ]
+    config = SweepConfig.from_dict(data)
+    out = tmp_path / "out"
+    run_sweep(config, out, report=False)
+
+    choice = json.loads((out / LR_CHOICE_FILENAME).read_text())
+    assert set(choice["grid"]) == {"topk", "topk[init=tied]"}
+    for label, values in choice["grid"].items():
+        assert len(values) == 3
+        best = max(values, key=values.get)
+        assert choice["chosen"][label] == float(best)
+    records, _ = load_records(out)
+    main = {r.run_id for r in main_runs(config, out)}
+    assert main <= {run_info(r)["run_id"] for r in records}
+    # The arm with its own rate is not searched; the others add two rates each.
+    assert len(records) == len(main) + 2 * 2
+    for record in records:
+        training = record["eval_result_metrics"]["training"]
+        assert training["dead_feature_window"] == 5  # a quarter of 20 steps
+        assert training["data_seed"] == config.activation_seed
+        assert training["init_seed"] == run_info(record)["seed"]
+        assert 0 <= training["frac_dead_at_end_of_training"] <= 1
+    checkpoints = load_checkpoint_records(out)
+    steps = {run_info(r)["step"] for r in checkpoints}
+    assert steps == {6, 11}  # SAELens names a checkpoint one step past its mark
+    assert {run_info(r)["run_id"] for r in checkpoints} == {
+        run_info(r)["run_id"] for r in records
+    }
+
+    from benchmarks.curves import paired_gaps, render_curves
+
+    gaps = paired_gaps(
+        checkpoints + records,
+        "explained_variance",
+        "aligned_topk[tied]",
+        "topk[init=tied]",
+    )
+    assert [step for step, _ in gaps] == [6, 11, 20]
+    assert all(gap.n == 3 and math.isfinite(gap.mean) for _, gap in gaps)
+    text = render_curves(out).read_text()
+    assert "Gap aligned_topk[tied] - topk[init=tied]" in text
+    assert (out / "report" / "curves.png").stat().st_size > 0

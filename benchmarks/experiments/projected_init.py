@@ -8,12 +8,13 @@ points, each at a_i = 1 (the encoder projected onto the constraint):
 - `balanced`: encoder = decoder, unit norm;
 - `saelens`: SAELens' decoder (norm 0.1), encoder projected onto it (norm 10).
 
-Each trains on the prototype's synthetic data (benchmarks.experiments.synthetic)
-for two seeds; the output gives explained variance, MCC, dead latents and the mean
+Each trains on the prototype's synthetic data (benchmarks.experiments.synthetic;
+samples drawn once, the same batches in the same order for every run) for two
+seeds; the output gives explained variance, MCC, dead latents and the mean
 Hungarian-matched decoder cosine between the seeds beside that of two random
 initialisations (what an untrained decoder scores).
 
-    python -m benchmarks.experiments.projected_init --steps 1000
+    python -m benchmarks.experiments.projected_init --steps 600
 """
 
 import argparse
@@ -24,11 +25,7 @@ import torch
 from sae_lens.registry import get_sae_training_class
 
 import saelens_aligned
-from benchmarks.experiments.synthetic import (
-    SyntheticSetup,
-    build_synthetic_model,
-    train_and_eval,
-)
+from benchmarks.experiments.synthetic import SyntheticSetup, build_synthetic_model
 from benchmarks.stability import match_latents
 from saelens_aligned.aligned_sae import AlignedTrainingSAE
 from saelens_aligned.sae_config import build_sae_config
@@ -60,50 +57,95 @@ def matched_decoder_cos(dec_a: torch.Tensor, dec_b: torch.Tensor) -> float:
     return float(match_latents(dec_a.numpy(), dec_b.numpy()).cos.mean())
 
 
+def train_from_start(
+    arch: str,
+    start: str,
+    seed: int,
+    setup: SyntheticSetup,
+    model: Any,
+    samples: Any,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Train one `projected` SAE from `start` on the stored samples (the same
+    batches in the same order for every start and seed) and evaluate it."""
+    from sae_lens.synthetic import eval_sae_on_synthetic_data
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    from benchmarks.perf import plain_trainer_config
+    from benchmarks.synthetic_backend import ReplayedActivations, stored_batches
+
+    sae_class, _ = get_sae_training_class(arch)
+    torch.manual_seed(seed)
+    sae = sae_class(
+        build_sae_config(
+            arch,
+            setup.hidden_dim,
+            setup.d_sae,
+            shared={"k": args.k, "l1_coefficient": args.l1},
+            alignment="projected",
+        )
+    )
+    apply_start(sae, start)
+    batches = stored_batches(samples, model.feature_dict, setup.batch_size, 0, "cpu")
+    cfg = plain_trainer_config(
+        setup.steps * setup.batch_size,
+        setup.batch_size,
+        lr=setup.lr,
+        dead_feature_window=setup.steps // 4,
+    )
+    SAETrainer(cfg=cfg, sae=sae, data_provider=batches).fit()
+    eval_samples = samples.__class__.draw(model, setup.eval_samples, 10_000)
+    result = eval_sae_on_synthetic_data(
+        sae=sae,
+        feature_dict=model.feature_dict,
+        activations_generator=ReplayedActivations(eval_samples, "cpu"),  # type: ignore[arg-type]
+        num_samples=setup.eval_samples,
+        batch_size=setup.batch_size,
+    )
+    return {
+        "sae": sae,
+        "explained_variance": result.explained_variance,
+        "mcc": result.mcc,
+        "dead_latents": int(result.dead_latents),
+        "l0": result.sae_l0,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--arch", nargs="+", default=["aligned_topk", "aligned"])
     parser.add_argument("--starts", nargs="+", default=list(STARTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--l1", type=float, default=3.0)
+    parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
     assert saelens_aligned  # registers the aligned architectures
-    setup = SyntheticSetup(steps=args.steps, eval_samples=20_000)
+    from benchmarks.synthetic_backend import StoredSamples
+
+    setup = SyntheticSetup(steps=args.steps, eval_samples=20_000, lr=args.lr)
     model = build_synthetic_model(setup)
+    samples = StoredSamples.draw(model, setup.steps * setup.batch_size, 0)
     for arch in args.arch:
-        sae_class, _ = get_sae_training_class(arch)
         for start in args.starts:
-            decoders, rows = [], []
-            for seed in args.seeds:
-                torch.manual_seed(seed)
-                sae = sae_class(
-                    build_sae_config(
-                        arch,
-                        setup.hidden_dim,
-                        setup.d_sae,
-                        shared={"k": args.k, "l1_coefficient": args.l1},
-                        alignment="projected",
-                    )
-                )
-                apply_start(sae, start)
-                row = train_and_eval(arch, setup, model, seed, override_sae=sae)
-                decoders.append(sae.W_dec.detach().clone())
-                rows.append(row)
+            rows = [
+                train_from_start(arch, start, seed, setup, model, samples, args)
+                for seed in args.seeds
+            ]
+            decoders = [r.pop("sae").W_dec.detach().clone() for r in rows]
             random_a, random_b = (
                 torch.randn(setup.d_sae, setup.hidden_dim) for _ in range(2)
             )
+            summary = {k: [r[k] for r in rows] for k in rows[0]}
             print(
                 json.dumps(
                     {
                         "architecture": arch,
                         "start": start,
                         "steps": args.steps,
-                        "explained_variance": [r["explained_variance"] for r in rows],
-                        "mcc": [r["mcc"] for r in rows],
-                        "dead_latents": [r["dead_latents"] for r in rows],
-                        "l0": [r["l0"] for r in rows],
+                        "lr": args.lr,
+                        **summary,
                         "matched_decoder_cos": matched_decoder_cos(*decoders[:2]),
                         "random_decoder_cos": matched_decoder_cos(random_a, random_b),
                     }

@@ -26,6 +26,7 @@ SAELENS_DEAD_FEATURE_WINDOW = 1000
 DEAD_WINDOW_FRACTION = 0.25
 # A string SAELens requires even when the text is passed as a dataset object.
 LOCAL_DATASET_PATH = "saelens-aligned-local-text"
+CHECKPOINTS_DIRNAME = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class TrainingSettings:
         dead_feature_window: Steps without firing before a latent counts as dead
             (TopK-family AuxK acts on those). None: SAELens' 1000, or a quarter of
             the run if that is shorter (see `dead_window`).
+        checkpoint_every_steps: Save a SAELens checkpoint every this many steps
+            (`train_sae` puts them in `<out>/checkpoints/<samples seen>/`); 0 for
+            none. Must divide the run length.
     """
 
     training_tokens: int
@@ -56,6 +60,7 @@ class TrainingSettings:
     lr_warm_up_steps: int = 0
     lr_decay_steps: int = 0
     dead_feature_window: int | None = None
+    checkpoint_every_steps: int = 0
 
     @property
     def training_steps(self) -> int:
@@ -68,6 +73,14 @@ class TrainingSettings:
             return self.dead_feature_window
         scaled = max(1, int(self.training_steps * DEAD_WINDOW_FRACTION))
         return min(SAELENS_DEAD_FEATURE_WINDOW, scaled)
+
+    @property
+    def n_checkpoints(self) -> int:
+        """SAELens' `n_checkpoints`: one every `checkpoint_every_steps` steps, the
+        last before the final step (the final SAE is the run's own output)."""
+        if not self.checkpoint_every_steps:
+            return 0
+        return self.training_steps // self.checkpoint_every_steps - 1
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "dead_feature_window": self.dead_window}
@@ -117,7 +130,7 @@ def runner_config(
         seed=settings.seed,
         device=source.device,
         logger=LoggingConfig(log_to_wandb=False),
-        n_checkpoints=0,
+        n_checkpoints=settings.n_checkpoints,
         checkpoint_path=None,
         output_path=None,
         verbose=False,
@@ -134,8 +147,10 @@ def train_sae(
     override_sae: Any = None,
 ) -> Path:
     """Train with SAELens' runner and save the SAE as a SAELens folder at `out`
-    (written whole: a temporary sibling swapped in at the end). `override_sae`
-    continues training an existing SAE (fine-tuning) instead of a new one."""
+    (written whole: a temporary sibling swapped in at the end), its checkpoints
+    (`settings.checkpoint_every_steps`) in `out/checkpoints/`. `override_sae`
+    trains that SAE (fine-tuning, or an initialisation built by the caller)
+    instead of a new one."""
     from sae_lens import LanguageModelSAETrainingRunner
 
     cfg = runner_config(resolved, sae_cfg, settings, cached_activations)
@@ -150,6 +165,8 @@ def train_sae(
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with atomic_dir(out) as partial:
         cfg.output_path = str(partial)
+        if settings.n_checkpoints:
+            cfg.checkpoint_path = str(partial / CHECKPOINTS_DIRNAME)
         try:
             LanguageModelSAETrainingRunner(
                 cfg,

@@ -1,0 +1,234 @@
+"""Learning curves: how each arm's metrics move with training, and how the gap
+between an aligned arm and its init control grows, shrinks or vanishes.
+
+A learning-curve sweep saves checkpoints (`checkpoint_every_steps`) and evaluates
+some of them (`eval_at_steps`) besides the final SAE; their records carry the
+step in `run_info(record)["step"]`. `curve_points` and `paired_gaps` are pure
+(records in, numbers out); `render_curves` writes `report/curves.md` and a plot.
+
+    python -m benchmarks curves DIR
+
+The gap at a step pairs runs by seed: an aligned run and its init control share
+the initial weights and the batch order, so their difference per seed removes
+both; the interval is the t-based 95% interval of the mean paired difference.
+"""
+
+import argparse
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from benchmarks import records
+
+CURVE_METRICS = (
+    "explained_variance",
+    "ce_loss_score",
+    "dead_fraction_long",
+    "dead_fraction",
+    "alignment_mean",
+    "mcc",
+    "f1",
+    "l0",
+)
+CURVES_FILENAME = "curves.md"
+CURVES_PLOT = "curves.png"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A seed mean with its t-based 95% interval (NaN bounds for one value)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+def t_interval(values: Iterable[float]) -> Interval:
+    x = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    if x.size == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    mean = float(x.mean())
+    if x.size < 2:
+        return Interval(mean, math.nan, math.nan, 1)
+    half = float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return Interval(mean, mean - half, mean + half, int(x.size))
+
+
+def _by_label_step_seed(
+    run_records: Iterable[dict[str, Any]],
+) -> dict[tuple[str, int], dict[int, dict[str, float]]]:
+    out: dict[tuple[str, int], dict[int, dict[str, float]]] = defaultdict(dict)
+    for record in run_records:
+        info = records.run_info(record)
+        step = info.get("step")
+        if step is None:
+            continue
+        out[(info["label"], int(step))][int(info["seed"])] = records.flat_metrics(
+            record
+        )
+    return out
+
+
+def curve_points(
+    run_records: Iterable[dict[str, Any]], metric: str
+) -> dict[str, list[tuple[int, Interval]]]:
+    """label -> [(step, seed interval of `metric`)] sorted by step."""
+    curves: dict[str, list[tuple[int, Interval]]] = defaultdict(list)
+    for (label, step), seeds in sorted(_by_label_step_seed(run_records).items()):
+        interval = t_interval(values[metric] for values in seeds.values())
+        if interval.n:
+            curves[label].append((step, interval))
+    return dict(curves)
+
+
+def paired_gaps(
+    run_records: Iterable[dict[str, Any]], metric: str, label: str, control: str
+) -> list[tuple[int, Interval]]:
+    """[(step, interval of `label` minus `control`, paired by seed)]."""
+    table = _by_label_step_seed(run_records)
+    gaps = []
+    for (name, step), seeds in sorted(table.items()):
+        if name != label or (control, step) not in table:
+            continue
+        other = table[(control, step)]
+        diffs = [
+            seeds[s][metric] - other[s][metric] for s in sorted(set(seeds) & set(other))
+        ]
+        interval = t_interval(diffs)
+        if interval.n:
+            gaps.append((step, interval))
+    return gaps
+
+
+def control_pairs(labels: Iterable[str]) -> list[tuple[str, str]]:
+    """(aligned label, its init-control label) for every aligned arm whose
+    control is present: `aligned_topk[tied]` -> `topk[init=tied]`."""
+    from sae_lens.registry import get_sae_training_class
+
+    from saelens_aligned.architectures import base_architecture
+
+    labels = set(labels)
+    pairs = []
+    for label in sorted(labels):
+        if "[" not in label:
+            continue
+        architecture, form = label.rstrip("]").split("[", 1)
+        if "=" in form or "," in form:
+            continue
+        try:
+            base = base_architecture(get_sae_training_class(architecture)[1])
+        except (KeyError, ValueError):
+            continue
+        control = f"{base}[init={form}]"
+        if control in labels:
+            pairs.append((label, control))
+    return pairs
+
+
+def _fmt(interval: Interval) -> str:
+    if not math.isfinite(interval.low):
+        return f"{interval.mean:.4f}"
+    return f"{interval.mean:.4f} [{interval.low:.4f}, {interval.high:.4f}]"
+
+
+def curves_markdown(
+    run_records: Sequence[dict[str, Any]], metrics: Sequence[str] = CURVE_METRICS
+) -> str:
+    """Per-step seed means with intervals for every label, then the paired gaps
+    between each aligned arm and its init control."""
+    lines = ["# Learning curves", ""]
+    present = [
+        m
+        for m in metrics
+        if any(math.isfinite(records.flat_metrics(r)[m]) for r in run_records)
+    ]
+    labels = sorted({records.run_info(r)["label"] for r in run_records})
+    for metric in present:
+        curves = curve_points(run_records, metric)
+        steps = sorted({s for points in curves.values() for s, _ in points})
+        lines += [
+            f"## {metric}",
+            "",
+            "| arm | " + " | ".join(f"step {s}" for s in steps) + " |",
+            "|---|" + "---|" * len(steps),
+        ]
+        for label in labels:
+            by_step = dict(curves.get(label, []))
+            cells = [_fmt(by_step[s]) if s in by_step else "" for s in steps]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+        for aligned, control in control_pairs(labels):
+            gaps = paired_gaps(run_records, metric, aligned, control)
+            if gaps:
+                lines.append(
+                    f"Gap {aligned} - {control} (paired by seed, 95% t-interval): "
+                    + "; ".join(f"step {s}: {_fmt(g)}" for s, g in gaps)
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_curves(run_records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> Any:
+    """One panel per metric: seed mean and interval against step (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False
+    )
+    for ax, metric in zip(axes[0], metrics):
+        for label, points in sorted(curve_points(run_records, metric).items()):
+            steps = [s for s, _ in points]
+            mean = np.array([p.mean for _, p in points])
+            low = np.array([p.low for _, p in points])
+            high = np.array([p.high for _, p in points])
+            (line,) = ax.plot(steps, mean, marker="o", label=label)
+            ax.fill_between(steps, low, high, alpha=0.2, color=line.get_color())
+        ax.set_xscale("log")
+        ax.set_xlabel("training step")
+        ax.set_title(metric)
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def all_step_records(out_dir: Path) -> list[dict[str, Any]]:
+    """Checkpoint records and the final run records (step = run length)."""
+    runs, _ = records.load_records(out_dir)
+    return records.load_checkpoint_records(out_dir) + [
+        r for r in runs if records.run_info(r).get("step") is not None
+    ]
+
+
+def render_curves(out_dir: Path) -> Path:
+    from saelens_aligned.io.files import save_figure_atomic, write_text_atomic
+
+    out_dir = Path(out_dir)
+    step_records = all_step_records(out_dir)
+    folder = out_dir / "report"
+    write_text_atomic(folder / CURVES_FILENAME, curves_markdown(step_records))
+    shown = [
+        m
+        for m in ("explained_variance", "ce_loss_score", "mcc", "dead_fraction_long")
+        if any(math.isfinite(records.flat_metrics(r)[m]) for r in step_records)
+    ]
+    if shown:
+        save_figure_atomic(plot_curves(step_records, shown), folder / CURVES_PLOT)
+    return folder / CURVES_FILENAME
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="a learning-curve sweep folder")
+
+
+def main(args: argparse.Namespace) -> None:
+    print(render_curves(Path(args.out)))

@@ -1,0 +1,190 @@
+"""Arms of a sweep: init controls, labels and run ids, the learning-rate grid, and
+the training recipe each run gets (seeds, AuxK's dead window)."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from sae_lens.registry import get_sae_training_class
+
+from benchmarks.config import ArchitectureSweep, SweepConfig, SweepConfigError
+from benchmarks.runs import (
+    arm_labels,
+    expand_lr_grid,
+    expand_runs,
+    initial_sae,
+    middle_value,
+)
+from saelens_aligned.alignment import ALIGNMENT_FORMS
+from saelens_aligned.architectures import aligned_architectures, base_architecture
+from saelens_aligned.pipeline.training import TrainingSettings
+from tests.conftest import TEST_SHARED_FIELDS, step_input
+
+BASES = sorted(
+    {base_architecture(get_sae_training_class(a)[1]) for a in aligned_architectures()}
+)
+
+
+def sparsity_of(architecture: str) -> tuple[str, float]:
+    from saelens_aligned.sae_config import sparsity_field
+
+    field = sparsity_field(get_sae_training_class(architecture)[1])
+    return field, float(TEST_SHARED_FIELDS.get(field, 1.0))
+
+
+def config(*arms: ArchitectureSweep, **overrides) -> SweepConfig:
+    return replace(
+        SweepConfig(name="t", architectures=list(arms), d_sae=[48], seeds=[0, 1, 2]),
+        **overrides,
+    )
+
+
+@pytest.mark.parametrize("form", ALIGNMENT_FORMS)
+@pytest.mark.parametrize("base", BASES)
+def test_init_control_computes_the_aligned_sae_function_at_step_0(base, form):
+    from saelens_aligned.architectures import aligned_variant
+
+    param, value = sparsity_of(base)
+    arms = (
+        ArchitectureSweep(base, param, [value], init_from=form),
+        ArchitectureSweep(aligned_variant(base), param, [value], alignments=[form]),
+        ArchitectureSweep(base, param, [value]),
+    )
+    control, aligned, stock = (
+        runs[0]
+        for runs in ([r for r in expand_runs(config(a)) if r.seed == 1] for a in arms)
+    )
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0)) * 3
+    saes = {
+        name: initial_sae(run, d_in=16, training_steps=100)
+        for name, run in (("control", control), ("aligned", aligned), ("stock", stock))
+    }
+    assert type(saes["control"]).__name__ == type(saes["stock"]).__name__
+    outputs = {
+        name: sae.training_forward_pass(step_input(sae, x)).sae_out
+        for name, sae in saes.items()
+    }
+    torch.testing.assert_close(outputs["control"], outputs["aligned"])
+    for key, tensor in saes["aligned"].state_dict().items():
+        torch.testing.assert_close(saes["control"].state_dict()[key], tensor)
+    # ... and the control really starts elsewhere than SAELens' own init.
+    assert not torch.allclose(saes["control"].W_dec, saes["stock"].W_dec)
+
+
+def test_a_seed_sets_the_initialisation_only():
+    run = expand_runs(config(ArchitectureSweep("topk", "k", [4])))[0]
+    a = initial_sae(run, 16, 100)
+    b = initial_sae(run, 16, 100)
+    c = initial_sae(replace(run, seed=run.seed + 1), 16, 100)
+    torch.testing.assert_close(a.W_enc, b.W_enc)
+    assert not torch.allclose(a.W_enc, c.W_enc)
+    sweep = config(ArchitectureSweep("topk", "k", [4]), activation_seed=7)
+    assert {sweep.training(s, 1e-3).seed for s in (0, 1, 2)} == {7}
+    varied = replace(sweep, seed_varies_data=True)
+    assert [varied.training(s, 1e-3).seed for s in (0, 1, 2)] == [0, 1, 2]
+
+
+def test_labels_name_what_differs_between_arms_and_ids_are_unique():
+    sweep = config(
+        ArchitectureSweep("topk", "k", [4, 8]),
+        ArchitectureSweep("topk", "k", [4, 8], init_from="tied"),
+        ArchitectureSweep("aligned_topk", "k", [4, 8]),
+        ArchitectureSweep(
+            "jumprelu", "l0_coefficient", [1.0], sae_kwargs={"jumprelu_bandwidth": 0.1}
+        ),
+        ArchitectureSweep(
+            "jumprelu", "l0_coefficient", [1.0], sae_kwargs={"jumprelu_bandwidth": 0.2}
+        ),
+    )
+    assert arm_labels(sweep) == [
+        ["topk"],
+        ["topk[init=tied]"],
+        ["aligned_topk[tied]", "aligned_topk[projected]"],
+        ["jumprelu[jumprelu_bandwidth=0.1]"],
+        ["jumprelu[jumprelu_bandwidth=0.2]"],
+    ]
+    runs = expand_runs(sweep)
+    assert len({r.run_id for r in runs}) == len(runs)
+    assert "topk-init-tied-k4-d48-lr0.0005-s0" in {r.run_id for r in runs}
+
+
+def test_two_arms_with_one_label_are_a_config_error_naming_both():
+    sweep = config(
+        ArchitectureSweep("topk", "k", [4]),
+        ArchitectureSweep("standard", "l1_coefficient", [1.0]),
+        ArchitectureSweep("topk", "k", [8]),
+    )
+    with pytest.raises(
+        SweepConfigError, match=r"architectures\[0\] and architectures\[2\]"
+    ):
+        arm_labels(sweep)
+
+
+def test_the_lr_grid_runs_each_arm_once_per_rate_and_shares_the_chosen_run():
+    sweep = config(
+        ArchitectureSweep("topk", "k", [4, 8, 16]),
+        ArchitectureSweep("aligned_topk", "k", [4, 8, 16], alignments=["tied"]),
+        ArchitectureSweep("standard", "l1_coefficient", [1.0, 2.0, 3.0], lr=1e-3),
+        lr_grid=[1e-4, 3e-4, 1e-3],
+    )
+    grid = expand_lr_grid(sweep)
+    # The arm with its own lr is not searched.
+    assert {r.label for r in grid} == {"topk", "aligned_topk[tied]"}
+    assert {(r.label, r.lr) for r in grid} == {
+        (label, lr) for label in ("topk", "aligned_topk[tied]") for lr in sweep.lr_grid
+    }
+    assert {r.sparsity_value for r in grid} == {middle_value([4, 8, 16])} == {8}
+    assert {r.seed for r in grid} == {0}
+    main = expand_runs(sweep, {"topk": 3e-4, "aligned_topk[tied]": 1e-3})
+    assert {r.lr for r in main if r.label == "topk"} == {3e-4}
+    assert {r.lr for r in main if r.label == "standard"} == {1e-3}
+    shared = {r.run_id for r in grid} & {r.run_id for r in main}
+    assert shared == {
+        "topk-k8-d48-lr0.0003-s0",
+        "aligned_topk-tied-k8-d48-lr0.001-s0",
+    }
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("lr_grid", [1e-4, 3e-4], "at least 3"),
+        ("lr_grid", [1e-4, 2e-4, 3e-4], "spanning at least 10x"),
+        ("lr_metric", "loudness", "lr_metric"),
+    ],
+)
+def test_bad_sweep_settings_name_the_field(field, value, message):
+    from benchmarks.config import validate_sweep_config
+
+    sweep = config(ArchitectureSweep("topk", "k", [4]), **{field: value})
+    with pytest.raises(SweepConfigError, match=message):
+        validate_sweep_config(sweep)
+
+
+@pytest.mark.parametrize(
+    "arm,message",
+    [
+        (
+            ArchitectureSweep("aligned_topk", "k", [4], init_from="tied"),
+            "no aligned variant",
+        ),
+        (ArchitectureSweep("topk", "k", [4], init_from="rotated"), "choose from"),
+        (ArchitectureSweep("topk", "k", [4], lr=-1.0), "positive number"),
+    ],
+)
+def test_bad_arms_name_the_field(arm, message):
+    from benchmarks.config import validate_sweep_config
+
+    with pytest.raises(SweepConfigError, match=message):
+        validate_sweep_config(config(arm))
+
+
+@pytest.mark.parametrize(
+    "tokens,batch,window",
+    [(204_800, 512, 100), (307_200, 1024, 75), (4096 * 10_000, 4096, 1000)],
+)
+def test_the_dead_feature_window_fits_in_the_run(tokens, batch, window):
+    settings = TrainingSettings(training_tokens=tokens, train_batch_size_tokens=batch)
+    assert settings.dead_window == window
+    assert settings.dead_window <= settings.training_steps
+    assert settings.to_dict()["dead_feature_window"] == window
