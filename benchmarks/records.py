@@ -47,6 +47,8 @@ FLAT_METRICS: dict[str, tuple[str, str]] = {
     "l0": ("sparsity", "l0"),
     "l1": ("sparsity", "l1"),
     "dead_fraction": ("misc", "frac_dead_latents"),
+    "dead_fraction_long": ("misc", "frac_dead_latents_long"),
+    "dead_fraction_end_of_training": ("training", "frac_dead_at_end_of_training"),
     "alive_fraction": ("misc", "frac_alive"),
     "meta_structure_fve": ("meta_structure", "decoder_fraction_variance_explained"),
     "alignment_mean": ("alignment", "mean"),
