@@ -34,13 +34,12 @@ STABILITY_ALL = "stability_all_latents"
 STABILITY_ENC_DEC = "stability_enc_dec"
 """Pseudo-metric: the encoder+decoder criterion over all latents (untied arms)."""
 STABILITY_KEYS: dict[str, tuple[str, ...]] = {
-    STABILITY: (
-        "shared_fraction_decoder_alive",
-        "shared_fraction_decoder",
-        "shared_fraction",  # records written before the decoder criterion
+    STABILITY: ("shared_fraction_decoder_alive", "shared_fraction_decoder"),
+    STABILITY_ALL: ("shared_fraction_decoder",),
+    STABILITY_ENC_DEC: (
+        "shared_fraction_enc_dec",
+        "shared_fraction",  # records written before #14: this criterion only
     ),
-    STABILITY_ALL: ("shared_fraction_decoder", "shared_fraction"),
-    STABILITY_ENC_DEC: ("shared_fraction_enc_dec",),
 }
 """Pseudo-metric -> keys of a stability record's per-pair details, first present
 (not None) wins. Alive latents are the headline because a dead latent is never

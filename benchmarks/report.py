@@ -26,6 +26,7 @@ adding records) never leaves a half-written file.
 import argparse
 import json
 import math
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -450,7 +451,7 @@ def rules_text() -> str:
     floors = ", ".join(
         f"{name} < {floor:g}" for name, floor in claims.DEGENERATE_FLOORS.items()
     )
-    return f"""\
+    text = f"""\
 How to read it: every number is a seed mean; `±` is half the 95% Student-t
 interval of that mean (for stability, over seed pairs, with seeds - 1 degrees of
 freedom because pairs share seeds). Each aligned arm is judged twice, against
@@ -476,6 +477,7 @@ five claims confirms on that architecture pair and none refutes, refutes in the
 mirror case, and is mixed otherwise. The full rules are in
 `benchmarks/claims.py` (`claim_table`).
 """
+    return textwrap.fill(" ".join(text.split()), width=80) + "\n"
 
 
 def report_markdown(

@@ -167,6 +167,13 @@ def test_stability_uses_alive_latents_and_seeds_not_pairs_for_its_interval():
     (fallback,) = aggregate(runs, "stability", [make_stability(runs[0], [0.2, 0.4])])
     assert fallback.mean == pytest.approx(0.3)
     assert aggregate(runs, "stability_enc_dec", [record]) == []  # tied-like: None
+    # records from before the decoder criterion hold the enc+dec one only
+    legacy = make_stability(runs[0], [0.2, 0.4])
+    for pair in legacy["eval_result_details"]:
+        pair["shared_fraction"] = pair.pop("shared_fraction_decoder") / 2
+    assert aggregate(runs, "stability", [legacy]) == []
+    (enc_dec,) = aggregate(runs, "stability_enc_dec", [legacy])
+    assert enc_dec.mean == pytest.approx(0.15)
 
 
 def points_at(values: list[tuple[float, float]], label: str = "topk"):
