@@ -5,9 +5,10 @@ nothing here reads files or plots, and nothing here judges a claim (that is
 `benchmarks.claims`).
 
 - `aggregate` summarises one metric per sweep point (all seeds of one label,
-  sparsity value and d_sae): seed mean, min, max, standard error, and the same for
-  L0, the x coordinate of every Pareto plot. The metric `stability` comes from
-  the stability records, joined with the L0 of the same point.
+  sparsity value and d_sae): seed mean, min, max, standard error, the t-based 95%
+  confidence interval of the mean (`t_interval`), and the same for L0, the x
+  coordinate of every Pareto plot. The pseudo-metrics `stability*` come from the
+  stability records, joined with the L0 of the same point.
 - `pareto_frontier` keeps the points no other point beats in both L0 and metric;
   `interpolate_at_l0` reads a curve at a given L0, so that curves whose sparsity
   knobs differ are compared at matched L0.
@@ -20,12 +21,35 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from benchmarks import records
 
 STABILITY = "stability"
-"""Pseudo-metric: shared-latent fraction across seeds (stability records)."""
-LOWER_IS_BETTER = frozenset({"dead_fraction", "mse"})
+"""Pseudo-metric: shared-latent fraction across seeds (stability records) by the
+decoder criterion over latents alive in both SAEs; over all latents for records
+without alive latents (see `STABILITY_KEYS`)."""
+STABILITY_ALL = "stability_all_latents"
+"""Pseudo-metric: the decoder criterion over all latents, dead ones included."""
+STABILITY_ENC_DEC = "stability_enc_dec"
+"""Pseudo-metric: the encoder+decoder criterion over all latents (untied arms)."""
+STABILITY_KEYS: dict[str, tuple[str, ...]] = {
+    STABILITY: ("shared_fraction_decoder_alive", "shared_fraction_decoder"),
+    STABILITY_ALL: ("shared_fraction_decoder",),
+    STABILITY_ENC_DEC: (
+        "shared_fraction_enc_dec",
+        "shared_fraction",  # records written before #14: this criterion only
+    ),
+}
+"""Pseudo-metric -> keys of a stability record's per-pair details, first present
+(not None) wins. Alive latents are the headline because a dead latent is never
+shared: counting dead latents would credit an arm for having fewer of them, which
+"dead features eliminated" already judges."""
+CONFIDENCE = 0.95
+"""Level of every seed interval (two-sided, Student t)."""
+LOWER_IS_BETTER = frozenset(
+    {"dead_fraction", "dead_fraction_long", "dead_fraction_end_of_training", "mse"}
+)
 # Metrics without a better direction: no frontier, no verdict.
 NO_DIRECTION = frozenset({"l0", "l1", "l2_ratio", "alignment_mean", "train_seconds"})
 L0_REL_TOL = 0.05
@@ -53,11 +77,20 @@ class PointSummary:
         sparsity_value: Its value at this point.
         d_sae: Dictionary size.
         metric: The metric summarised.
+        init_from: `tied` / `projected` for an init control (the base
+            architecture started from an aligned form's initial weights), else
+            None.
         mean: Seed mean of the metric.
         min: Smallest seed value.
         max: Largest seed value.
-        sem: Standard error of the mean (NaN for one value).
-        n: Values behind it: seeds, or seed pairs for `stability`.
+        sem: Standard error of the mean (NaN for one value). For `stability*`
+            the seed pairs' standard deviation over sqrt(seeds), not sqrt(pairs):
+            pairs share seeds, so they are not independent.
+        ci_low: Lower end of the CONFIDENCE (95%) t interval of the mean, with
+            n - 1 degrees of freedom (seeds - 1 for `stability*`); NaN for one
+            value.
+        ci_high: Upper end of that interval.
+        n: Values behind it: seeds, or seed pairs for `stability*`.
         l0_mean: Seed mean of L0.
         l0_min: Smallest seed L0.
         l0_max: Largest seed L0.
@@ -69,6 +102,7 @@ class PointSummary:
     architecture: str
     alignment: str | None
     base_architecture: str
+    init_from: str | None
     sparsity_param: str
     sparsity_value: float
     d_sae: int
@@ -77,6 +111,8 @@ class PointSummary:
     min: float
     max: float
     sem: float
+    ci_low: float
+    ci_high: float
     n: int
     l0_mean: float
     l0_min: float
@@ -99,13 +135,28 @@ def _point_key(info: dict[str, Any]) -> tuple[str, str, float, int]:
     )
 
 
-def _stats(values: Sequence[float]) -> tuple[float, float, float, float]:
-    """mean, min, max, standard error of the finite values (NaN when none)."""
+def t_interval(mean: float, sem: float, n: int) -> tuple[float, float]:
+    """The CONFIDENCE t interval of a mean from `n` values (n - 1 degrees of
+    freedom); NaN bounds below two values. With three seeds t = 4.30."""
+    if n < 2 or not (math.isfinite(mean) and math.isfinite(sem)):
+        return math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
+    return mean - half, mean + half
+
+
+def _stats(
+    values: Sequence[float], n_eff: int | None = None
+) -> tuple[float, float, float, float, float, float]:
+    """mean, min, max, standard error, CI low, CI high of the finite values (NaN
+    when none). `n_eff` replaces the count in the standard error and the degrees
+    of freedom (seed pairs: the number of seeds)."""
     x = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
     if x.size == 0:
-        return (math.nan,) * 4
-    sem = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else math.nan
-    return float(x.mean()), float(x.min()), float(x.max()), sem
+        return (math.nan,) * 6
+    n = x.size if n_eff is None else min(n_eff, x.size)
+    mean = float(x.mean())
+    sem = float(x.std(ddof=1) / math.sqrt(n)) if x.size > 1 and n > 1 else math.nan
+    return (mean, float(x.min()), float(x.max()), sem, *t_interval(mean, sem, n))
 
 
 def _summary(
@@ -114,17 +165,16 @@ def _summary(
     values: Sequence[float],
     l0s: Sequence[float],
     n_seeds: int,
-    bounds: tuple[float, float, float] | None = None,
+    n_eff: int | None = None,
 ) -> PointSummary:
-    mean, lo, hi, sem = _stats(values)
-    if bounds is not None:  # mean, min, max given by the record
-        mean, lo, hi = bounds
-    l0_mean, l0_min, l0_max, l0_sem = _stats(l0s)
+    mean, lo, hi, sem, ci_low, ci_high = _stats(values, n_eff)
+    l0_mean, l0_min, l0_max, l0_sem, _, _ = _stats(l0s)
     return PointSummary(
         label=info["label"],
         architecture=info["architecture"],
         alignment=info.get("alignment"),
         base_architecture=info.get("base_architecture", info["architecture"]),
+        init_from=info.get("init_from"),
         sparsity_param=info["sparsity_param"],
         sparsity_value=float(info["sparsity_value"]),
         d_sae=int(info["d_sae"]),
@@ -133,6 +183,8 @@ def _summary(
         min=lo,
         max=hi,
         sem=sem,
+        ci_low=ci_low,
+        ci_high=ci_high,
         n=sum(math.isfinite(v) for v in values),
         l0_mean=l0_mean,
         l0_min=l0_min,
@@ -140,6 +192,25 @@ def _summary(
         l0_sem=l0_sem,
         n_seeds=n_seeds,
     )
+
+
+def stability_values(record: dict[str, Any], metric: str = STABILITY) -> list[float]:
+    """The per-pair values of a stability pseudo-metric in a stability record
+    (empty when the record has none, e.g. `stability_enc_dec` for a tied arm).
+
+    Args:
+        record: A stability record (`benchmarks.stability.point_stability`).
+        metric: A key of STABILITY_KEYS.
+    """
+    values = []
+    for pair in record.get("eval_result_details", []):
+        value = next(
+            (pair[k] for k in STABILITY_KEYS[metric] if pair.get(k) is not None),
+            None,
+        )
+        if value is not None:
+            values.append(float(value))
+    return values
 
 
 def aggregate(
@@ -151,15 +222,16 @@ def aggregate(
 
     Args:
         run_records: Run records.
-        metric: A name of `records.FLAT_METRICS`, or `stability`.
-        stability_records: Needed for `stability` only.
+        metric: A name of `records.FLAT_METRICS`, or a key of STABILITY_KEYS.
+        stability_records: Needed for the stability pseudo-metrics only.
 
-    A point is a label (architecture and alignment form), sparsity value and
-    d_sae; its seeds are averaged. Seeds where the metric is NaN are left out of
-    the metric's statistics; L0 statistics cover the seeds that have the metric.
-    For `stability` the values are the seed pairs' shared fractions (mean, min and
-    max from the stability record) and L0 covers every seed of the point. Sorted
-    by d_sae, label and L0.
+    A point is a label (architecture, alignment form or init control), sparsity
+    value and d_sae; its seeds are averaged. Seeds where the metric is NaN are
+    left out of the metric's statistics; L0 statistics cover the seeds that have
+    the metric. For the stability pseudo-metrics the values are the seed pairs'
+    shared fractions (`stability_values`), the standard error and interval use
+    the number of seeds, and L0 covers every seed of the point. Sorted by d_sae,
+    label and L0.
     """
     by_point: dict[tuple[str, str, float, int], list[dict[str, Any]]] = defaultdict(
         list
@@ -167,19 +239,14 @@ def aggregate(
     for record in run_records:
         by_point[_point_key(records.run_info(record))].append(record)
     summaries = []
-    if metric == STABILITY:
+    if metric in STABILITY_KEYS:
         for record in stability_records:
             info = record["eval_config"]["point"]
-            stab = record["eval_result_metrics"]["stability"]
-            shared = [d["shared_fraction"] for d in record["eval_result_details"]]
             runs = by_point.get(_point_key(info), [])
             l0s = [records.flat_metrics(r)["l0"] for r in runs]
-            bounds = (
-                float(stab["shared_fraction_mean"]),
-                float(stab["shared_fraction_min"]),
-                float(stab["shared_fraction_max"]),
-            )
-            summary = _summary(info, metric, shared, l0s, len(runs), bounds)
+            n_seeds = len(runs) or _seeds_of_pairs(record)
+            values = stability_values(record, metric)
+            summary = _summary(info, metric, values, l0s, n_seeds, n_eff=n_seeds)
             if math.isfinite(summary.mean):
                 summaries.append(summary)
     else:
@@ -195,13 +262,21 @@ def aggregate(
     return sorted(summaries, key=_sort_key)
 
 
+def _seeds_of_pairs(record: dict[str, Any]) -> int:
+    """Distinct seeds in a stability record's pairs (its runs may be absent)."""
+    return len(
+        {s for pair in record.get("eval_result_details", []) for s in pair["seeds"]}
+    )
+
+
 def _sort_key(p: PointSummary) -> tuple[int, str, float, float]:
     l0 = p.l0_mean if math.isfinite(p.l0_mean) else math.inf
     return (p.d_sae, p.label, l0, p.sparsity_value)
 
 
 def has_data(run_records: Iterable[dict[str, Any]], metric: str) -> bool:
-    """Whether any run record has a finite value of `metric`."""
+    """Whether any run record has a finite value of `metric` (a name of
+    `records.FLAT_METRICS`)."""
     return any(math.isfinite(records.flat_metrics(r)[metric]) for r in run_records)
 
 
@@ -253,7 +328,10 @@ def interpolate_at_l0(
     Args:
         curve: Points of one label (any order).
         l0: Where to read it.
-        attr: `mean`, `min` or `max` (the seed spread, interpolated alike).
+        attr: A numeric field of PointSummary: `mean`, `min`, `max`, `sem`,
+            `ci_low`, `ci_high` (each interpolated alike; for `sem` this is
+            conservative: it is at least the standard error of the interpolated
+            mean of two independent points).
         rel_tol: Up to this relative distance beyond the curve's lowest and
             highest L0, the end value is returned (seed-to-seed L0 jitter at a
             shared end point, e.g. TopK's L0 just under k); farther out, NaN.

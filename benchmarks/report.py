@@ -5,19 +5,28 @@
 reads `DIR/records/` (run and stability records, `benchmarks.records`) and writes
 `DIR/report/`:
 
-    report.md                     claim table, Pareto plots, per-point tables,
-                                  skipped evaluations
+    report.md                     claim table (vs stock base | vs init control),
+                                  degenerate points, learning-rate grid, Pareto
+                                  plots, per-point tables, stability with its
+                                  chance baseline, skipped evaluations
     pareto_<metric>_d<d_sae>.png  metric vs L0 (log), one line per label
-    summary.json                  the claim rows and point summaries as JSON
+    summary.json                  the claim rows, degenerate points and point
+                                  summaries as JSON
 
-`report_markdown` and `plot_pareto` are pure (records in, text or a figure out);
-`render_report` does the I/O, every file through a temporary sibling and
-os.replace, so rerunning it (for instance while a sweep is still adding records)
-never leaves a half-written file.
+When the folder holds `lr_choice.json` and `sweep.json` (a sweep with a
+learning-rate grid), only the main runs are reported (`main_records`): each arm
+at its chosen learning rate.
+
+`report_markdown`, `main_records` and `plot_pareto` are pure (records in, text or
+a figure out); `render_report` does the I/O, every file through a temporary
+sibling and os.replace, so rerunning it (for instance while a sweep is still
+adding records) never leaves a half-written file.
 """
 
 import argparse
+import json
 import math
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -25,8 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import claims, pareto, records
-from benchmarks.claims import ClaimRow
-from benchmarks.pareto import STABILITY, PointSummary
+from benchmarks.claims import ClaimRow, DegeneratePoint
+from benchmarks.pareto import (
+    STABILITY,
+    STABILITY_ALL,
+    STABILITY_ENC_DEC,
+    PointSummary,
+)
 
 REPORT_DIRNAME = "report"
 REPORT_FILENAME = "report.md"
@@ -37,18 +51,26 @@ REPORT_METRICS = (
     "ce_loss_score",
     "explained_variance",
     "dead_fraction",
+    "dead_fraction_long",
     STABILITY,
     "mcc",
+    "f1",
     "alignment_mean",
 )
 METRIC_TITLES = {
     "ce_loss_score": "CE-loss score",
     "explained_variance": "explained variance",
     "dead_fraction": "dead fraction",
-    STABILITY: "shared latents across seeds",
+    "dead_fraction_long": "dead fraction (long window)",
+    STABILITY: "shared latents across seeds (decoder, alive)",
+    STABILITY_ALL: "shared latents (decoder, all latents)",
+    STABILITY_ENC_DEC: "shared latents (encoder+decoder, all latents)",
     "mcc": "MCC (ground truth)",
+    "f1": "F1 (ground truth)",
     "alignment_mean": "mean alignment score",
 }
+# The stability table's pseudo-metrics, in this order.
+STABILITY_METRICS = (STABILITY, STABILITY_ALL, STABILITY_ENC_DEC)
 _LINESTYLES = {None: "-", "tied": "--", "projected": ":"}
 _MARKERS = {None: "o", "tied": "s", "projected": "^"}
 
@@ -66,6 +88,44 @@ def report_points(
     return points
 
 
+def is_main_run(info: dict[str, Any], chosen: dict[str, float] | None) -> bool:
+    """Whether a run (or a stability record's point) belongs to the main runs.
+
+    Args:
+        info: `records.run_info`, or a stability record's `eval_config["point"]`.
+        chosen: `lr_choice.json`'s `chosen` (label -> learning rate); None when
+            the sweep has no learning-rate grid.
+
+    A run is main when its label has no chosen rate, or its `lr` equals the
+    chosen one (to float rounding); a run without `lr` is main only when its
+    label has no choice.
+    """
+    if not chosen or info["label"] not in chosen:
+        return True
+    lr = info.get("lr")
+    return lr is not None and math.isclose(
+        float(lr), float(chosen[info["label"]]), rel_tol=1e-9
+    )
+
+
+def main_records(
+    items: Sequence[dict[str, Any]], chosen: dict[str, float] | None
+) -> list[dict[str, Any]]:
+    """The run or stability records of the main runs (`is_main_run`).
+
+    Args:
+        items: Run records and/or stability records.
+        chosen: See `is_main_run`.
+    """
+    return [r for r in items if is_main_run(_info(r), chosen)]
+
+
+def _info(record: dict[str, Any]) -> dict[str, Any]:
+    """Run info of a run record, point info of a stability record."""
+    config = record["eval_config"]
+    return config["point"] if "point" in config else config["run"]
+
+
 def plot_filename(metric: str, d_sae: int) -> str:
     return f"{PLOT_PREFIX}{metric}_d{d_sae}.png"
 
@@ -79,18 +139,23 @@ def _label_order(p: PointSummary) -> tuple[str, int, str]:
 def _error_bars(
     points: Sequence[tuple[float, float, float]],
 ) -> list[list[float]]:
-    """Matplotlib's [[below], [above]] from (mean, min, max); never negative
-    (a mean can round past an equal min or max)."""
+    """Matplotlib's [[below], [above]] from (mean, low, high); never negative (a
+    mean can round past an equal bound) and 0 where a bound is NaN (one seed)."""
+
+    def gap(x: float) -> float:
+        return max(x, 0.0) if math.isfinite(x) else 0.0
+
     return [
-        [max(mean - lo, 0.0) for mean, lo, _ in points],
-        [max(hi - mean, 0.0) for mean, _, hi in points],
+        [gap(mean - lo) for mean, lo, _ in points],
+        [gap(hi - mean) for mean, _, hi in points],
     ]
 
 
 def plot_pareto(points: Sequence[PointSummary], metric: str, d_sae: int) -> Any:
     """Metric vs L0 (log x) at one d_sae: one line per label through the seed
-    means, min-max error bars on both axes, the Pareto frontier (over every
-    label) circled when the metric has a better direction."""
+    means, error bars the 95% t interval of the metric's seed mean and the
+    min-max of L0 over seeds, the Pareto frontier (over every label) circled when
+    the metric has a better direction."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,7 +174,7 @@ def plot_pareto(points: Sequence[PointSummary], metric: str, d_sae: int) -> Any:
             x,
             y,
             xerr=_error_bars([(p.l0_mean, p.l0_min, p.l0_max) for p in curve]),
-            yerr=_error_bars([(p.mean, p.min, p.max) for p in curve]),
+            yerr=_error_bars([(p.mean, p.ci_low, p.ci_high) for p in curve]),
             color=colors[first.base_architecture],
             linestyle=_LINESTYLES.get(first.alignment, "-."),
             marker=_MARKERS.get(first.alignment, "D"),
@@ -148,7 +213,7 @@ def plot_pareto(points: Sequence[PointSummary], metric: str, d_sae: int) -> Any:
         ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel("L0 (seed mean; bars: min-max over seeds)")
     title = METRIC_TITLES.get(metric, metric)
-    ax.set_ylabel(title)
+    ax.set_ylabel(f"{title} (bars: 95% CI of the seed mean)")
     direction = {True: "higher is better", False: "lower is better", None: ""}[higher]
     ax.set_title(
         f"{title} vs L0, d_sae {d_sae}" + (f" ({direction})" if direction else "")
@@ -159,17 +224,18 @@ def plot_pareto(points: Sequence[PointSummary], metric: str, d_sae: int) -> Any:
     return fig
 
 
-def _cell(mean: float, lo: float, hi: float, n: int, digits: int = 3) -> str:
-    """`mean ± half the min-max range` (just the mean for one value)."""
+def _cell(mean: float, lo: float, hi: float, digits: int = 3) -> str:
+    """`mean ± half the width of [lo, hi]` (just the mean without bounds)."""
     if not math.isfinite(mean):
         return ""
-    if n > 1 and hi > lo:
+    if math.isfinite(lo) and math.isfinite(hi) and hi > lo:
         return f"{mean:.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
     return f"{mean:.{digits}f}"
 
 
 def _metric_cell(p: PointSummary | None) -> str:
-    return "" if p is None else _cell(p.mean, p.min, p.max, p.n)
+    """Seed mean ± half its 95% t interval."""
+    return "" if p is None else _cell(p.mean, p.ci_low, p.ci_high)
 
 
 def _value(value: float) -> str:
@@ -177,8 +243,9 @@ def _value(value: float) -> str:
 
 
 def points_table(points: dict[str, list[PointSummary]], d_sae: int) -> str:
-    """Markdown table of every point at one d_sae: label, sparsity, L0, each
-    metric as seed mean ± half its min-max range, seeds."""
+    """Markdown table of every point at one d_sae: label, sparsity, L0 (seed mean
+    ± half its min-max range), each metric as seed mean ± half its 95% t
+    interval, seeds."""
     metrics = [m for m in REPORT_METRICS if m in points]
     rows: dict[tuple[str, str, float, int], dict[str, PointSummary]] = defaultdict(dict)
     for metric, summaries in points.items():
@@ -203,7 +270,7 @@ def points_table(points: dict[str, list[PointSummary]], d_sae: int) -> str:
         first = next(
             (p for m, p in cells.items() if m != STABILITY), next(iter(cells.values()))
         )
-        l0 = _cell(first.l0_mean, first.l0_min, first.l0_max, first.n_seeds, digits=1)
+        l0 = _cell(first.l0_mean, first.l0_min, first.l0_max, digits=1)
         seeds = max(p.n_seeds for p in cells.values())
         lines.append(
             f"| {key[0]} | {key[1]}={_value(key[2])} | {l0} | "
@@ -214,10 +281,144 @@ def points_table(points: dict[str, list[PointSummary]], d_sae: int) -> str:
 
 
 def claims_table(rows: Sequence[ClaimRow]) -> str:
-    lines = ["| claim | alignment | verdict | evidence |", "|---|---|---|---|"]
+    """Markdown: one row per claim and form, the verdict against the stock base
+    and against the init control side by side, then each one's evidence."""
+    lines = [
+        "| claim | alignment | vs stock base | vs init control | evidence (stock base)"
+        " | evidence (init control) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r.claim} | {r.alignment} | **{r.verdict}** | {r.evidence} |")
+        lines.append(
+            f"| {r.claim} | {r.alignment} | **{r.verdict_base}** | "
+            f"**{r.verdict_control}** | {r.evidence_base} | {r.evidence_control} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+def degenerate_table(points: Sequence[DegeneratePoint]) -> str:
+    """Markdown: every point with a collapsed seed, and whether it is left out."""
+    if not points:
+        return "None: no seed crosses a degeneracy floor.\n"
+    lines = [
+        "| label | sparsity | d_sae | collapsed seeds | seed means below floor "
+        "| left out |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in points:
+        lines.append(
+            f"| {d.label} | {d.sparsity_param}={_value(d.sparsity_value)} | "
+            f"{d.d_sae} | {d.n_degenerate_seeds}/{d.n_seeds} | "
+            f"{', '.join(d.reasons) or '-'} | {'yes' if d.excluded else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def lr_table(lr_choice: dict[str, Any]) -> str:
+    """Markdown: the learning-rate grid of `lr_choice.json`, one row per arm, one
+    column per rate, the chosen rate's value in bold."""
+    grid: dict[str, dict[str, float]] = lr_choice.get("grid", {})
+    chosen: dict[str, float] = lr_choice.get("chosen", {})
+    rates = sorted({float(lr) for values in grid.values() for lr in values})
+    lines = [
+        "| arm | " + " | ".join(f"lr {lr:g}" for lr in rates) + " | chosen |",
+        "|---|" + "---|" * len(rates) + "---|",
+    ]
+    for label in sorted(grid):
+        by_rate = {float(lr): v for lr, v in grid[label].items()}
+        cells = []
+        for lr in rates:
+            value = by_rate.get(lr)
+            text = "" if value is None or not math.isfinite(value) else f"{value:.4f}"
+            pick = chosen.get(label)
+            if text and pick is not None and math.isclose(lr, float(pick)):
+                text = f"**{text}**"
+            cells.append(text)
+        pick = chosen.get(label)
+        lines.append(
+            f"| {label} | "
+            + " | ".join(cells)
+            + f" | {'' if pick is None else f'{float(pick):g}'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def eval_windows_line(run_records: Sequence[dict[str, Any]]) -> str:
+    """The evaluation windows (token or sample counts) of the runs, each stated
+    once; a window whose size differs between runs lists each size with its
+    number of runs."""
+    sizes: dict[str, dict[Any, int]] = defaultdict(lambda: defaultdict(int))
+    for record in run_records:
+        windows = record.get("eval_result_metrics", {}).get("eval_windows") or {}
+        for name, value in windows.items():
+            sizes[name][value] += 1
+    if not sizes:
+        return ""
+    parts = []
+    for name in sorted(sizes):
+        values = sizes[name]
+        if len(values) == 1:
+            parts.append(f"{name} {next(iter(values))}")
+        else:
+            parts.append(
+                f"{name} "
+                + " / ".join(f"{v} ({n} runs)" for v, n in sorted(values.items()))
+            )
+    return "Evaluation windows: " + "; ".join(parts) + ".\n\n"
+
+
+def stability_table(
+    points: dict[str, list[PointSummary]],
+    stability_records: Sequence[dict[str, Any]],
+    d_sae: int,
+) -> str:
+    """Markdown: every stability point at one d_sae, each criterion as seed-pair
+    mean ± half its 95% t interval, and the chance baseline (two independently
+    initialised, untrained SAEs of the same architecture and shape)."""
+    chance = {
+        _stability_key(r): r["eval_result_metrics"]["stability"]
+        for r in stability_records
+    }
+    rows: dict[tuple[str, str, float, int], dict[str, PointSummary]] = defaultdict(dict)
+    for metric in STABILITY_METRICS:
+        for p in points.get(metric, []):
+            if p.d_sae == d_sae:
+                rows[p.key][metric] = p
+    if not rows:
+        return "No stability records at this d_sae.\n"
+    lines = [
+        "| label | sparsity | L0 | "
+        + " | ".join(METRIC_TITLES[m] for m in STABILITY_METRICS)
+        + " | chance (decoder) | chance (enc+dec) | seeds |",
+        "|---|---|---|" + "---|" * len(STABILITY_METRICS) + "---|---|---|",
+    ]
+    for key in sorted(rows, key=lambda k: _label_order(next(iter(rows[k].values())))):
+        cells = rows[key]
+        first = next(iter(cells.values()))
+        c = chance.get(key, {})
+        lines.append(
+            f"| {key[0]} | {key[1]}={_value(key[2])} | "
+            f"{_cell(first.l0_mean, first.l0_min, first.l0_max, digits=1)} | "
+            + " | ".join(_metric_cell(cells.get(m)) for m in STABILITY_METRICS)
+            + f" | {_maybe(c.get('chance_shared_fraction_decoder'))}"
+            + f" | {_maybe(c.get('chance_shared_fraction_enc_dec'))}"
+            + f" | {first.n_seeds} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _stability_key(record: dict[str, Any]) -> tuple[str, str, float, int]:
+    info = record["eval_config"]["point"]
+    return (
+        info["label"],
+        info["sparsity_param"],
+        float(info["sparsity_value"]),
+        int(info["d_sae"]),
+    )
+
+
+def _maybe(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
 
 
 def skipped_evals(
@@ -245,19 +446,38 @@ def _sweep_line(run_records: Sequence[dict[str, Any]]) -> str:
     return ("Sweep: " + ", ".join(fields) + ".\n\n") if fields else ""
 
 
-_RULES = """\
-How to read it: every number is a seed mean; `±` is half the range between the
-lowest and highest seed (for stability, between seed pairs). An aligned point is
-compared with its base architecture (`base_architecture` in its record) at the
-same d_sae: at the same sparsity value for dead features, at the aligned point's
-L0 otherwise (the base curve read linearly in log L0). A comparison counts as
-better or worse only when the seed ranges do not overlap. A claim is confirmed
-when every comparison is better, refuted when none is and one is worse, and
-mixed otherwise; "dead features eliminated" also needs every aligned point at
-or below 1% dead. A "composes with" row confirms when one of the four claims
-confirms on that architecture pair and none refutes. The full rules are in
+def rules_text() -> str:
+    """How to read the claim table; the numbers are `benchmarks.claims`' own."""
+    floors = ", ".join(
+        f"{name} < {floor:g}" for name, floor in claims.DEGENERATE_FLOORS.items()
+    )
+    text = f"""\
+How to read it: every number is a seed mean; `±` is half the 95% Student-t
+interval of that mean (for stability, over seed pairs, with seeds - 1 degrees of
+freedom because pairs share seeds). Each aligned arm is judged twice, against
+its **stock base** (the base architecture as SAELens starts it) and against its
+**init control** (the base architecture started from the aligned form's initial
+weights, trained without the constraint; "no control" when the sweep has none),
+at the same d_sae: at the same sparsity value for dead features (the long
+window's dead fraction where measured), at the aligned point's L0 otherwise (the
+other curve read linearly in log L0, its standard error likewise). A comparison
+is better or worse only when the 95% Welch interval of the difference of the
+two seed means excludes 0; otherwise it is a tie. A curve takes part only with
+>= {claims.MIN_SEEDS} seeds at each point and >= {claims.MIN_POINTS} such points
+(and a curve pair only with >= {claims.MIN_POINTS} comparable points), else the
+verdict is "insufficient data". Degenerate points (seed mean {floors}) are left
+out of both sides and named in the evidence and the table below. A claim
+confirms when every comparison is better, refutes when none is and one is worse,
+is "no difference" when all are ties, and mixed otherwise; "dead features
+eliminated" also needs every seed of every aligned point at or below
+{claims.DEAD_ELIMINATED:.0%} dead. "Ground truth improved" (MCC, F1) has data
+in synthetic sweeps only; there the Pareto claim pools MCC and F1 with
+explained variance. A "composes with" row confirms when at least one of its
+five claims confirms on that architecture pair and none refutes, refutes in the
+mirror case, and is mixed otherwise. The full rules are in
 `benchmarks/claims.py` (`claim_table`).
 """
+    return textwrap.fill(" ".join(text.split()), width=80) + "\n"
 
 
 def report_markdown(
@@ -266,8 +486,18 @@ def report_markdown(
     points: dict[str, list[PointSummary]],
     claims: Sequence[ClaimRow],
     plots: dict[int, list[tuple[str, str]]],
+    lr_choice: dict[str, Any] | None = None,
 ) -> str:
-    """The report's markdown. `plots` maps d_sae to (metric, file name) pairs."""
+    """The report's markdown.
+
+    Args:
+        run_records: The reported (main) run records.
+        stability_records: Their stability records.
+        points: `report_points` of them.
+        claims: `claims.claim_table` of them.
+        plots: d_sae -> (metric, file name) pairs.
+        lr_choice: `lr_choice.json` when the sweep ran a learning-rate grid.
+    """
     sweep = run_records[0]["eval_config"].get("sweep") or {}
     labels = sorted({records.run_info(r)["label"] for r in run_records})
     d_saes = sorted({int(records.run_info(r)["d_sae"]) for r in run_records})
@@ -277,12 +507,26 @@ def report_markdown(
         f"records from `records/`; labels: {', '.join(f'`{x}`' for x in labels)}; "
         f"d_sae {', '.join(map(str, d_saes))}.\n\n",
         _sweep_line(run_records),
+        eval_windows_line(run_records),
         "## Claims\n\n",
         claims_table(claims),
-        "\n" + _RULES,
+        "\n" + rules_text(),
+        "\n## Degenerate points\n\n",
+        degenerate_table(_degenerate(run_records)),
+    ]
+    if lr_choice is not None:
+        parts += [
+            "\n## Learning rates\n\n",
+            f"Each arm's {lr_choice.get('metric', 'metric')} over the grid "
+            "(chosen rate in bold); the sections above use only the chosen "
+            "rate's runs.\n\n",
+            lr_table(lr_choice),
+        ]
+    parts += [
         "\n## Pareto plots\n\n",
-        "Lines join seed means; bars span the lowest to highest seed on both axes; "
-        "circled points are on the Pareto frontier over every label.\n",
+        "Lines join seed means; vertical bars are the 95% t interval of the seed "
+        "mean, horizontal bars the lowest to highest seed L0; circled points are "
+        "on the Pareto frontier over every label.\n",
     ]
     for d_sae in d_saes:
         parts.append(f"\n### d_sae {d_sae}\n\n")
@@ -292,6 +536,7 @@ def report_markdown(
     for d_sae in d_saes:
         parts.append(f"\n### d_sae {d_sae}\n\n")
         parts.append(points_table(points, d_sae))
+    parts.append(_stability_section(run_records, stability_records, d_saes))
     parts.append("\n## Skipped evaluations\n\n")
     skipped = skipped_evals(run_records)
     if not skipped:
@@ -303,16 +548,65 @@ def report_markdown(
     return "".join(parts)
 
 
+def _degenerate(run_records: Sequence[dict[str, Any]]) -> list[DegeneratePoint]:
+    return claims.degenerate_points(run_records)
+
+
+_STABILITY_TEXT = """\
+Latents of two seeds are matched 1:1 (Hungarian) on decoder directions; a latent
+is shared when its partner's cosine exceeds the record's threshold. The decoder
+criterion applies to every arm, over latents alive in both SAEs (the claims use
+it) and over all latents (dead ones count as not shared); the encoder+decoder
+criterion (both matchings agree) is shown for untied arms only, since for `tied`
+the two matchings are one. Chance: the same numbers for two independently
+initialised, untrained SAEs of the same architecture and shape.
+"""
+
+
+def _stability_section(
+    run_records: Sequence[dict[str, Any]],
+    stability_records: Sequence[dict[str, Any]],
+    d_saes: Sequence[int],
+) -> str:
+    if not stability_records:
+        return "\n## Stability\n\nNo stability records.\n"
+    stab_points = {
+        m: pareto.aggregate(run_records, m, stability_records)
+        for m in STABILITY_METRICS
+    }
+    parts = ["\n## Stability\n\n", _STABILITY_TEXT]
+    for d_sae in d_saes:
+        parts.append(f"\n### d_sae {d_sae}\n\n")
+        parts.append(stability_table(stab_points, stability_records, d_sae))
+    return "".join(parts)
+
+
+def read_lr_choice(out_dir: Path) -> dict[str, Any] | None:
+    """`lr_choice.json` of a sweep folder when it and `sweep.json` exist."""
+    from benchmarks.sweep import LR_CHOICE_FILENAME, SWEEP_FILENAME
+
+    path = Path(out_dir) / LR_CHOICE_FILENAME
+    if not (path.exists() and (Path(out_dir) / SWEEP_FILENAME).exists()):
+        return None
+    return json.loads(path.read_text())
+
+
 def render_report(out_dir: Path) -> Path:
     """Write `out_dir/report/` from `out_dir/records/`; returns report.md's path.
 
-    Plots whose metric or d_sae no longer has data are removed, so the folder
-    always matches the records.
+    With `lr_choice.json` and `sweep.json` in `out_dir`, only the main runs (and
+    their stability records) are reported (`main_records`). Plots whose metric or
+    d_sae no longer has data are removed, so the folder always matches the
+    records.
     """
     from saelens_aligned.io import save_figure_atomic, write_text_atomic
 
     out_dir = Path(out_dir)
     run_records, stability_records = records.load_records(out_dir)
+    lr_choice = read_lr_choice(out_dir)
+    chosen = None if lr_choice is None else lr_choice.get("chosen")
+    run_records = main_records(run_records, chosen)
+    stability_records = main_records(stability_records, chosen)
     if not run_records:
         raise FileNotFoundError(
             f"{out_dir / records.RECORDS_DIRNAME}: no run records; run "
@@ -338,12 +632,16 @@ def render_report(out_dir: Path) -> Path:
         report_dir / SUMMARY_FILENAME,
         {
             "claims": [asdict(r) for r in claim_rows],
+            "degenerate_points": [asdict(d) for d in _degenerate(run_records)],
             "points": {m: [asdict(p) for p in ps] for m, ps in points.items()},
         },
     )
     path = report_dir / REPORT_FILENAME
     write_text_atomic(
-        path, report_markdown(run_records, stability_records, points, claim_rows, plots)
+        path,
+        report_markdown(
+            run_records, stability_records, points, claim_rows, plots, lr_choice
+        ),
     )
     return path
 

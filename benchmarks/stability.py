@@ -2,21 +2,34 @@
 
 After Paulo & Belrose (2025), "Sparse Autoencoders Trained on the Same Data Learn
 Different Features": the latents of two SAEs (same data, different seeds) are
-matched 1:1 by the cosine similarity of their vectors, once on the encoder
-directions and once on the decoder directions. A latent of A is *shared* when both
-matchings pair it with the same latent of B and both cosines exceed a threshold
-(0.7 by default).
+matched 1:1 by the cosine similarity of their vectors (Hungarian matching). Two
+criteria, both with one cosine threshold (0.7 by default):
 
-`match_latents` and `shared_latent_fraction` are pure (arrays in, numbers out);
-`point_stability` reads the SAEs of one sweep point from disk and builds its
-stability record (layout in `benchmarks.records`).
+- **decoder** (every arm): latent i of A is shared when the decoder matching pairs
+  it with a latent j of B and cos(d_i^A, d_j^B) > threshold. One criterion for
+  every arm, so tied and untied arms are measured alike.
+- **encoder+decoder** (untied arms only; Paulo & Belrose's): the encoder matching
+  must pair i with the same j and cos(e_i^A, e_j^B) > threshold too. For `tied`
+  the encoder direction is the decoder direction, so the two matchings are one
+  and "both agree" would be vacuous for it but not for its base: it is None there.
+
+Each is reported over all latents (dead ones count as not shared) and over the
+latents alive in both SAEs (`pair_stability`). Where they differ from Paulo &
+Belrose: a seed here varies the initialisation (the data order is the sweep's
+choice, recorded in its config); dead latents are reported apart; and every
+stability record carries a chance baseline, the same numbers for two
+independently initialised, untrained SAEs of the same architecture and shape.
+
+`match_latents`, `pair_stability` and `shared_latent_fraction` are pure (arrays in,
+numbers out); `point_stability` reads the SAEs of one sweep point from disk and
+builds its stability record (layout in `benchmarks.records`).
 """
 
 import itertools
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -77,6 +90,40 @@ class StabilityResult:
     shared_fraction: float
     mean_matched_decoder_cos: float
     mean_matched_encoder_cos: float
+    method: str
+
+
+@dataclass(frozen=True)
+class PairStability:
+    """Every stability number of one pair of SAEs (A, B); fractions in [0, 1].
+
+    Args:
+        shared_fraction_decoder: Decoder criterion over all latents: latents of A
+            whose decoder partner in B has cosine > threshold, over d_sae.
+        shared_fraction_decoder_alive: Decoder criterion over alive latents:
+            matched pairs with both ends alive (and cosine > threshold), over the
+            mean of the two SAEs' alive counts (symmetric in A and B; equal to A's
+            count when both have as many). None without alive masks, or when
+            neither SAE has an alive latent.
+        shared_fraction_enc_dec: Encoder+decoder criterion over all latents (both
+            matchings agree, both cosines > threshold); None for tied SAEs.
+        shared_fraction_enc_dec_alive: The same over alive latents, as for the
+            decoder criterion; None for tied SAEs or without alive masks.
+        mean_matched_decoder_cos: Mean cosine of the decoder matching over A's
+            latents.
+        mean_matched_encoder_cos: Mean cosine of the encoder matching; None for
+            tied SAEs (it equals the decoder one).
+        n_alive: Alive latents of A and B; None without alive masks.
+        method: Matching method, `hungarian` or `greedy` (see `match_latents`).
+    """
+
+    shared_fraction_decoder: float
+    shared_fraction_decoder_alive: float | None
+    shared_fraction_enc_dec: float | None
+    shared_fraction_enc_dec_alive: float | None
+    mean_matched_decoder_cos: float
+    mean_matched_encoder_cos: float | None
+    n_alive: tuple[int, int] | None
     method: str
 
 
@@ -161,6 +208,114 @@ def _greedy_matching(a_ND: np.ndarray, b_MD: np.ndarray) -> LatentMatching:
     return LatentMatching(row_ind, partner[row_ind], partner_cos[row_ind], "greedy")
 
 
+def _as_latent_rows(enc: Any, dec: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(encoder directions [d_sae, d_in], decoder directions [d_sae, d_in])."""
+    enc_FD, dec_FD = np.asarray(enc).T, np.asarray(dec)
+    if enc_FD.shape != dec_FD.shape:
+        raise ValueError(
+            f"SAE {name}: W_enc.T {enc_FD.shape} and W_dec {dec_FD.shape} differ; "
+            "pass W_enc as [d_in, d_sae] and W_dec as [d_sae, d_in]."
+        )
+    return enc_FD, dec_FD
+
+
+def _alive_fraction(
+    shared_F: np.ndarray,
+    partner_F: np.ndarray,
+    alive_a_F: np.ndarray | None,
+    alive_b_F: np.ndarray | None,
+) -> float | None:
+    """Shared latents with both ends alive over the mean alive count (None when
+    a mask is missing or nothing is alive)."""
+    if alive_a_F is None or alive_b_F is None:
+        return None
+    denominator = (alive_a_F.sum() + alive_b_F.sum()) / 2
+    if denominator == 0:
+        return None
+    partner_alive_F = np.zeros_like(alive_a_F)
+    matched_F = partner_F >= 0
+    partner_alive_F[matched_F] = alive_b_F[partner_F[matched_F]]
+    return float((shared_F & alive_a_F & partner_alive_F).sum() / denominator)
+
+
+def _alive_mask(alive: Any, n: int, name: str) -> np.ndarray | None:
+    if alive is None:
+        return None
+    alive_F = np.asarray(alive, dtype=bool)
+    if alive_F.shape != (n,):
+        raise ValueError(f"alive mask of {name}: shape {alive_F.shape}, need ({n},).")
+    return alive_F
+
+
+def pair_stability(
+    enc_a: Any,
+    dec_a: Any,
+    enc_b: Any,
+    dec_b: Any,
+    threshold: float = 0.7,
+    tied: bool = False,
+    alive_a: Any = None,
+    alive_b: Any = None,
+    max_hungarian: int = HUNGARIAN_MAX_N,
+) -> PairStability:
+    """Both criteria, over all and over alive latents, for SAEs A and B.
+
+    Args:
+        enc_a: A's W_enc, [d_in, d_sae] (SAELens layout; latent i is column i).
+        dec_a: A's W_dec, [d_sae, d_in] (latent i is row i).
+        enc_b: B's W_enc.
+        dec_b: B's W_dec.
+        threshold: Cosine a matched pair must exceed.
+        tied: The SAEs are `tied` aligned (encoder direction = decoder
+            direction): the encoder matching and the encoder+decoder criterion
+            are skipped (None).
+        alive_a: Bool [d_sae]: A's latents that fired in the run's evaluation
+            window; None if unknown.
+        alive_b: The same for B.
+        max_hungarian: Passed to `match_latents`.
+
+    Matchings are over all latents (dead ones included); the alive fractions
+    count the matched pairs whose two ends are alive. Cosines ignore scale, so
+    any rescaling SAELens folds into the weights leaves the result unchanged; a
+    zero row counts as never shared.
+    """
+    enc_a_FD, dec_a_FD = _as_latent_rows(enc_a, dec_a, "A")
+    enc_b_FD, dec_b_FD = _as_latent_rows(enc_b, dec_b, "B")
+    n = dec_a_FD.shape[0]
+    alive_a_F = _alive_mask(alive_a, n, "A")
+    alive_b_F = _alive_mask(alive_b, dec_b_FD.shape[0], "B")
+    dec = match_latents(dec_a_FD, dec_b_FD, max_hungarian)
+    dec_partner_F, dec_cos_F = _per_row(dec, n)
+    dec_shared_F = (dec_partner_F >= 0) & (dec_cos_F > threshold)
+    enc_dec = enc_dec_alive = enc_mean = None
+    method = dec.method
+    if not tied:
+        enc = match_latents(enc_a_FD, enc_b_FD, max_hungarian)
+        enc_partner_F, enc_cos_F = _per_row(enc, n)
+        both_F = dec_shared_F & (enc_partner_F == dec_partner_F)
+        both_F &= enc_cos_F > threshold
+        enc_dec = float(both_F.mean()) if n else 0.0
+        enc_dec_alive = _alive_fraction(both_F, dec_partner_F, alive_a_F, alive_b_F)
+        enc_mean = float(enc_cos_F.mean()) if n else 0.0
+        if enc.method != dec.method:
+            method = f"{enc.method}+{dec.method}"
+    n_alive = None
+    if alive_a_F is not None and alive_b_F is not None:
+        n_alive = (int(alive_a_F.sum()), int(alive_b_F.sum()))
+    return PairStability(
+        shared_fraction_decoder=float(dec_shared_F.mean()) if n else 0.0,
+        shared_fraction_decoder_alive=_alive_fraction(
+            dec_shared_F, dec_partner_F, alive_a_F, alive_b_F
+        ),
+        shared_fraction_enc_dec=enc_dec,
+        shared_fraction_enc_dec_alive=enc_dec_alive,
+        mean_matched_decoder_cos=float(dec_cos_F.mean()) if n else 0.0,
+        mean_matched_encoder_cos=enc_mean,
+        n_alive=n_alive,
+        method=method,
+    )
+
+
 def shared_latent_fraction(
     enc_a: Any,
     dec_a: Any,
@@ -169,7 +324,7 @@ def shared_latent_fraction(
     threshold: float = 0.7,
     max_hungarian: int = HUNGARIAN_MAX_N,
 ) -> StabilityResult:
-    """The fraction of SAE A's latents that SAE B shares.
+    """Paulo & Belrose's encoder+decoder criterion over all latents.
 
     Args:
         enc_a: A's W_enc, [d_in, d_sae] (SAELens layout; latent i is column i).
@@ -179,36 +334,20 @@ def shared_latent_fraction(
         threshold: Cosine a matched pair must exceed, in both matchings.
         max_hungarian: Passed to `match_latents`.
 
-    Latents are matched on encoder directions and on decoder directions
-    separately; latent i of A is shared when both matchings give it the same
-    partner j in B and both cos(e_i^A, e_j^B) and cos(d_i^A, d_j^B) exceed
-    `threshold`. Cosines ignore scale, so any rescaling SAELens folds into the
-    weights leaves the result unchanged; a zero row counts as never shared.
+    Latent i of A is shared when the encoder and decoder matchings both give it
+    the same partner j in B and both cos(e_i^A, e_j^B) and cos(d_i^A, d_j^B)
+    exceed `threshold` (`pair_stability` with tied=False, all latents).
     """
-    enc_a_FD, enc_b_FD = np.asarray(enc_a).T, np.asarray(enc_b).T
-    dec_a_FD, dec_b_FD = np.asarray(dec_a), np.asarray(dec_b)
-    for name, enc, dec in (("A", enc_a_FD, dec_a_FD), ("B", enc_b_FD, dec_b_FD)):
-        if enc.shape != dec.shape:
-            raise ValueError(
-                f"SAE {name}: W_enc.T {enc.shape} and W_dec {dec.shape} differ; "
-                "pass W_enc as [d_in, d_sae] and W_dec as [d_sae, d_in]."
-            )
-    n = enc_a_FD.shape[0]
-    enc = match_latents(enc_a_FD, enc_b_FD, max_hungarian)
-    dec = match_latents(dec_a_FD, dec_b_FD, max_hungarian)
-    enc_partner, enc_cos = _per_row(enc, n)
-    dec_partner, dec_cos = _per_row(dec, n)
-    shared = (
-        (enc_partner >= 0)
-        & (enc_partner == dec_partner)
-        & (enc_cos > threshold)
-        & (dec_cos > threshold)
+    result = pair_stability(
+        enc_a, dec_a, enc_b, dec_b, threshold, max_hungarian=max_hungarian
     )
+    assert result.shared_fraction_enc_dec is not None
+    assert result.mean_matched_encoder_cos is not None
     return StabilityResult(
-        shared_fraction=float(shared.mean()) if n else 0.0,
-        mean_matched_decoder_cos=float(dec_cos.mean()) if n else 0.0,
-        mean_matched_encoder_cos=float(enc_cos.mean()) if n else 0.0,
-        method=enc.method if enc.method == dec.method else f"{enc.method}+{dec.method}",
+        shared_fraction=result.shared_fraction_enc_dec,
+        mean_matched_decoder_cos=result.mean_matched_decoder_cos,
+        mean_matched_encoder_cos=result.mean_matched_encoder_cos,
+        method=result.method,
     )
 
 
@@ -231,50 +370,135 @@ def _load_weights(sae_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return state["W_enc"].float().numpy(), state["W_dec"].float().numpy()
 
 
+Weights = tuple[np.ndarray, np.ndarray]
+"""(W_enc [d_in, d_sae], W_dec [d_sae, d_in]) of one SAE."""
+
+# Numbers of a stability record summarised as mean, min and max over seed pairs.
+_SUMMARISED = (
+    "shared_fraction_decoder",
+    "shared_fraction_decoder_alive",
+    "shared_fraction_enc_dec",
+    "shared_fraction_enc_dec_alive",
+)
+
+
+def _summarise(details: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
+    """`key_mean`, `key_min`, `key_max` over the pairs (None when any is None)."""
+    values = [d[key] for d in details]
+    if any(v is None for v in values):
+        return {f"{key}_{s}": None for s in ("mean", "min", "max")}
+    return {
+        f"{key}_mean": float(np.mean(values)),
+        f"{key}_min": float(np.min(values)),
+        f"{key}_max": float(np.max(values)),
+    }
+
+
+def _as_json(result: PairStability) -> dict[str, Any]:
+    """The result as a JSON-ready dict (n_alive as a list)."""
+    out = asdict(result)
+    if out["n_alive"] is not None:
+        out["n_alive"] = list(out["n_alive"])
+    return out
+
+
+def _mean_or_none(details: Sequence[dict[str, Any]], key: str) -> float | None:
+    values = [d[key] for d in details]
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
 def point_stability(
-    run_infos_and_sae_dirs: Sequence[tuple[dict[str, Any], Path]],
+    members: Sequence[tuple[dict[str, Any], Path, Any]],
     threshold: float = 0.7,
+    chance: tuple[Weights, Weights] | None = None,
     max_hungarian: int = HUNGARIAN_MAX_N,
 ) -> dict[str, Any]:
     """The stability record of one sweep point, over every pair of its seeds.
 
     Args:
-        run_infos_and_sae_dirs: (run info, SAE folder) for each seed of the point;
-            run info as in `records.run_info`, the folder holding
-            `sae_weights.safetensors`.
-        threshold: See `shared_latent_fraction`.
+        members: (run info, SAE folder, alive_F) for each seed of the point: run
+            info as in `records.run_info`; the folder holding
+            `sae_weights.safetensors`; alive_F a bool array [d_sae] of the
+            latents that fired in the run's evaluation window (the long one when
+            measured), or None. If any member has None, every alive fraction is
+            None (the record never mixes criteria across pairs).
+        threshold: See `pair_stability`.
+        chance: Two independently initialised, untrained SAEs of the point's
+            architecture and shape, as ((W_enc, W_dec), (W_enc, W_dec)); their
+            `pair_stability` is the record's chance baseline. None: no baseline.
         max_hungarian: See `match_latents`.
 
     The record (`records.STABILITY_TYPE_ID`) holds the point's run info without
-    seed and run_id in `eval_config["point"]`, the per-pair results in
-    `eval_result_details` and their mean, min and max in
-    `eval_result_metrics["stability"]`.
+    seed and run_id in `eval_config["point"]`; each pair's `PairStability` (with
+    its seeds) in `eval_result_details`; and in `eval_result_metrics["stability"]`
+    `<fraction>_mean/_min/_max` over pairs for each of the four fractions, the
+    mean matched cosines, `n_pairs`, `chance_<number>` for the chance pair, and
+    `shared_fraction_mean/_min/_max`: the headline, named by
+    `eval_config["headline"]` (the decoder criterion over alive latents, or over
+    all latents without alive masks).
     """
-    entries = sorted(run_infos_and_sae_dirs, key=lambda e: e[0]["seed"])
-    point_ids = {info["point_id"] for info, _ in entries}
-    seeds = [info["seed"] for info, _ in entries]
+    entries = sorted(members, key=lambda e: e[0]["seed"])
+    point_ids = {info["point_id"] for info, _, _ in entries}
+    seeds = [info["seed"] for info, _, _ in entries]
     if len(point_ids) != 1:
         raise ValueError(f"point_stability needs runs of one point, got {point_ids}.")
     if len(set(seeds)) != len(seeds) or len(seeds) < 2:
         raise ValueError(f"point_stability needs >= 2 distinct seeds, got {seeds}.")
-    weights = {info["seed"]: _load_weights(sae_dir) for info, sae_dir in entries}
+    tied = entries[0][0].get("alignment") == "tied"
+    weights = {info["seed"]: _load_weights(sae_dir) for info, sae_dir, _ in entries}
+    alive = {info["seed"]: a for info, _, a in entries}
+    if any(a is None for a in alive.values()):
+        alive = dict.fromkeys(alive)
     details = []
-    methods = set()
     for seed_a, seed_b in itertools.combinations(seeds, 2):
-        (enc_a, dec_a), (enc_b, dec_b) = weights[seed_a], weights[seed_b]
-        result = shared_latent_fraction(
-            enc_a, dec_a, enc_b, dec_b, threshold, max_hungarian
+        result = pair_stability(
+            *weights[seed_a],
+            *weights[seed_b],
+            threshold,
+            tied,
+            alive[seed_a],
+            alive[seed_b],
+            max_hungarian,
         )
-        methods.add(result.method)
-        details.append(
-            {
-                "seeds": [seed_a, seed_b],
-                "shared_fraction": result.shared_fraction,
-                "mean_matched_decoder_cos": result.mean_matched_decoder_cos,
-                "mean_matched_encoder_cos": result.mean_matched_encoder_cos,
-            }
+        details.append({"seeds": [seed_a, seed_b], **_as_json(result)})
+    headline = (
+        "shared_fraction_decoder_alive"
+        if details[0]["shared_fraction_decoder_alive"] is not None
+        and all(d["shared_fraction_decoder_alive"] is not None for d in details)
+        else "shared_fraction_decoder"
+    )
+    metrics: dict[str, Any] = {}
+    for key in _SUMMARISED:
+        metrics.update(_summarise(details, key))
+    metrics.update(
+        {
+            f"shared_fraction_{s}": metrics[f"{headline}_{s}"]
+            for s in ("mean", "min", "max")
+        }
+    )
+    metrics["mean_matched_decoder_cos"] = _mean_or_none(
+        details, "mean_matched_decoder_cos"
+    )
+    metrics["mean_matched_encoder_cos"] = _mean_or_none(
+        details, "mean_matched_encoder_cos"
+    )
+    metrics["n_pairs"] = len(details)
+    chance_result = None
+    if chance is not None:
+        (enc_a, dec_a), (enc_b, dec_b) = chance
+        chance_result = _as_json(
+            pair_stability(
+                enc_a, dec_a, enc_b, dec_b, threshold, tied, None, None, max_hungarian
+            )
         )
-    shared = [d["shared_fraction"] for d in details]
+    for key in (
+        "shared_fraction_decoder",
+        "shared_fraction_enc_dec",
+        "mean_matched_decoder_cos",
+        "mean_matched_encoder_cos",
+    ):
+        metrics[f"chance_{key}"] = None if chance_result is None else chance_result[key]
+    methods = {d["method"] for d in details}
     point = {k: v for k, v in entries[0][0].items() if k not in ("seed", "run_id")}
     return {
         "eval_type_id": records.STABILITY_TYPE_ID,
@@ -282,23 +506,12 @@ def point_stability(
             "point": point,
             "threshold": threshold,
             "method": "+".join(sorted(methods)),
+            "headline": headline,
+            "tied": tied,
         },
         "eval_id": str(uuid.uuid4()),
         "datetime_epoch_millis": int(time.time() * 1000),
-        "eval_result_metrics": {
-            "stability": {
-                "shared_fraction_mean": float(np.mean(shared)),
-                "shared_fraction_min": float(np.min(shared)),
-                "shared_fraction_max": float(np.max(shared)),
-                "mean_matched_decoder_cos": float(
-                    np.mean([d["mean_matched_decoder_cos"] for d in details])
-                ),
-                "mean_matched_encoder_cos": float(
-                    np.mean([d["mean_matched_encoder_cos"] for d in details])
-                ),
-                "n_pairs": len(details),
-            }
-        },
+        "eval_result_metrics": {"stability": metrics},
         "eval_result_details": details,
-        "eval_result_unstructured": {},
+        "eval_result_unstructured": {"chance": chance_result},
     }

@@ -1,4 +1,5 @@
 import argparse
+import copy
 import json
 import math
 
@@ -6,19 +7,24 @@ import pytest
 from PIL import Image
 
 from benchmarks import records, report
-from tests.test_claims import make_stability, sweep
+from tests.test_claims import collapse, make_stability, sweep
 
 
-def write_sweep(out_dir):
-    runs = sweep(aligned_ev=0.1, aligned_dead=0.0) + sweep(
-        aligned_ev=-0.05, aligned_dead=0.5, form="projected"
-    )
+def write_sweep(out_dir, runs=None):
+    if runs is None:
+        runs = sweep(aligned_ev=0.1, aligned_dead=0.0, control_ev=0.0) + sweep(
+            aligned_ev=-0.05, aligned_dead=0.5, form="projected"
+        )
     for r in runs:
         info = records.run_info(r)
         r["eval_result_metrics"]["alignment"] = {
             "mean": 1.0 if info["alignment"] else 0.4
         }
         r["eval_result_metrics"]["ground_truth"] = {"mcc": math.nan}
+        r["eval_result_metrics"]["eval_windows"] = {
+            "core_tokens": 4096,
+            "dead_window_tokens": 262144 if info["seed"] else 131072,
+        }
         if info["seed"] == 0:
             r["eval_result_unstructured"]["skipped_evals"] = {
                 "absorption": "needs a HookedTransformer model"
@@ -28,9 +34,11 @@ def write_sweep(out_dir):
     for r in runs:
         first_of_point.setdefault(records.run_info(r)["point_id"], r)
     for point_id, r in first_of_point.items():
-        shared = [0.8, 0.9] if "tied" in point_id else [0.3, 0.4]
+        aligned_tied = point_id.startswith("aligned_topk-tied")
+        alive = [0.8, 0.9, 0.85] if aligned_tied else [0.3, 0.4, 0.35]
         records.write_json_atomic(
-            records.stability_path(out_dir, point_id), make_stability(r, shared)
+            records.stability_path(out_dir, point_id),
+            make_stability(r, [0.5, 0.6, 0.55], alive=alive, chance=0.004),
         )
     return runs
 
@@ -46,17 +54,38 @@ def test_report_renders_tables_claims_and_valid_plots(tmp_path):
     assert path == tmp_path / "report" / "report.md"
     text = path.read_text()
     assert "## Claims" in text
-    assert "| dead features eliminated | tied | **confirms** |" in text
-    assert "| dead features eliminated | projected | **refutes** |" in text
-    assert "| stability improved | tied | **confirms** |" in text
-    assert "| composes with BatchTopK | tied | **no data** |" in text
+    assert "| vs stock base | vs init control |" in text
+    assert "| dead features eliminated | tied | **confirms** | **confirms** |" in text
+    projected = (
+        "| dead features eliminated | projected | **refutes** | **no control** |"
+    )
+    assert projected in text
+    assert "| stability improved | tied | **confirms** | **confirms** |" in text
+    assert "| composes with BatchTopK | tied | **no data** | **no data** |" in text
+    words = " ".join(text.split())  # the rules paragraph is wrapped
+    assert "95% Welch interval of the difference" in words
+    assert ">= 3 seeds at each point and >= 3 such points" in words
+    # eval windows once; a size that differs lists each
+    assert text.count("Evaluation windows:") == 1
+    assert "core_tokens 4096;" in text
+    assert "dead_window_tokens 131072 (12 runs) / 262144 (24 runs)" in text
+    assert "## Degenerate points\n\nNone" in text
+    assert "## Learning rates" not in text  # no lr_choice.json
     # skipped evals, once per reason, with the number of runs
-    assert "`absorption` (9 runs:" in text and "needs a HookedTransformer" in text
-    # per-point table: seed mean ± half range, seeds
-    row = "| aligned_topk[tied] | k=8 | 8.0 | 0.800 ± 0.010 | 0.600 ± 0.010 | 0.000 |"
-    assert row + " 0.850 ± 0.050 | 1.000 | 3 |" in text
-    # base rows come before aligned ones
+    assert "`absorption` (12 runs:" in text and "needs a HookedTransformer" in text
+    # per-point table: seed mean ± half the 95% t interval (t = 4.30 for 3 seeds)
+    half = 4.303 * 0.01 / math.sqrt(3)
+    row = (
+        f"| aligned_topk[tied] | k=8 | 8.0 | 0.800 ± {half:.3f} | 0.600 ± {half:.3f}"
+        " | 0.000 |"
+    )
+    assert row in text
     assert text.index("| topk | k=8 |") < text.index(row)
+    # stability section: alive and all-latent criteria beside the chance baseline
+    assert "## Stability" in text and "untrained SAEs" in text
+    stab = text[text.index("## Stability") :]
+    assert "| aligned_topk[tied] | k=8 | 8.0 | 0.850 ± " in stab
+    assert "| 0.550 ± " in stab and "| 0.004 |" in stab
     plots = sorted(p.name for p in path.parent.glob("*.png"))
     assert plots == [
         f"pareto_{m}_d64.png"
@@ -71,7 +100,9 @@ def test_report_renders_tables_claims_and_valid_plots(tmp_path):
             image.verify()
             assert image.format == "PNG" and image.size[0] > 100
     summary = json.loads((path.parent / "summary.json").read_text())
-    assert len(summary["claims"]) == 14
+    assert len(summary["claims"]) == 16
+    assert summary["claims"][0]["verdict_control"] == "confirms"
+    assert summary["degenerate_points"] == []
     assert set(summary["points"]) == {
         "ce_loss_score",
         "explained_variance",
@@ -80,7 +111,80 @@ def test_report_renders_tables_claims_and_valid_plots(tmp_path):
         "alignment_mean",
     }
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
-    assert "27 run records and 9 stability records" in text
+    assert "36 run records and 12 stability records" in text
+
+
+def test_report_lists_degenerate_points(tmp_path):
+    runs = sweep(aligned_ev=0.1, aligned_dead=0.0, ks=(8, 16, 32, 128))
+    collapse(runs, "topk", 128)
+    write_sweep(tmp_path, runs)
+    text = report.render_report(tmp_path).read_text()
+    table = text[text.index("## Degenerate points") :]
+    assert "| topk | k=128 | 64 | 3/3 | l2_ratio 0.065 < 0.3, " in table
+    assert "| yes |" in table
+    assert "1 degenerate point left out: topk k=128" in text
+
+
+def grid_sweep(out_dir):
+    """Main runs at lr 3e-4 (aligned) and 1e-3 (base); one grid run per arm at
+    the other rate, whose bad numbers must not reach the claims."""
+    main = sweep(aligned_ev=0.1, aligned_dead=0.0)
+    for r in main:
+        info = records.run_info(r)
+        info["lr"] = 3e-4 if info["alignment"] else 1e-3
+    grid = []
+    for r in main:
+        info = records.run_info(r)
+        if info["seed"] == 0 and info["sparsity_value"] == 8:
+            other = copy.deepcopy(r)
+            other_info = records.run_info(other)
+            other_info["lr"] = 1e-3 if info["alignment"] else 3e-4
+            other_info["run_id"] += "-grid"
+            other["eval_result_metrics"]["reconstruction_quality"][
+                "explained_variance"
+            ] = -0.9
+            grid.append(other)
+    write_sweep(out_dir, main + grid)
+    chosen = {"topk": 1e-3, "aligned_topk[tied]": 3e-4}
+    (out_dir / "lr_choice.json").write_text(
+        json.dumps(
+            {
+                "metric": "explained_variance",
+                "grid": {
+                    "topk": {"0.0003": -0.9, "0.001": 0.49},
+                    "aligned_topk[tied]": {"0.0003": 0.59, "0.001": -0.9},
+                },
+                "chosen": chosen,
+            }
+        )
+    )
+    (out_dir / "sweep.json").write_text("{}")
+    return main, grid, chosen
+
+
+def test_main_records_keep_each_arm_at_its_chosen_rate(tmp_path):
+    main, grid, chosen = grid_sweep(tmp_path)
+    assert report.main_records(main + grid, chosen) == main
+    assert report.main_records(main + grid, None) == main + grid
+    info = {"label": "other", "lr": 0.1}
+    assert report.is_main_run(info, chosen)  # no choice for this label
+    assert not report.is_main_run({"label": "topk"}, chosen)  # no lr recorded
+    assert report.is_main_run({"label": "topk", "lr": 0.001 * (1 + 1e-12)}, chosen)
+
+
+def test_report_with_a_learning_rate_grid_reports_main_runs_only(tmp_path):
+    main, grid, _ = grid_sweep(tmp_path)
+    text = report.render_report(tmp_path).read_text()
+    assert f"{len(main)} run records" in text
+    assert "## Learning rates" in text and "explained_variance over the grid" in text
+    assert "| aligned_topk[tied] | **0.5900** | -0.9000 | 0.0003 |" in text
+    assert "| topk | -0.9000 | **0.4900** | 0.001 |" in text
+    assert "| reconstruction improved | tied | **confirms** |" in text
+    # without sweep.json the folder is not a grid sweep: every record counts
+    (tmp_path / "sweep.json").unlink()
+    text = report.render_report(tmp_path).read_text()
+    assert f"{len(main) + len(grid)} run records" in text
+    assert "## Learning rates" not in text
 
 
 def test_report_command_and_missing_records(tmp_path, capsys):

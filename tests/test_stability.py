@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from benchmarks import records, stability
-from benchmarks.stability import match_latents, point_stability, shared_latent_fraction
+from benchmarks.pareto import aggregate
+from benchmarks.stability import (
+    match_latents,
+    pair_stability,
+    point_stability,
+    shared_latent_fraction,
+)
 
 D_IN, D_SAE = 64, 256
 
@@ -149,6 +155,76 @@ def test_shape_mismatch_is_an_error():
         shared_latent_fraction(W_enc.T, W_dec, W_enc, W_dec)
 
 
+def half_shared(seed: int = 0):
+    """SAE A and a permuted B sharing A's first half of latents exactly."""
+    W_enc, W_dec = random_sae(seed)
+    other_enc, other_dec = random_sae(seed + 100)
+    half = D_SAE // 2
+    B_enc = np.concatenate([W_enc[:, :half], other_enc[:, half:]], axis=1)
+    B_dec = np.concatenate([W_dec[:half], other_dec[half:]], axis=0)
+    return (W_enc, W_dec), (B_enc, B_dec)
+
+
+def test_decoder_criterion_over_all_and_over_alive_latents():
+    (W_enc, W_dec), (B_enc, B_dec) = half_shared()
+    half = D_SAE // 2
+    # the unshared half is dead in both SAEs (its directions never trained)
+    alive = np.arange(D_SAE) < half
+    result = pair_stability(W_enc, W_dec, B_enc, B_dec, alive_a=alive, alive_b=alive)
+    assert result.shared_fraction_decoder == 0.5
+    assert result.shared_fraction_decoder_alive == 1.0
+    assert result.shared_fraction_enc_dec == 0.5
+    assert result.shared_fraction_enc_dec_alive == 1.0
+    assert result.n_alive == (half, half)
+    # no masks: no alive fraction
+    plain = pair_stability(W_enc, W_dec, B_enc, B_dec)
+    assert plain.shared_fraction_decoder_alive is None and plain.n_alive is None
+
+
+def test_alive_fraction_needs_both_ends_alive_and_is_symmetric():
+    W_enc, W_dec = random_sae(0)
+    alive_a = np.ones(D_SAE, dtype=bool)
+    alive_b = np.arange(D_SAE) >= D_SAE // 4  # B's first quarter dead
+    ab = pair_stability(W_enc, W_dec, W_enc, W_dec, alive_a=alive_a, alive_b=alive_b)
+    ba = pair_stability(W_enc, W_dec, W_enc, W_dec, alive_a=alive_b, alive_b=alive_a)
+    # 3/4 of the latents have both ends alive, over the mean alive count 7/8
+    assert ab.shared_fraction_decoder_alive == pytest.approx(0.75 / 0.875)
+    assert ba.shared_fraction_decoder_alive == ab.shared_fraction_decoder_alive
+    nothing = np.zeros(D_SAE, dtype=bool)
+    none_alive = pair_stability(
+        W_enc, W_dec, W_enc, W_dec, alive_a=nothing, alive_b=nothing
+    )
+    assert none_alive.shared_fraction_decoder_alive is None
+    with pytest.raises(ValueError, match="alive mask"):
+        pair_stability(
+            W_enc, W_dec, W_enc, W_dec, alive_a=alive_a[:-1], alive_b=alive_b
+        )
+
+
+def test_decoder_criterion_ignores_the_encoder_and_tied_skips_it():
+    W_enc, W_dec = random_sae(0)
+    swap = np.arange(D_SAE)
+    swap[: D_SAE // 2] = swap[: D_SAE // 2].reshape(-1, 2)[:, ::-1].ravel()
+    # B's encoder disagrees with its decoder for half the latents
+    untied = pair_stability(W_enc, W_dec, W_enc[:, swap], W_dec)
+    assert untied.shared_fraction_decoder == 1.0
+    assert untied.shared_fraction_enc_dec == 0.5
+    tied = pair_stability(W_enc, W_dec, W_enc[:, swap], W_dec, tied=True)
+    assert tied.shared_fraction_decoder == 1.0
+    assert tied.shared_fraction_enc_dec is None
+    assert tied.shared_fraction_enc_dec_alive is None
+    assert tied.mean_matched_encoder_cos is None
+
+
+def test_chance_pair_of_untrained_saes_shares_almost_nothing():
+    # SAELens-style untrained SAEs: W_enc = W_dec.T, random directions
+    a_dec, b_dec = random_sae(0)[1], random_sae(1)[1]
+    result = pair_stability(a_dec.T, a_dec, b_dec.T, b_dec)
+    assert result.shared_fraction_decoder < 0.02
+    assert result.shared_fraction_enc_dec < 0.02
+    assert 0.0 < result.mean_matched_decoder_cos < 0.7
+
+
 def save_sae(folder, W_enc, W_dec):
     import torch
     from safetensors.torch import save_file
@@ -165,17 +241,19 @@ def save_sae(folder, W_enc, W_dec):
     return folder
 
 
-def run_info(seed: int) -> dict:
+def run_info(seed: int, alignment: str | None = None) -> dict:
     point_id = "topk-k8-d256"
     return {
-        "architecture": "topk",
-        "alignment": None,
+        "architecture": "aligned_topk" if alignment else "topk",
+        "alignment": alignment,
+        "init_from": None,
         "base_architecture": "topk",
-        "label": "topk",
+        "label": f"aligned_topk[{alignment}]" if alignment else "topk",
         "sparsity_param": "k",
         "sparsity_value": 8.0,
         "d_sae": D_SAE,
         "seed": seed,
+        "lr": 3e-4,
         "run_id": f"{point_id}-s{seed}",
         "point_id": point_id,
     }
@@ -189,44 +267,76 @@ def test_point_stability_record_covers_every_pair_of_seeds(tmp_path):
         1: permuted(W_enc, W_dec, perm),
         2: random_sae(5),
     }
+    alive = np.arange(D_SAE) < D_SAE // 2
+    masks = {0: alive, 1: alive[perm], 2: alive}  # seed 1's latents are permuted
     entries = [
-        (run_info(seed), save_sae(tmp_path / f"s{seed}", *weights))
+        (run_info(seed), save_sae(tmp_path / f"s{seed}", *weights), masks[seed])
         for seed, weights in saes.items()
     ]
-    record = point_stability(entries[::-1], threshold=0.7)
+    dec_a, dec_b = random_sae(10)[1], random_sae(11)[1]
+    untrained = ((dec_a.T, dec_a), (dec_b.T, dec_b))
+    record = point_stability(entries[::-1], threshold=0.7, chance=untrained)
     assert record["eval_type_id"] == records.STABILITY_TYPE_ID
-    point = record["eval_config"]["point"]
+    config = record["eval_config"]
+    point = config["point"]
     assert "seed" not in point and "run_id" not in point
     assert point["point_id"] == "topk-k8-d256" and point["label"] == "topk"
-    assert record["eval_config"]["threshold"] == 0.7
-    assert record["eval_config"]["method"] == "hungarian"
-    assert [d["seeds"] for d in record["eval_result_details"]] == [
-        [0, 1],
-        [0, 2],
-        [1, 2],
-    ]
-    shared = [d["shared_fraction"] for d in record["eval_result_details"]]
-    assert shared[0] == 1.0 and shared[1] < 0.05 and shared[2] < 0.05
+    assert config["threshold"] == 0.7 and config["method"] == "hungarian"
+    assert config["headline"] == "shared_fraction_decoder_alive"
+    details = record["eval_result_details"]
+    assert [d["seeds"] for d in details] == [[0, 1], [0, 2], [1, 2]]
+    decoder = [d["shared_fraction_decoder"] for d in details]
+    assert decoder[0] == 1.0 and decoder[1] < 0.05 and decoder[2] < 0.05
+    assert details[0]["shared_fraction_decoder_alive"] == 1.0
+    assert details[0]["shared_fraction_enc_dec"] == 1.0  # untied arm
+    assert details[0]["n_alive"] == [D_SAE // 2, D_SAE // 2]
     metrics = record["eval_result_metrics"]["stability"]
     assert metrics["n_pairs"] == 3
-    assert metrics["shared_fraction_mean"] == pytest.approx(np.mean(shared))
-    assert metrics["shared_fraction_min"] == min(shared)
-    assert metrics["shared_fraction_max"] == 1.0
-    assert set(record) >= {
-        "eval_id",
-        "datetime_epoch_millis",
-        "eval_result_unstructured",
-    }
+    assert metrics["shared_fraction_decoder_mean"] == pytest.approx(np.mean(decoder))
+    assert metrics["shared_fraction_decoder_max"] == 1.0
+    # the headline (kept for readers of shared_fraction_*) is the alive criterion
+    alive_values = [d["shared_fraction_decoder_alive"] for d in details]
+    assert metrics["shared_fraction_mean"] == pytest.approx(np.mean(alive_values))
+    assert metrics["shared_fraction_min"] == min(alive_values)
+    # chance: two untrained SAEs share almost nothing
+    assert 0.0 <= metrics["chance_shared_fraction_decoder"] < 0.02
+    assert 0.0 <= metrics["chance_shared_fraction_enc_dec"] < 0.02
+    assert record["eval_result_unstructured"]["chance"]["n_alive"] is None
+    assert set(record) >= {"eval_id", "datetime_epoch_millis"}
+    # pareto's stability pseudo-metric reads the alive decoder criterion
+    (summary,) = aggregate([], "stability", [record])
+    assert summary.mean == pytest.approx(np.mean(alive_values))
+    assert summary.n_seeds == 3
     # the record goes through records' JSON round trip
     path = records.stability_path(tmp_path, point["point_id"])
     records.write_json_atomic(path, record)
     assert records.load_records(tmp_path) == ([], [record])
 
 
+def test_tied_point_has_no_encoder_criterion_and_no_alive_without_masks(tmp_path):
+    W_enc, W_dec = random_sae(0)
+    entries = [
+        (run_info(seed, "tied"), save_sae(tmp_path / f"s{seed}", W_enc, W_dec), mask)
+        for seed, mask in ((0, np.ones(D_SAE, dtype=bool)), (1, None))
+    ]
+    record = point_stability(entries)
+    assert record["eval_config"]["tied"] is True
+    assert record["eval_config"]["headline"] == "shared_fraction_decoder"
+    metrics = record["eval_result_metrics"]["stability"]
+    assert metrics["shared_fraction_decoder_mean"] == 1.0
+    assert metrics["shared_fraction_mean"] == 1.0
+    # one member without a mask: no pair gets an alive fraction
+    assert metrics["shared_fraction_decoder_alive_mean"] is None
+    assert metrics["shared_fraction_enc_dec_mean"] is None
+    assert metrics["mean_matched_encoder_cos"] is None
+    assert metrics["chance_shared_fraction_decoder"] is None  # no chance pair
+    assert aggregate([], "stability_enc_dec", [record]) == []
+
+
 def test_point_stability_rejects_mixed_points_and_single_seeds(tmp_path):
     folder = save_sae(tmp_path / "s0", *random_sae(0))
     other = dict(run_info(1), point_id="topk-k16-d256")
     with pytest.raises(ValueError, match="one point"):
-        point_stability([(run_info(0), folder), (other, folder)])
+        point_stability([(run_info(0), folder, None), (other, folder, None)])
     with pytest.raises(ValueError, match="2 distinct seeds"):
-        point_stability([(run_info(0), folder)])
+        point_stability([(run_info(0), folder, None)])
