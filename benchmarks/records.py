@@ -33,6 +33,9 @@ __all__ = ["write_json_atomic"]
 EVAL_TYPE_ID = "saelens_aligned_sweep"
 STABILITY_TYPE_ID = "saelens_aligned_stability"
 RECORDS_DIRNAME = "records"
+# Beside records/: the sweep's config and its learning-rate choice.
+SWEEP_FILENAME = "sweep.json"
+LR_CHOICE_FILENAME = "lr_choice.json"
 
 # flat name -> (metric group, metric name) inside eval_result_metrics.
 FLAT_METRICS: dict[str, tuple[str, str]] = {
@@ -62,6 +65,15 @@ FLAT_METRICS: dict[str, tuple[str, str]] = {
     "shrinkage": ("ground_truth", "shrinkage"),
     "train_seconds": ("training", "seconds"),
 }
+
+
+def read_lr_choice(out_dir: Path) -> dict[str, Any] | None:
+    """`lr_choice.json` of a sweep folder (`{"metric", "grid": {label: {lr:
+    value}}, "chosen": {label: lr}}`) when it and `sweep.json` exist."""
+    path = Path(out_dir) / LR_CHOICE_FILENAME
+    if not (path.exists() and (Path(out_dir) / SWEEP_FILENAME).exists()):
+        return None
+    return json.loads(path.read_text())
 
 
 def record_path(out_dir: Path, run_id: str) -> Path:

@@ -24,7 +24,6 @@ adding records) never leaves a half-written file.
 """
 
 import argparse
-import json
 import math
 import textwrap
 from collections import defaultdict
@@ -581,16 +580,6 @@ def _stability_section(
     return "".join(parts)
 
 
-def read_lr_choice(out_dir: Path) -> dict[str, Any] | None:
-    """`lr_choice.json` of a sweep folder when it and `sweep.json` exist."""
-    from benchmarks.sweep import LR_CHOICE_FILENAME, SWEEP_FILENAME
-
-    path = Path(out_dir) / LR_CHOICE_FILENAME
-    if not (path.exists() and (Path(out_dir) / SWEEP_FILENAME).exists()):
-        return None
-    return json.loads(path.read_text())
-
-
 def render_report(out_dir: Path) -> Path:
     """Write `out_dir/report/` from `out_dir/records/`; returns report.md's path.
 
@@ -603,7 +592,7 @@ def render_report(out_dir: Path) -> Path:
 
     out_dir = Path(out_dir)
     run_records, stability_records = records.load_records(out_dir)
-    lr_choice = read_lr_choice(out_dir)
+    lr_choice = records.read_lr_choice(out_dir)
     chosen = None if lr_choice is None else lr_choice.get("chosen")
     run_records = main_records(run_records, chosen)
     stability_records = main_records(stability_records, chosen)

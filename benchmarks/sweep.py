@@ -33,23 +33,26 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.backend import Backend, RunResult
 from benchmarks.config import SweepConfig, load_sweep_config
 from benchmarks.records import (
     EVAL_TYPE_ID,
+    LR_CHOICE_FILENAME,
+    SWEEP_FILENAME,
     checkpoint_record_path,
     flat_metrics,
     load_records,
+    read_lr_choice,
     read_record,
     record_path,
     stability_path,
     write_json_atomic,
 )
-from benchmarks.runs import RunSpec, expand_lr_grid, expand_runs
+from benchmarks.runs import RunSpec, expand_lr_grid, expand_runs, initial_sae
 from saelens_aligned.pipeline.training import CHECKPOINTS_DIRNAME
 
-SWEEP_FILENAME = "sweep.json"
-LR_CHOICE_FILENAME = "lr_choice.json"
 RUN_LOG = Path("logs") / "runs.jsonl"
 EXECUTORS = ("local", "ray")
 
@@ -358,18 +361,37 @@ def _format_lr(lr: float) -> str:
     return f"{lr:g}"
 
 
-def read_lr_choice(out_dir: Path) -> dict[str, float] | None:
-    """The chosen learning rate of each arm, or None (no grid, or not run yet)."""
-    path = Path(out_dir) / LR_CHOICE_FILENAME
-    if not path.exists():
-        return None
-    return {k: float(v) for k, v in json.loads(path.read_text())["chosen"].items()}
-
-
 def main_runs(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
     """The multi-seed runs: every arm at its chosen learning rate (the grid-only
     runs at other rates are left out)."""
-    return expand_runs(config, read_lr_choice(out_dir))
+    choice = read_lr_choice(out_dir)
+    return expand_runs(config, choice["chosen"] if choice else None)
+
+
+# Seeds of the two untrained SAEs behind every stability record's chance baseline,
+# far from any sweep's own seeds.
+CHANCE_SEEDS = (10_000, 10_001)
+
+
+def alive_latents(record: dict[str, Any]) -> np.ndarray | None:
+    """Latents that fired in the record's longest evaluation window. [d_sae]"""
+    unstructured = record.get("eval_result_unstructured", {})
+    density = unstructured.get("feature_density_long") or unstructured.get(
+        "feature_density"
+    )
+    return None if density is None else np.asarray(density) > 0
+
+
+def chance_weights(run: RunSpec, d_in: int, training_steps: int) -> Any:
+    """(W_enc, W_dec) of two independently initialised, untrained SAEs of the
+    run's arm and shape: what two seeds share before any training."""
+    pair = []
+    for seed in CHANCE_SEEDS:
+        sae = initial_sae(replace(run, seed=seed), d_in, training_steps)
+        pair.append(
+            (sae.W_enc.detach().float().numpy(), sae.W_dec.detach().float().numpy())
+        )
+    return tuple(pair)
 
 
 def write_stability_records(config: SweepConfig, out_dir: Path) -> int:
@@ -384,16 +406,16 @@ def write_stability_records(config: SweepConfig, out_dir: Path) -> int:
             continue
         if not all(has_valid_record(out_dir, r.run_id) for r in runs):
             continue
+        run_records = [read_record(record_path(out_dir, r.run_id)) for r in runs]
         members = [
-            (
-                run_info(read_record(record_path(out_dir, r.run_id))),
-                out_dir / "saes" / r.run_id,
-            )
-            for r in runs
+            (run_info(record), out_dir / "saes" / r.run_id, alive_latents(record))
+            for r, record in zip(runs, run_records)
         ]
-        if not all(is_complete_sae_dir(d) for _, d in members):
+        if not all(is_complete_sae_dir(d) for _, d, _ in members):
             continue  # SAEs not kept here (e.g. records copied elsewhere)
-        record = point_stability(members, config.stability_threshold)
+        d_in = int(run_records[0]["sae_cfg_dict"]["d_in"])
+        chance = chance_weights(runs[0], d_in, config.training_steps)
+        record = point_stability(members, config.stability_threshold, chance=chance)
         write_json_atomic(stability_path(out_dir, point_id), record)
         written += 1
     return written

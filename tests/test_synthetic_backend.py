@@ -221,8 +221,8 @@ def test_grid_controls_and_checkpoints_run_end_to_end(tmp_path: Path) -> None:
     runs use it (the grid run at that rate is one of them), the init control
     trains, AuxK's window and the seed protocol are recorded, and learning-curve
     checkpoints get records of their own."""
-    from benchmarks.records import load_checkpoint_records
-    from benchmarks.sweep import LR_CHOICE_FILENAME, main_runs
+    from benchmarks.records import LR_CHOICE_FILENAME, load_checkpoint_records
+    from benchmarks.sweep import main_runs
 
     data = tiny_config().to_dict()
     data.update(
