@@ -52,8 +52,11 @@ class Backend(Protocol):
     def train(self, run: RunSpec, sae_dir: Path) -> None:
         """Train `run` and save its SAE as a SAELens folder at `sae_dir`."""
 
-    def evaluate(self, run: RunSpec, sae_dir: Path) -> RunResult:
-        """Evaluate the SAE saved at `sae_dir`."""
+    def evaluate(
+        self, run: RunSpec, sae_dir: Path, settings: EvalSettings
+    ) -> RunResult:
+        """Evaluate the SAE saved at `sae_dir` (a run, or one of its checkpoints)
+        with `settings` (the sweep's, or the cheaper grid ones)."""
 
 
 def meta_structure_metrics(

@@ -12,7 +12,7 @@ record, so a rerun of the sweep finds what is already done.
 """
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from saelens_aligned.pipeline.source import Source
 from saelens_aligned.pipeline.training import TrainingSettings
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-PRESETS = ("ci", "cpu", "synthetic", "synthetic_cpu", "gpu")
+# Every YAML file of configs/ is a preset, named by its stem.
+PRESETS = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
 ALIGNMENT_FORMS = ("tied", "projected")
 SWEEP_KINDS = ("lm", "synthetic")
 
@@ -196,6 +197,18 @@ class SweepConfig:
             context_size=self.context_size,
             device=self.device,
             activations_dir=self.activations_dir,
+        )
+
+    def grid_eval(self) -> EvalSettings:
+        """The learning-rate grid's evaluation: enough to rank rates by
+        `lr_metric` (explained variance, L0, ground truth), no CE/KL, no long
+        window, no meta-SAE. The grid run at the chosen rate is evaluated again
+        with `eval` as a main run."""
+        return replace(
+            self.eval,
+            n_eval_reconstruction_batches=0,
+            dead_window_tokens=0,
+            meta_structure=False,
         )
 
     def training(self, seed: int, lr: float) -> TrainingSettings:

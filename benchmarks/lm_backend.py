@@ -198,17 +198,19 @@ class LMBackend:
             override_sae=sae,
         )
 
-    def evaluate(self, run: RunSpec, sae_dir: Path) -> RunResult:
+    def evaluate(
+        self, run: RunSpec, sae_dir: Path, settings: EvalSettings
+    ) -> RunResult:
         _ = self.model
         self._phase = "eval"
         result = lm_run_result(
             sae_dir,
             self.model,
             self.resolved,
-            self.config.eval,
+            settings,
             run.seed,
             run.run_id,
-            self.heldout_dir,
+            self.heldout_dir if settings.dead_window_tokens else None,
         )
         result.metrics["training"] = training_details(
             self.config.training(run.seed, run.lr), run.seed, result.sae_cfg_dict

@@ -80,6 +80,12 @@ def record_path(out_dir: Path, run_id: str) -> Path:
     return Path(out_dir) / RECORDS_DIRNAME / f"{run_id}.json"
 
 
+def grid_record_path(out_dir: Path, run_id: str) -> Path:
+    """The record of a learning-rate grid run (ranked by the grid's metric only;
+    `records/` itself holds the main runs)."""
+    return Path(out_dir) / RECORDS_DIRNAME / "lr_grid" / f"{run_id}.json"
+
+
 def checkpoint_record_path(out_dir: Path, run_id: str, step: int) -> Path:
     """The record of a learning-curve checkpoint: beside, not among, the runs'."""
     return Path(out_dir) / RECORDS_DIRNAME / "checkpoints" / f"{run_id}-step{step}.json"

@@ -43,6 +43,7 @@ from benchmarks.records import (
     SWEEP_FILENAME,
     checkpoint_record_path,
     flat_metrics,
+    grid_record_path,
     load_records,
     read_lr_choice,
     read_record,
@@ -183,13 +184,27 @@ def _backend_for(config: SweepConfig, out_dir: Path) -> Backend:
     return _BACKENDS[key]
 
 
-def execute_run(config: SweepConfig, out_dir: Path, run: RunSpec) -> str:
+def run_record_path(out_dir: Path, run: RunSpec, grid: bool) -> Path:
+    return (
+        grid_record_path(out_dir, run.run_id)
+        if grid
+        else record_path(out_dir, run.run_id)
+    )
+
+
+def execute_run(
+    config: SweepConfig, out_dir: Path, run: RunSpec, grid: bool = False
+) -> str:
     """Train (unless its SAE is already saved) and evaluate one run, then write its
-    record. Returns "skipped", "evaluated" or "trained"."""
+    record: a main run's with the sweep's evaluation, a learning-rate grid run's
+    with the grid's (`SweepConfig.grid_eval`) into `records/lr_grid/`. Returns
+    "skipped", "evaluated" or "trained"."""
     out_dir = Path(out_dir)
-    if has_valid_record(out_dir, run.run_id):
+    path = run_record_path(out_dir, run, grid)
+    if is_valid_record(path):
         return "skipped"
     backend = _backend_for(config, out_dir)
+    settings = config.grid_eval() if grid else config.eval
     sae_dir = out_dir / "saes" / run.run_id
     start = time.monotonic()
     status = "evaluated"
@@ -201,18 +216,17 @@ def execute_run(config: SweepConfig, out_dir: Path, run: RunSpec) -> str:
     train_seconds = time.monotonic() - start
     # Checkpoints first: the run's own record marks the whole run as done.
     for step, checkpoint in checkpoints_to_evaluate(config, sae_dir).items():
-        path = checkpoint_record_path(out_dir, run.run_id, step)
-        if is_valid_record(path):
+        checkpoint_path = checkpoint_record_path(out_dir, run.run_id, step)
+        if grid or is_valid_record(checkpoint_path):
             continue
-        record = build_record(
-            config.to_dict(), run, backend.evaluate(run, checkpoint), train_seconds
-        )
+        result = backend.evaluate(run, checkpoint, settings)
+        record = build_record(config.to_dict(), run, result, train_seconds)
         record["eval_config"]["run"]["step"] = step
-        write_json_atomic(path, record)
-    result = backend.evaluate(run, sae_dir)
+        write_json_atomic(checkpoint_path, record)
+    result = backend.evaluate(run, sae_dir, settings)
     record = build_record(config.to_dict(), run, result, train_seconds)
     record["eval_config"]["run"]["step"] = config.training_steps
-    write_json_atomic(record_path(out_dir, run.run_id), record)
+    write_json_atomic(path, record)
     log_event(out_dir, run.run_id, "finished", seconds=time.monotonic() - start)
     return status
 
@@ -251,19 +265,22 @@ def run_local(
     runs: list[RunSpec],
     progress: Progress,
     workers: int = 1,
+    grid: bool = False,
 ) -> None:
     """In this process, one run after another; or `workers` processes (each loads
     the model once) where memory allows."""
     if workers <= 1:
         for run in runs:
-            progress(run, execute_run(config, out_dir, run))
+            progress(run, execute_run(config, out_dir, run, grid))
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(execute_run, config, out_dir, run): run for run in runs}
+        futures = {
+            pool.submit(execute_run, config, out_dir, run, grid): run for run in runs
+        }
         for future in as_completed(futures):
             progress(futures[future], future.result())
 
@@ -275,6 +292,7 @@ def run_ray(
     progress: Progress,
     address: str | None = None,
     cpus_per_run: float = 1.0,
+    grid: bool = False,
 ) -> None:
     """Each run a Ray task (`ray.init(address=...)`; None starts a local Ray).
     Workers read the shared data from `out_dir` and the activation cache, so both
@@ -291,7 +309,7 @@ def run_ray(
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         remote = ray.remote(num_cpus=cpus_per_run)(execute_run)
-        pending = {remote.remote(config, str(out_dir), run): run for run in runs}
+        pending = {remote.remote(config, str(out_dir), run, grid): run for run in runs}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -336,7 +354,7 @@ def choose_learning_rates(config: SweepConfig, out_dir: Path) -> dict[str, float
     the grid's records; written with every grid value to LR_CHOICE_FILENAME."""
     grid: dict[str, dict[str, float]] = {}
     for run in expand_lr_grid(config):
-        value = flat_metrics(read_record(record_path(out_dir, run.run_id)))[
+        value = flat_metrics(read_record(grid_record_path(out_dir, run.run_id)))[
             config.lr_metric
         ]
         grid.setdefault(run.label, {})[_format_lr(run.lr)] = value
@@ -463,19 +481,11 @@ def run_sweep(
     write_json_atomic(out_dir / SWEEP_FILENAME, config.to_dict())
     grid = expand_lr_grid(config) if config.lr_grid else []
     if grid:
-        _execute(
-            config, out_dir, grid, "learning-rate grid", executor, workers, ray_address
-        )
+        _execute(config, out_dir, grid, executor, workers, ray_address, grid=True)
         chosen = choose_learning_rates(config, out_dir)
         print(f"Chosen learning rates: {chosen}", file=sys.stderr, flush=True)
     _execute(
-        config,
-        out_dir,
-        main_runs(config, out_dir),
-        "runs",
-        executor,
-        workers,
-        ray_address,
+        config, out_dir, main_runs(config, out_dir), executor, workers, ray_address
     )
     write_stability_records(config, out_dir)
     if report:
@@ -489,12 +499,13 @@ def _execute(
     config: SweepConfig,
     out_dir: Path,
     runs: list[RunSpec],
-    what: str,
     executor: str,
     workers: int,
     ray_address: str | None,
+    grid: bool = False,
 ) -> None:
-    todo = [r for r in runs if not has_valid_record(out_dir, r.run_id)]
+    todo = [r for r in runs if not is_valid_record(run_record_path(out_dir, r, grid))]
+    what = "learning-rate grid" if grid else "runs"
     print(
         f"Sweep {config.name!r}, {what}: {len(runs)} runs, {len(runs) - len(todo)} "
         f"already done, {len(todo)} to run -> {out_dir}",
@@ -507,9 +518,9 @@ def _execute(
     _backend_for(config, out_dir).prepare()
     progress = ProgressPrinter(len(runs), len(runs) - len(todo))
     if executor == "ray":
-        run_ray(config, out_dir, todo, progress, address=ray_address)
+        run_ray(config, out_dir, todo, progress, address=ray_address, grid=grid)
     else:
-        run_local(config, out_dir, todo, progress, workers=workers)
+        run_local(config, out_dir, todo, progress, workers=workers, grid=grid)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -42,7 +42,7 @@ from benchmarks.backend import (
     meta_structure_metrics,
     training_details,
 )
-from benchmarks.config import SweepConfig
+from benchmarks.config import EvalSettings, SweepConfig
 from benchmarks.runs import RunSpec, initial_sae
 from saelens_aligned.io.files import atomic_dir, atomic_file
 from saelens_aligned.pipeline.training import CHECKPOINTS_DIRNAME
@@ -375,7 +375,9 @@ class SyntheticBackend:
                 json.dumps(runner_cfg.to_dict(), indent=2)
             )
 
-    def evaluate(self, run: RunSpec, sae_dir: Path) -> RunResult:
+    def evaluate(
+        self, run: RunSpec, sae_dir: Path, settings: EvalSettings
+    ) -> RunResult:
         from sae_lens.synthetic import eval_sae_on_synthetic_data
 
         from saelens_aligned.diagnostics import sae_alignment_summary
@@ -401,12 +403,12 @@ class SyntheticBackend:
             k: v for k, v in summary.items() if not k.startswith("histogram")
         }
         skipped = {name: NO_LM_REASON for name in LM_ONLY_EVALS}
-        if self.config.eval.meta_structure:
+        if settings.meta_structure:
             metrics["meta_structure"] = meta_structure_metrics(
                 sae,
                 run.seed,
                 run.run_id,
-                self.config.eval.meta_structure_train_steps,
+                settings.meta_structure_train_steps,
                 device,
             )
         else:

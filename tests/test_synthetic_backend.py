@@ -262,9 +262,11 @@ def test_grid_controls_and_checkpoints_run_end_to_end(tmp_path: Path) -> None:
         assert choice["chosen"][label] == float(best)
     records, _ = load_records(out)
     main = {r.run_id for r in main_runs(config, out)}
-    assert main <= {run_info(r)["run_id"] for r in records}
-    # The arm with its own rate is not searched; the others add two rates each.
-    assert len(records) == len(main) + 2 * 2
+    assert main == {run_info(r)["run_id"] for r in records}
+    # Grid records apart; the arm with its own rate is not searched.
+    grid = sorted((out / "records" / "lr_grid").glob("*.json"))
+    assert len(grid) == 2 * 3
+    assert len(main & {p.stem for p in grid}) == 2  # the chosen rates, reused
     for record in records:
         training = record["eval_result_metrics"]["training"]
         assert training["dead_feature_window"] == 5  # a quarter of 20 steps

@@ -34,7 +34,7 @@ class EvalBudget:
         batch_size_prompts: Prompts (sequences of the source's context size) per
             model forward pass.
         n_eval_reconstruction_batches: Batches for the CE-loss and KL scores (each
-            costs about three full model passes).
+            costs about three full model passes); 0 skips both.
         n_eval_sparsity_variance_batches: Batches for L0, explained variance,
             cosine similarity, L2 ratio and feature densities (model passes stop
             at the hooked layer).
@@ -160,8 +160,8 @@ def run_core_eval(
         batch_size_prompts=budget.batch_size_prompts,
         n_eval_reconstruction_batches=budget.n_eval_reconstruction_batches,
         n_eval_sparsity_variance_batches=budget.n_eval_sparsity_variance_batches,
-        compute_kl=True,
-        compute_ce_loss=True,
+        compute_kl=budget.n_eval_reconstruction_batches > 0,
+        compute_ce_loss=budget.n_eval_reconstruction_batches > 0,
         compute_l2_norms=True,
         compute_sparsity_metrics=True,
         compute_variance_metrics=True,
