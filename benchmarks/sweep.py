@@ -492,6 +492,10 @@ def run_sweep(
         from benchmarks.report import render_report
 
         render_report(out_dir)
+        if config.eval_at_steps:
+            from benchmarks.curves import render_curves
+
+            render_curves(out_dir)
     return load_records(out_dir)[0]
 
 
