@@ -113,12 +113,16 @@ def prepare_for_saebench(sae: SAE[Any], model_name: str | None = None) -> SAE[An
     sae.fold_W_dec_norm()
     if model_name is not None:
         sae.cfg.metadata.model_name = model_name
-    if sae.cfg.metadata.prepend_bos is None:
-        # SAEs saved outside a SAELens training run may not record how their
-        # inputs were tokenized; SAELens' training default is to prepend BOS.
-        sae.cfg.metadata.prepend_bos = True
+    default_tokenization(sae)
     _standardize_sae_cfg(sae.cfg)
     return sae
+
+
+def default_tokenization(sae: SAE[Any]) -> None:
+    """SAEs saved outside a SAELens training run may not record how their inputs
+    were tokenized; SAELens' training default is to prepend BOS."""
+    if sae.cfg.metadata.prepend_bos is None:
+        sae.cfg.metadata.prepend_bos = True
 
 
 def eval_activation_store(
@@ -203,6 +207,7 @@ def evaluate(
 ) -> EvalResult:
     """SAEBench core (against the live model, held-out text) and the alignment
     summary of `sae`."""
+    default_tokenization(sae)
     store = eval_activation_store(resolved, model, sae, budget)
     groups, density = run_core_eval(sae, model, store, budget, resolved.model_name)
     return EvalResult(
