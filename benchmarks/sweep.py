@@ -412,6 +412,22 @@ def chance_weights(run: RunSpec, d_in: int, training_steps: int) -> Any:
     return tuple(pair)
 
 
+def untrained_ground_truth(
+    config: SweepConfig, out_dir: Path, run: RunSpec, d_in: int
+) -> dict[str, Any]:
+    """Ground-truth metrics (MCC, F1, ...) of an untrained SAE of the run's arm:
+    what a synthetic sweep's numbers are measured against."""
+    import tempfile
+
+    sae = initial_sae(replace(run, seed=CHANCE_SEEDS[0]), d_in, config.training_steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        sae.save_inference_model(tmp)
+        result = _backend_for(config, out_dir).evaluate(
+            run, Path(tmp), config.grid_eval()
+        )
+    return result.metrics.get("ground_truth", {})
+
+
 def write_stability_records(config: SweepConfig, out_dir: Path) -> int:
     """Stability of every point whose seeds (>= 2) are all done; returns how
     many records were written (existing ones are kept)."""
@@ -434,6 +450,10 @@ def write_stability_records(config: SweepConfig, out_dir: Path) -> int:
         d_in = int(run_records[0]["sae_cfg_dict"]["d_in"])
         chance = chance_weights(runs[0], d_in, config.training_steps)
         record = point_stability(members, config.stability_threshold, chance=chance)
+        if config.kind == "synthetic":
+            record["eval_result_metrics"]["chance_ground_truth"] = (
+                untrained_ground_truth(config, out_dir, runs[0], d_in)
+            )
         write_json_atomic(stability_path(out_dir, point_id), record)
         written += 1
     return written

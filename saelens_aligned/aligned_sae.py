@@ -38,6 +38,7 @@ from typing_extensions import override
 
 from saelens_aligned.alignment import (
     ALIGNMENT_FORMS,
+    DEGENERATE_SQ_NORM,
     AlignmentForm,
     alignment_scores,
     effective_encoder,
@@ -149,15 +150,27 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
     @torch.no_grad()
     def initialize_weights(self) -> None:
         # SAELens starts from W_enc = W_dec^T at decoder_init_norm (0.1), so
-        # a_i = 0.01. Both forms start instead from the same tied unit-gain SAE:
-        # the encoder keeps SAELens' init and the decoder becomes its tied
-        # partner d_i = e_i / ||e_i||² (norm 10). No new hyperparameter. For
-        # `projected` this matters: projecting SAELens' init instead (e_i scaled
-        # up to norm 10 against a 0.1 decoder) overshoots early under ReLU+L1
-        # (explained variance -20.5 vs +0.15 after 300 synthetic steps,
-        # `python -m benchmarks.experiments.init_early_phase`).
+        # a_i = 0.01; an aligned SAE must start at a_i = 1. Adam moves each
+        # coordinate by about lr per step, so the scale of the *free* parameters
+        # sets how fast they train; each form keeps them as close to SAELens'
+        # scale as its constraint allows (docs/method.md, "Initialisation"):
+        # - tied: the encoder (the only free matrix) keeps SAELens' init (norm
+        #   0.1); the decoder is its tied partner d_i = e_i / ||e_i||² (norm 10).
+        # - projected: encoder and decoder are both free and <e_i, d_i> = 1 forces
+        #   ||e_i|| ||d_i|| >= 1, so both start at unit norm, e_i = d_i (balanced).
+        #   From the tied pair its norm-10 decoder never left its random start in
+        #   a run; from SAELens' 0.1 decoder the encoder is at norm 10
+        #   (`python -m benchmarks.experiments.projected_init`).
         super().initialize_weights()
-        self.W_dec.data.copy_(tied_decoder(self.effective_encoder()))
+        if self.cfg.alignment == "projected":
+            unit_FD = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(
+                DEGENERATE_SQ_NORM
+            )
+            self.W_dec.data.copy_(unit_FD)
+            scale_F = self.magnitude_scale()
+            self.W_enc.data.copy_(unit_FD.T if scale_F is None else unit_FD.T / scale_F)
+        else:
+            self.W_dec.data.copy_(tied_decoder(self.effective_encoder()))
 
     def magnitude_scale(self) -> torch.Tensor | None:
         """Per-feature factor between W_enc and the encoder that produces feature

@@ -346,13 +346,17 @@ def test_zero_decoder_row_at_load_time_is_rejected_naming_the_field(tmp_path):
 
 
 @pytest.mark.parametrize("architecture,alignment", ALIGNED_CASES)
-def test_both_forms_start_as_the_same_tied_unit_gain_sae(architecture, alignment):
+def test_both_forms_start_at_unit_gain_with_their_free_weights_at_trainable_scale(
+    architecture, alignment
+):
     sae = make_sae(architecture, alignment)
-    torch.testing.assert_close(sae_alignment_cosines(sae), torch.ones(sae.cfg.d_sae))
-    torch.testing.assert_close(
-        sae.W_enc.norm(dim=0), torch.full((sae.cfg.d_sae,), sae.cfg.decoder_init_norm)
-    )
-    torch.testing.assert_close(
-        sae.W_dec.norm(dim=1),
-        torch.full((sae.cfg.d_sae,), 1 / sae.cfg.decoder_init_norm),
-    )
+    d_sae = sae.cfg.d_sae
+    torch.testing.assert_close(sae_alignment_cosines(sae), torch.ones(d_sae))
+    torch.testing.assert_close(sae_alignment_scores(sae), torch.ones(d_sae))
+    encoder_norm = sae.effective_encoder().norm(dim=0)
+    if alignment == "tied":  # the free encoder keeps SAELens' scale
+        expected = (sae.cfg.decoder_init_norm, 1 / sae.cfg.decoder_init_norm)
+    else:  # both free: balanced
+        expected = (1.0, 1.0)
+    torch.testing.assert_close(encoder_norm, torch.full((d_sae,), expected[0]))
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.full((d_sae,), expected[1]))

@@ -129,6 +129,9 @@ def test_tiny_synthetic_sweep_writes_ground_truth_records_and_stability(
     assert sorted(s["eval_config"]["point"]["point_id"] for s in stability) == sorted(
         {r.point_id for r in runs}
     )
+    for record in stability:  # an untrained SAE's ground truth, the chance level
+        chance = record["eval_result_metrics"]["chance_ground_truth"]
+        assert 0 <= chance["mcc"] <= 1 and math.isfinite(chance["f1"])
     assert (out / "synthetic_model" / "synthetic_model_config.json").exists()
     assert (out / "synthetic_data" / "train.safetensors").exists()
 

@@ -1,11 +1,12 @@
 """Which sparsity coefficient gives which L0: a quick one-seed calibration.
 
 L1-family architectures (standard, gated, p-annealing and their aligned forms) set
-sparsity through a coefficient whose effect on L0 differs by architecture and by
-alignment form. Sweeps compare curves at matched L0, so each curve must span the
-same L0 range; this trains each (architecture, coefficient) once on a sweep's
-cached activations, with the sweep's steps, batch and learning rate, and prints
-the L0, explained variance and dead fraction on held-out cached rows.
+sparsity through a coefficient whose effect on L0 differs by architecture, by
+alignment form and by initialisation. Sweeps compare curves at matched L0, so each
+curve must span the same L0 range; this trains each (arm, coefficient) once on a
+preset's data (an LM preset's cached activations, a synthetic preset's stored
+samples) with the sweep's steps, batch and batch order, and prints the L0,
+explained variance and dead fraction on held-out activations.
 
     python -m benchmarks.experiments.calibrate_l0 --preset cpu \\
         standard:l1_coefficient:16 "aligned[tied]:l1_coefficient:2" \\
@@ -21,7 +22,7 @@ benchmarks/results/README.md.
 import argparse
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -61,14 +62,37 @@ def parse_spec(spec: str, d_sae: int, seed: int, lr: float) -> RunSpec:
     )
 
 
-def cached_activations(preset: str) -> torch.Tensor:
-    """The preset's activation cache as one [tokens, d_in] tensor (made first if
-    it does not exist yet)."""
+def calibration_data(
+    preset: str, out_dir: Path
+) -> tuple[Callable[[int], Iterator[torch.Tensor]], torch.Tensor]:
+    """(seed -> training batches, held-out activations [tokens, d_in]) of a
+    preset, made first where they do not exist yet: an `lm` preset's activation
+    cache (its last HELD_OUT_ROWS rows held out), or a `synthetic` preset's stored
+    samples (held out: its evaluation samples)."""
+    config = load_sweep_config(preset)
+    batch = config.train_batch_size_tokens
+    if config.kind == "synthetic":
+        from benchmarks.synthetic_backend import SyntheticBackend, stored_batches
+
+        backend = SyntheticBackend(config, out_dir)
+        backend.prepare()
+        feature_dict = backend.model.feature_dict
+        held_out = backend.eval_samples()
+        with torch.no_grad():
+            x_held = feature_dict(held_out.rows(torch.arange(len(held_out))).to_dense())
+        return (
+            lambda seed: stored_batches(
+                backend.train_samples(), feature_dict, batch, seed, config.device
+            ),
+            x_held,
+        )
     from benchmarks.lm_backend import LMBackend
     from saelens_aligned.pipeline.activations import load_cached_activations
 
-    backend = LMBackend(load_sweep_config(preset), out_dir=Path("."))
-    return load_cached_activations(backend.cache_dir, backend.d_in)
+    lm = LMBackend(config, out_dir=out_dir)
+    x = load_cached_activations(lm.cache_dir, lm.d_in)
+    train, held = x[:-HELD_OUT_ROWS], x[-HELD_OUT_ROWS:]
+    return lambda seed: shuffled_batches(train, batch, seed), held
 
 
 def shuffled_batches(x: torch.Tensor, batch: int, seed: int) -> Iterator[torch.Tensor]:
@@ -79,25 +103,26 @@ def shuffled_batches(x: torch.Tensor, batch: int, seed: int) -> Iterator[torch.T
             yield x[order[start : start + batch]]
 
 
-def calibrate(preset: str, specs: list[str], seed: int = 0) -> Iterator[dict]:
+def calibrate(
+    preset: str, specs: list[str], seed: int = 0, out_dir: Path = Path(".")
+) -> Iterator[dict]:
     from sae_lens.training.sae_trainer import SAETrainer
 
     from benchmarks.perf import plain_trainer_config
 
     config = load_sweep_config(preset)
-    x = cached_activations(preset)
-    train, held = x[:-HELD_OUT_ROWS], x[-HELD_OUT_ROWS:]
+    batches, held = calibration_data(preset, out_dir)
     batch, steps = config.train_batch_size_tokens, config.training_steps
     for spec in specs:
         run = parse_spec(spec, config.d_sae[0], seed, config.lr)
-        sae = initial_sae(run, x.shape[1], steps)
+        sae = initial_sae(run, held.shape[1], steps)
         start = time.perf_counter()
         settings = config.training(seed, run.lr)
         trainer_cfg = plain_trainer_config(
             steps * batch, batch, lr=run.lr, dead_feature_window=settings.dead_window
         )
         SAETrainer(
-            cfg=trainer_cfg, sae=sae, data_provider=shuffled_batches(train, batch, seed)
+            cfg=trainer_cfg, sae=sae, data_provider=batches(config.activation_seed)
         ).fit()
         with torch.no_grad():
             acts = sae.encode(held)
@@ -117,11 +142,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out",
+        default=".",
+        help="folder for a synthetic preset's model and samples (reuse a sweep's)",
+    )
     parser.add_argument("specs", nargs="+", help="label:param:value")
     args = parser.parse_args()
     import saelens_aligned  # noqa: F401  (registers the aligned architectures)
 
-    for row in calibrate(args.preset, args.specs, args.seed):
+    for row in calibrate(args.preset, args.specs, args.seed, Path(args.out)):
         print(json.dumps(row), flush=True)
 
 

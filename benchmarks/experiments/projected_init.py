@@ -59,7 +59,8 @@ def matched_decoder_cos(dec_a: torch.Tensor, dec_b: torch.Tensor) -> float:
 
 def train_from_start(
     arch: str,
-    start: str,
+    start: str | None,
+    form: str | None,
     seed: int,
     setup: SyntheticSetup,
     model: Any,
@@ -82,10 +83,11 @@ def train_from_start(
             setup.hidden_dim,
             setup.d_sae,
             shared={"k": args.k, "l1_coefficient": args.l1},
-            alignment="projected",
+            **({"alignment": form} if form else {}),
         )
     )
-    apply_start(sae, start)
+    if start is not None:  # aligned: the start; a stock base keeps SAELens' init
+        apply_start(sae, start)
     batches = stored_batches(samples, model.feature_dict, setup.batch_size, 0, "cpu")
     cfg = plain_trainer_config(
         setup.steps * setup.batch_size,
@@ -116,6 +118,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--arch", nargs="+", default=["aligned_topk", "aligned"])
     parser.add_argument("--starts", nargs="+", default=list(STARTS))
+    parser.add_argument(
+        "--forms", nargs="+", default=["projected"], help="alignment forms to start"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--l1", type=float, default=3.0)
@@ -127,31 +132,38 @@ def main() -> None:
     setup = SyntheticSetup(steps=args.steps, eval_samples=20_000, lr=args.lr)
     model = build_synthetic_model(setup)
     samples = StoredSamples.draw(model, setup.steps * setup.batch_size, 0)
-    for arch in args.arch:
-        for start in args.starts:
-            rows = [
-                train_from_start(arch, start, seed, setup, model, samples, args)
-                for seed in args.seeds
-            ]
-            decoders = [r.pop("sae").W_dec.detach().clone() for r in rows]
-            random_a, random_b = (
-                torch.randn(setup.d_sae, setup.hidden_dim) for _ in range(2)
-            )
-            summary = {k: [r[k] for r in rows] for k in rows[0]}
-            print(
-                json.dumps(
-                    {
-                        "architecture": arch,
-                        "start": start,
-                        "steps": args.steps,
-                        "lr": args.lr,
-                        **summary,
-                        "matched_decoder_cos": matched_decoder_cos(*decoders[:2]),
-                        "random_decoder_cos": matched_decoder_cos(random_a, random_b),
-                    }
-                ),
-                flush=True,
-            )
+    aligned = set(saelens_aligned.aligned_architectures())
+    arms = [
+        (arch, start, form)
+        for arch in args.arch
+        for form in (args.forms if arch in aligned else [None])
+        for start in (args.starts if arch in aligned else [None])
+    ]
+    for arch, start, form in arms:
+        rows = [
+            train_from_start(arch, start, form, seed, setup, model, samples, args)
+            for seed in args.seeds
+        ]
+        decoders = [r.pop("sae").W_dec.detach().clone() for r in rows]
+        random_a, random_b = (
+            torch.randn(setup.d_sae, setup.hidden_dim) for _ in range(2)
+        )
+        summary = {k: [r[k] for r in rows] for k in rows[0]}
+        print(
+            json.dumps(
+                {
+                    "architecture": arch,
+                    "alignment": form,
+                    "start": start,
+                    "steps": args.steps,
+                    "lr": args.lr,
+                    **summary,
+                    "matched_decoder_cos": matched_decoder_cos(*decoders[:2]),
+                    "random_decoder_cos": matched_decoder_cos(random_a, random_b),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
