@@ -214,7 +214,7 @@ def test_live_sampling_trains_the_same_sae_for_the_same_seed(
     b = load_file(str(tmp_path / "b" / "sae_weights.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    result = backend.evaluate(run, tmp_path / "a")
+    result = backend.evaluate(run, tmp_path / "a", config.eval)
     assert result.unstructured["training_data"] == "live"
     assert math.isfinite(result.metrics["ground_truth"]["mcc"])
 
