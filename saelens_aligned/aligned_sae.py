@@ -3,21 +3,32 @@
 `AlignedTrainingSAE` is a mixin placed before a SAELens training architecture in
 the MRO. It never re-implements the base's forward logic: for the duration of
 `training_forward_pass` it replaces the matrices the base reads (`W_dec` for
-`tied`, `W_enc` for `projected`) with their aligned versions, formed once per step,
-and hands control to the base. Encode, decode, auxiliary losses, TopK's rescaling,
-thresholds and Gated's paths therefore all see the same aligned matrices.
+`tied`, `W_enc` for `projected`) with their aligned versions and hands control to
+the base. Encode, decode, auxiliary losses, TopK's rescaling, thresholds and
+Gated's paths therefore all see the same aligned matrices.
 
 Stored parameters keep SAELens' names and always hold the *effective* weights:
 - `tied`: `W_enc` is the free parameter; `W_dec` is rematerialised from it and
   has `requires_grad=False`, so it gets no gradient and Adam keeps no state for it.
-- `projected`: `W_enc` and `W_dec` are free; `W_enc` is snapped onto the
-  constraint surface at the start of every step (a no-op up to one step's drift),
-  so a checkpoint is both the effective weights and the exact trainer state.
+- `projected`: `W_enc` and `W_dec` are free; `W_enc` is kept on the constraint
+  surface, so a checkpoint is both the effective weights and the exact trainer
+  state.
 After every optimizer step that updates an aligned SAE, a torch optimizer
-post-step hook re-aligns the stored weights, so `sae.W_dec`, `sae.state_dict()` or
-any other reader sees effective weights between steps. Readers that might follow
-an update made outside an optimizer (encode, decode, folds, saving, histograms)
-also re-align lazily, keyed on the parameters' version counters.
+post-step hook re-aligns the stored weights in place, so `sae.W_dec`,
+`sae.state_dict()` or any other reader sees effective weights between steps.
+Readers that might follow an update made outside an optimizer (encode, decode,
+folds, saving, histograms, the next step) also re-align lazily, keyed on the
+parameters' version counters.
+
+What this costs per step, and why it is no more: since the stored weights are
+already aligned when a step starts, the aligned matrix the step reads *is* the
+stored parameter. `aligned_weights` returns it as it is, through an autograd
+function whose backward is the map's gradient in closed form (`alignment.py`): no
+pass and no copy in the forward, two or three elementwise passes in the backward,
+two or three in the re-alignment, and no full-size buffer the base does not have.
+`W_enc` is stored feature-major (each column contiguous, like each row of `W_dec`)
+so every one of those passes is unit-stride; the matmuls read either layout at the
+same speed.
 """
 
 import weakref
