@@ -55,6 +55,11 @@ class PerfSettings:
         warmup: untimed steps per architecture first.
         device: "cpu" or "cuda".
         autocast: bf16 autocast for the SAE step (the GPU setting).
+        clock: "wall" (elapsed time, the default) or "cpu" (this process' CPU
+            time; with `threads` 1 it is immune to other jobs taking the cores
+            in turn, though not to their cache and memory traffic: the clock for
+            a shared CPU machine).
+        threads: torch intra-op threads on CPU; None keeps torch's default.
     """
 
     d_in: int = 576
@@ -65,6 +70,8 @@ class PerfSettings:
     warmup: int = 5
     device: str = "cpu"
     autocast: bool = False
+    clock: str = "wall"
+    threads: int | None = None
 
 
 CPU_SETTINGS = PerfSettings()
@@ -192,9 +199,14 @@ def _sync(device: str) -> None:
 
 
 def interleaved_medians(
-    steps: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str
+    steps: dict[str, Callable[[], Any]],
+    repeats: int,
+    warmup: int,
+    device: str,
+    clock: str = "wall",
 ) -> dict[str, float]:
     """Median seconds per call of each function, called in turn A B A B ..."""
+    now = {"wall": time.perf_counter, "cpu": time.process_time}[clock]
     for _ in range(warmup):
         for fn in steps.values():
             fn()
@@ -202,10 +214,10 @@ def interleaved_medians(
     for _ in range(repeats):
         for name, fn in steps.items():
             _sync(device)
-            start = time.perf_counter()
+            start = now()
             fn()
             _sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(now() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -237,9 +249,9 @@ def dense_matmul_seconds(settings: PerfSettings) -> float:
         g_BD @ W_FD.T  # grad acts through the decoder
         f_BF.T @ g_BD  # grad W_dec
 
-    return interleaved_medians({"dense": six}, settings.steps, settings.warmup, dev)[
-        "dense"
-    ]
+    return interleaved_medians(
+        {"dense": six}, settings.steps, settings.warmup, dev, settings.clock
+    )["dense"]
 
 
 def step_overhead(
@@ -270,6 +282,7 @@ def step_overhead(
         settings.steps,
         settings.warmup,
         settings.device,
+        settings.clock,
     )
     result: dict[str, Any] = {
         "measurement": "step_overhead",
@@ -466,6 +479,8 @@ def run(
 ) -> Iterator[dict[str, Any]]:
     """Each measurement as soon as it is taken (a long run shows progress): every
     case of `perf_cases` in every form, then the roofline of aligned TopK."""
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
     context = {"machine": machine(), "settings": asdict(settings)}
     topk_tied: dict[str, Any] | None = None
     for case in perf_cases(architectures, sparse_topk):
@@ -505,6 +520,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps", type=int, default=None, help="timed steps per architecture"
     )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall (default) or cpu: process CPU time, for a shared machine "
+        "(use with --threads 1)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--architectures", nargs="+", default=None)
     parser.add_argument("--alignment", nargs="+", default=list(ALIGNMENT_FORMS))
     parser.add_argument(
@@ -544,6 +567,7 @@ def main(args: argparse.Namespace) -> None:
         settings = CPU_SETTINGS
     if args.steps is not None:
         settings = replace(settings, steps=args.steps)
+    settings = replace(settings, clock=args.clock, threads=args.threads)
     architectures = args.architectures or saelens_aligned.aligned_architectures()
     if not (args.sweep_only and args.sweep_k):
         for result in run(
