@@ -3,21 +3,32 @@
 `AlignedTrainingSAE` is a mixin placed before a SAELens training architecture in
 the MRO. It never re-implements the base's forward logic: for the duration of
 `training_forward_pass` it replaces the matrices the base reads (`W_dec` for
-`tied`, `W_enc` for `projected`) with their aligned versions, formed once per step,
-and hands control to the base. Encode, decode, auxiliary losses, TopK's rescaling,
-thresholds and Gated's paths therefore all see the same aligned matrices.
+`tied`, `W_enc` for `projected`) with their aligned versions and hands control to
+the base. Encode, decode, auxiliary losses, TopK's rescaling, thresholds and
+Gated's paths therefore all see the same aligned matrices.
 
 Stored parameters keep SAELens' names and always hold the *effective* weights:
 - `tied`: `W_enc` is the free parameter; `W_dec` is rematerialised from it and
   has `requires_grad=False`, so it gets no gradient and Adam keeps no state for it.
-- `projected`: `W_enc` and `W_dec` are free; `W_enc` is snapped onto the
-  constraint surface at the start of every step (a no-op up to one step's drift),
-  so a checkpoint is both the effective weights and the exact trainer state.
+- `projected`: `W_enc` and `W_dec` are free; `W_enc` is kept on the constraint
+  surface, so a checkpoint is both the effective weights and the exact trainer
+  state.
 After every optimizer step that updates an aligned SAE, a torch optimizer
-post-step hook re-aligns the stored weights, so `sae.W_dec`, `sae.state_dict()` or
-any other reader sees effective weights between steps. Readers that might follow
-an update made outside an optimizer (encode, decode, folds, saving, histograms)
-also re-align lazily, keyed on the parameters' version counters.
+post-step hook re-aligns the stored weights in place, so `sae.W_dec`,
+`sae.state_dict()` or any other reader sees effective weights between steps.
+Readers that might follow an update made outside an optimizer (encode, decode,
+folds, saving, histograms, the next step) also re-align lazily, keyed on the
+parameters' version counters.
+
+What this costs per step, and why it is no more: since the stored weights are
+already aligned when a step starts, the aligned matrix the step reads *is* the
+stored parameter. `aligned_weights` returns it as it is, through an autograd
+function whose backward is the map's gradient in closed form (`alignment.py`): no
+pass and no copy in the forward, two or three elementwise passes in the backward,
+two or three in the re-alignment, and no full-size buffer the base does not have.
+`W_enc` is stored feature-major (each column contiguous, like each row of `W_dec`)
+so every one of those passes is unit-stride; the matmuls read either layout at the
+same speed.
 """
 
 import weakref
@@ -42,9 +53,16 @@ from saelens_aligned.alignment import (
     AlignmentForm,
     alignment_scores,
     effective_encoder,
-    projected_encoder,
+    effective_sq_norms,
+    feature_major,
+    is_feature_major,
+    project_encoder_,
+    projection_residual,
+    stored_projected_encoder,
+    stored_tied_decoder,
     summarize_alignment,
     tied_decoder,
+    write_tied_decoder_,
 )
 from saelens_aligned.sae_config import CheckedTrainingSAEConfig, ConfigError
 
@@ -143,6 +161,15 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
         self._in_aligned_step = False
         self._synced_key: tuple[Any, ...] | None = None
         self.W_dec.requires_grad_(cfg.alignment != "tied")
+        # What the closed-form gradients of the aligned map need from the last
+        # alignment, one number per feature: the squared norm it divided by and,
+        # for `projected`, the residual gap it left (0 unless degenerate).
+        # Not persistent: rederived from the weights whenever they are aligned.
+        cache_F = torch.zeros(
+            cfg.d_sae, dtype=self.W_enc.dtype, device=self.W_enc.device
+        )
+        self.register_buffer("_alignment_sq_norm", cache_F, persistent=False)
+        self.register_buffer("_alignment_residual", cache_F.clone(), persistent=False)
         self.align_()
         _LIVE_ALIGNED_SAES.add(self)
 
@@ -183,19 +210,85 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
         return effective_encoder(self.W_enc, self.magnitude_scale())
 
     def aligned_weights(self) -> dict[str, torch.Tensor]:
-        """The derived matrix of this step, differentiable w.r.t. the free ones."""
-        if self.cfg.alignment == "tied":
-            return {"W_dec": tied_decoder(self.effective_encoder())}
-        # <W_enc * s, d> = 1  <=>  <W_enc, d> = 1 / s: project the stored encoder.
+        """The derived matrix of this step, differentiable w.r.t. the free ones.
+
+        The stored weights are already aligned (`align_if_stale`), so its value is
+        the stored parameter itself: no pass and no copy. Only its gradient is
+        computed, in closed form (`alignment.stored_tied_decoder`,
+        `alignment.stored_projected_encoder`)."""
         scale_F = self.magnitude_scale()
-        target_F: torch.Tensor | float = 1.0 if scale_F is None else 1.0 / scale_F
-        return {"W_enc": projected_encoder(self.W_enc, self.W_dec, target_F)}
+        if self.cfg.alignment == "tied":
+            W_dec = stored_tied_decoder(
+                self.W_enc, self.W_dec, self._alignment_sq_norm, scale_F
+            )
+            return {"W_dec": W_dec}
+        W_enc = stored_projected_encoder(
+            self.W_enc,
+            self.W_dec,
+            self._alignment_sq_norm,
+            self._alignment_residual,
+            None if scale_F is None else self._projection_target(scale_F),
+        )
+        return {"W_enc": W_enc}
+
+    @staticmethod
+    def _projection_target(scale_F: torch.Tensor | None) -> torch.Tensor | float:
+        # <W_enc * s, d> = 1  <=>  <W_enc, d> = 1 / s: project the stored encoder.
+        return 1.0 if scale_F is None else 1.0 / scale_F
+
+    def _use_feature_major_layout(self) -> None:
+        # W_enc is stored feature-major (`alignment.feature_major`) so every
+        # per-feature pass of the alignment math is unit-stride. `.data` keeps
+        # the Parameter object, which the optimizer holds.
+        W_enc = self._parameters["W_enc"]
+        if (
+            W_enc is not None
+            and W_enc.device.type != "meta"
+            and not torch.compiler.is_compiling()
+            and not is_feature_major(W_enc)
+        ):
+            W_enc.data = feature_major(W_enc.data)
 
     @torch.no_grad()
     def align_(self) -> None:
         """Write the aligned weights into the stored parameters (in place)."""
-        for name, value in self.aligned_weights().items():
-            self._parameters[name].copy_(value)  # type: ignore[union-attr]
+        self._use_feature_major_layout()
+        scale_F = self.magnitude_scale()
+        if self.cfg.alignment == "tied":
+            sq_norm_F = write_tied_decoder_(self.W_dec, self.W_enc, scale_F)
+            self._set_alignment_cache(sq_norm_F)
+        else:
+            target_F = self._projection_target(scale_F)
+            sq_norm_F, residual_F = project_encoder_(self.W_enc, self.W_dec, target_F)
+            self._set_alignment_cache(sq_norm_F, residual_F)
+        self._synced_key = self._parameter_versions()
+
+    def _set_alignment_cache(
+        self, sq_norm_F: torch.Tensor, residual_F: torch.Tensor | None = None
+    ) -> None:
+        cache_F = self._alignment_sq_norm
+        if cache_F.device != sq_norm_F.device or cache_F.dtype != sq_norm_F.dtype:
+            # Weights loaded with assign=True into an SAE built on the meta device.
+            self._alignment_sq_norm = torch.empty_like(sq_norm_F)
+            self._alignment_residual = torch.zeros_like(sq_norm_F)
+        self._alignment_sq_norm.copy_(sq_norm_F)
+        if residual_F is not None:
+            self._alignment_residual.copy_(residual_F)
+
+    @torch.no_grad()
+    def _mark_aligned(self) -> None:
+        """Take the stored weights as aligned, as they are (a fold, or a load of
+        saved aligned weights), and rederive what the gradients need from them."""
+        self._use_feature_major_layout()
+        scale_F = self.magnitude_scale()
+        if self.cfg.alignment == "tied":
+            self._set_alignment_cache(effective_sq_norms(self.W_enc, scale_F))
+        else:
+            sq_norm_F = self.W_dec.pow(2).sum(dim=-1)
+            gap_F = self._projection_target(scale_F) - alignment_scores(
+                self.W_enc, self.W_dec
+            )
+            self._set_alignment_cache(sq_norm_F, projection_residual(gap_F, sq_norm_F))
         self._synced_key = self._parameter_versions()
 
     def alignment_scores(self) -> torch.Tensor:
@@ -263,7 +356,8 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
     def process_state_dict_for_saving(self, state_dict: dict[str, Any]) -> None:
         self.align_if_stale()
         for name in ("W_enc", "W_dec"):
-            state_dict[name] = getattr(self, name).detach()
+            # Contiguous: safetensors stores no strides (W_enc is feature-major).
+            state_dict[name] = getattr(self, name).detach().contiguous()
         super().process_state_dict_for_saving(state_dict)
 
     @override
@@ -293,7 +387,7 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
         if deviation.numel() and float(deviation.max()) > LOAD_ALIGNMENT_TOLERANCE:
             self.align_()
         else:
-            self._synced_key = self._parameter_versions()
+            self._mark_aligned()
         return result
 
     @torch.no_grad()
@@ -310,13 +404,13 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
     def fold_W_dec_norm(self) -> None:
         self.align_if_stale()
         super().fold_W_dec_norm()
-        self._synced_key = self._parameter_versions()
+        self._mark_aligned()
 
     @override
     def fold_activation_norm_scaling_factor(self, scaling_factor: float) -> None:
         self.align_if_stale()
         super().fold_activation_norm_scaling_factor(scaling_factor)
-        self._synced_key = self._parameter_versions()
+        self._mark_aligned()
 
     @override
     def fold_activation_whitening(
@@ -327,7 +421,7 @@ class AlignedTrainingSAE(TrainingSAE[T_ALIGNED_CONFIG]):
     ) -> None:
         self.align_if_stale()
         super().fold_activation_whitening(mean, whitening_matrix, unwhitening_matrix)
-        self._synced_key = self._parameter_versions()
+        self._mark_aligned()
 
     @override
     @torch.no_grad()

@@ -80,6 +80,201 @@ def projected_encoder(
     return W_enc_DF + W_dec_T_DF * (gap_F / sq_norm_F)
 
 
+def feature_major(W_enc_DF: torch.Tensor) -> torch.Tensor:
+    """`W_enc_DF` stored with each encoder column e_i contiguous, as each decoder row
+    d_i already is: same shape and values, the transpose of a contiguous [F, D].
+
+    Every per-feature operation of the alignment math (norms, scores, the maps and
+    their gradients) then reads e_i and d_i with unit stride. In SAELens' layout
+    (row-major W_enc) each of them is a transposed, cache-hostile pass, about 8x
+    slower on CPU; the matmuls take either layout at the same speed.
+    """
+    return W_enc_DF.T.contiguous().T
+
+
+def is_feature_major(W_enc_DF: torch.Tensor) -> bool:
+    return W_enc_DF.T.is_contiguous()
+
+
+class _StoredTiedDecoder(torch.autograd.Function):
+    """The `tied` map d_i = e_i / ||e_i||², with e_i = W_enc[:, i] * scale_i, whose
+    value is already stored: forward returns `W_dec_FD` itself (no pass, no copy) and
+    backward is the map's closed-form gradient.
+
+    With s_i = max(||e_i||², DEGENERATE_SQ_NORM), g_i the gradient w.r.t. d_i and
+    c_i = <g_i, d_i>:  grad e_i = g_i / s_i - 2 c_i d_i  (the second term only where
+    the clamp is inactive, as autograd of the clamped map gives), and, because the map
+    divides by the scale it multiplies by, grad scale_i = <grad e_i, e_i> / scale_i
+    = (c_i - 2 c_i [live]) / scale_i.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        _W_enc_DF: torch.Tensor,  # an input only so that its gradient is returned
+        scale_F: torch.Tensor | None,
+        W_dec_FD: torch.Tensor,
+        sq_norm_F: torch.Tensor,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(W_dec_FD, sq_norm_F, scale_F)
+        return W_dec_FD.view_as(W_dec_FD)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_FD: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        W_dec_FD, sq_norm_F, scale_F = ctx.saved_tensors
+        inv_sq_norm_F = sq_norm_F.clamp_min(DEGENERATE_SQ_NORM).reciprocal()
+        c_F = (grad_FD * W_dec_FD).sum(dim=-1)
+        live_c_F = torch.where(sq_norm_F >= DEGENERATE_SQ_NORM, c_F, 0)
+        grad_scale_F = None
+        if scale_F is not None:
+            # grad W_enc = grad e * scale, folded into the per-feature factors.
+            inv_sq_norm_F = inv_sq_norm_F * scale_F
+            if ctx.needs_input_grad[1]:
+                grad_scale_F = (c_F - 2 * live_c_F) / scale_F
+            live_c_F = live_c_F * scale_F
+        grad_enc_FD = None
+        if ctx.needs_input_grad[0]:
+            grad_enc_FD = W_dec_FD * (-2 * live_c_F).unsqueeze(-1)
+            grad_enc_FD.addcmul_(grad_FD, inv_sq_norm_F.unsqueeze(-1))
+        return (
+            None if grad_enc_FD is None else grad_enc_FD.T,
+            grad_scale_F,
+            None,
+            None,
+        )
+
+
+def stored_tied_decoder(
+    W_enc_DF: torch.Tensor,
+    W_dec_FD: torch.Tensor,
+    sq_norm_F: torch.Tensor,
+    magnitude_scale_F: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`tied_decoder(effective_encoder(W_enc_DF, magnitude_scale_F))` without forming
+    it: `W_dec_FD` must already hold that value and `sq_norm_F` the effective
+    encoder's squared column norms before clamping (`write_tied_decoder_` keeps both).
+    Differentiable w.r.t. `W_enc_DF` and the scale. [F, D]"""
+    return _StoredTiedDecoder.apply(W_enc_DF, magnitude_scale_F, W_dec_FD, sq_norm_F)
+
+
+@torch.no_grad()
+def write_tied_decoder_(
+    W_dec_FD: torch.Tensor,
+    W_enc_DF: torch.Tensor,
+    magnitude_scale_F: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Write `tied_decoder(effective_encoder(W_enc_DF, scale))` into `W_dec_FD` in
+    place, in two passes (norms, then the write); returns the unclamped squared
+    norms of the effective encoder's columns. [F]"""
+    sq_norm_F = effective_sq_norms(W_enc_DF, magnitude_scale_F)
+    clamped_F = sq_norm_F.clamp_min(DEGENERATE_SQ_NORM).unsqueeze(-1)
+    if magnitude_scale_F is None:
+        torch.div(W_enc_DF.T, clamped_F, out=W_dec_FD)
+    else:
+        torch.mul(W_enc_DF.T, magnitude_scale_F.unsqueeze(-1) / clamped_F, out=W_dec_FD)
+    return sq_norm_F
+
+
+def effective_sq_norms(
+    W_enc_DF: torch.Tensor, magnitude_scale_F: torch.Tensor | None = None
+) -> torch.Tensor:
+    """||e_i||² of `effective_encoder(W_enc_DF, magnitude_scale_F)`, unclamped. [F]"""
+    sq_norm_F = W_enc_DF.pow(2).sum(dim=0)
+    return (
+        sq_norm_F
+        if magnitude_scale_F is None
+        else sq_norm_F * magnitude_scale_F.square()
+    )
+
+
+class _StoredProjectedEncoder(torch.autograd.Function):
+    """The `projected` map at a point already on its constraint surface: forward
+    returns the stored `W_enc_DF` itself, backward is the map's gradient there.
+
+    e_i = v_i + r_i d_i / q_i with r_i = t_i - <v_i, d_i> and q_i = max(||d_i||²,
+    DEGENERATE_SQ_NORM). With g_i the gradient w.r.t. e_i and c_i = <g_i, d_i> / q_i:
+    grad v_i = g_i - c_i d_i, grad t_i = c_i, and grad d_i = -c_i v_i + (r_i / q_i)
+    g_i (the term 2 r_i c_i d_i / q_i of the norm's derivative vanishes: r_i = 0
+    wherever the clamp is inactive). `residual_F` is r_i after the snap: 0 for every
+    feature the snap could align, t_i - <v_i, d_i> for a degenerate decoder row.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        W_enc_DF: torch.Tensor,
+        W_dec_FD: torch.Tensor,
+        _target_F: torch.Tensor | None,  # an input only for its gradient
+        sq_norm_F: torch.Tensor,
+        residual_F: torch.Tensor,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(W_enc_DF, W_dec_FD, sq_norm_F, residual_F)
+        return W_enc_DF.view_as(W_enc_DF)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_DF: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        W_enc_DF, W_dec_FD, sq_norm_F, residual_F = ctx.saved_tensors
+        inv_sq_norm_F = sq_norm_F.clamp_min(DEGENERATE_SQ_NORM).reciprocal()
+        grad_FD = grad_DF.T  # feature-major when W_enc is, like every operand here
+        c_F = (grad_FD * W_dec_FD).sum(dim=-1) * inv_sq_norm_F
+        grad_enc_FD = grad_dec_FD = None
+        if ctx.needs_input_grad[0]:
+            grad_enc_FD = torch.addcmul(grad_FD, W_dec_FD, -c_F.unsqueeze(-1))
+        if ctx.needs_input_grad[1]:
+            grad_dec_FD = W_enc_DF.T * (-c_F).unsqueeze(-1)
+            grad_dec_FD.addcmul_(grad_FD, (residual_F * inv_sq_norm_F).unsqueeze(-1))
+        return (
+            None if grad_enc_FD is None else grad_enc_FD.T,
+            grad_dec_FD,
+            c_F if ctx.needs_input_grad[2] else None,
+            None,
+            None,
+        )
+
+
+def stored_projected_encoder(
+    W_enc_DF: torch.Tensor,
+    W_dec_FD: torch.Tensor,
+    sq_norm_F: torch.Tensor,
+    residual_F: torch.Tensor,
+    target_F: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`projected_encoder(W_enc_DF, W_dec_FD, target_F)` where `W_enc_DF` is already
+    projected (`project_encoder_` keeps it so, and returns `sq_norm_F` and
+    `residual_F`): its value is `W_enc_DF` itself, differentiable w.r.t. both
+    matrices and the target. [D, F]"""
+    return _StoredProjectedEncoder.apply(
+        W_enc_DF, W_dec_FD, target_F, sq_norm_F, residual_F
+    )
+
+
+@torch.no_grad()
+def project_encoder_(
+    W_enc_DF: torch.Tensor,
+    W_dec_FD: torch.Tensor,
+    target_F: torch.Tensor | float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project `W_enc_DF` in place (`projected_encoder`), in three passes (decoder
+    norms, scores, the update). Returns the decoder rows' unclamped squared norms and
+    each feature's residual t_i - <e_i, d_i> after the projection, computed from the
+    map rather than re-measured: exactly 0 wherever ||d_i||² >= DEGENERATE_SQ_NORM,
+    so a resumed run's gradients match an uninterrupted one's. ([F], [F])"""
+    sq_norm_F = W_dec_FD.pow(2).sum(dim=-1)
+    clamped_F = sq_norm_F.clamp_min(DEGENERATE_SQ_NORM)
+    gap_F = target_F - alignment_scores(W_enc_DF, W_dec_FD)
+    W_enc_DF.addcmul_(W_dec_FD.T, (gap_F / clamped_F).unsqueeze(0))
+    return sq_norm_F, projection_residual(gap_F, sq_norm_F)
+
+
+def projection_residual(gap_F: torch.Tensor, sq_norm_F: torch.Tensor) -> torch.Tensor:
+    """t_i - <e_i, d_i> after projecting an encoder whose gap before was `gap_F`:
+    gap * (1 - ||d||² / max(||d||², DEGENERATE_SQ_NORM)), exactly 0 unless degenerate.
+    [F]"""
+    return gap_F * (1 - sq_norm_F / sq_norm_F.clamp_min(DEGENERATE_SQ_NORM))
+
+
 @dataclass(frozen=True)
 class AlignmentSummary:
     """Distribution of the alignment scores of one SAE.

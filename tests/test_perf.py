@@ -7,9 +7,16 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from benchmarks.perf import TINY_SETTINGS, run
+from benchmarks.perf import SPARSE_TOPK_CASE, TINY_SETTINGS, gpu_check, run
+from saelens_aligned.alignment import ALIGNMENT_FORMS
 from saelens_aligned.diagnostics import sae_alignment_scores
-from tests.conftest import ALIGNED_CASES, make_base_twin, make_sae, step_input
+from tests.conftest import (
+    ALIGNED_ARCHITECTURES,
+    ALIGNED_CASES,
+    make_base_twin,
+    make_sae,
+    step_input,
+)
 
 BATCH = (
     37  # distinct from d_in (16) and d_sae (48), so batch-sized matmuls are unambiguous
@@ -71,6 +78,36 @@ def test_perf_command_runs_at_tiny_shapes():
         assert "machine" in r and "settings" in r
         if r["measurement"] == "step_overhead":
             assert math.isfinite(r["ratio"]) and r["ratio"] > 0
+            assert "peak_memory_ratio" not in r  # memory=False
+    # The sparse-decode TopK pair is measured too, in both forms.
+    assert {
+        r["alignment"]
+        for r in results
+        if r.get("architecture") == SPARSE_TOPK_CASE.name
+    } == {"tied", "projected"}
+
+
+def test_gpu_check_runs_on_cpu_at_tiny_shapes():
+    # The GPU check's code path (bf16 autocast, every variant and form, memory,
+    # the sweep's LM time) at tiny shapes on CPU; on a GPU machine it runs as
+    # `python -m benchmarks perf --device cuda --gpu-setting`.
+    results = list(gpu_check("cpu", tiny=True, sweep_k=2))
+    steps = [r for r in results if r["measurement"] == "step_overhead"]
+    expected = {
+        (name, form)
+        for name in [*ALIGNED_ARCHITECTURES, SPARSE_TOPK_CASE.name]
+        for form in ALIGNMENT_FORMS
+    }
+    assert {(r["architecture"], r["alignment"]) for r in steps} == expected
+    for r in steps:
+        assert r["settings"]["autocast"] and r["settings"]["device"] == "cpu"
+        assert math.isfinite(r["ratio"]) and r["ratio"] > 0
+        assert math.isfinite(r["peak_memory_ratio"]) and r["peak_memory_ratio"] > 0
+        assert "allocator" in r["memory_accounting"]
+        assert len(r["load_average"]["before"]) == 3
+    (sweep,) = [r for r in results if r["measurement"] == "sweep_lm_time"]
+    assert sweep["device"] == "cpu" and sweep["sweep"]["lm_activations_s"] > 0
+    assert any(r["measurement"] == "roofline" for r in results)
 
 
 @pytest.mark.parametrize("alignment", ["tied", "projected"])
