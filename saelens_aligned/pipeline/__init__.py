@@ -1,0 +1,1 @@
+"""The benchmark pipeline: evaluation layers that read trained SAELens SAEs."""
