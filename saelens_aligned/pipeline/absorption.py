@@ -132,11 +132,8 @@ class AbsorptionSettings:
     def probe_key(self) -> str:
         """What the ground-truth probes depend on besides model and layer (they are
         cached under it and shared by every SAE evaluated in one work_dir)."""
-        relevant = {
-            name: getattr(self, name)
-            for name in ("random_seed", "prompt_template", "prompt_token_pos")
-        }
-        relevant["vocab_size"] = self.vocab_size
+        names = ("vocab_size", "random_seed", "prompt_template", "prompt_token_pos")
+        relevant = {name: getattr(self, name) for name in names}
         digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode())
         return f"vocab-{self.vocab_size or 'all'}-{digest.hexdigest()[:10]}"
 
