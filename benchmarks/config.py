@@ -78,9 +78,15 @@ class EvalSettings(EvalBudget):
             works offline).
         meta_structure_train_steps: Training steps of the meta-SAE
             (SAEBench's default is 1500).
-        absorption: Run SAEBench's absorption eval. It needs a HookedTransformer
-            model and costs far more than the core eval; when it cannot run, the
-            record says why.
+        absorption: Run SAEBench's absorption eval (`pipeline.absorption`) on a
+            TransformerLens view of the model; it costs far more than the core
+            eval. When it cannot run, the record says why.
+        absorption_vocab_size: Words of SAEBench's vocabulary the absorption eval
+            draws (seeded, every first letter kept); None: all of them
+            (SAEBench's default eval).
+        absorption_sparsity_values: Run absorption only at these sparsity values
+            (`k`, `l1_coefficient`, ...), e.g. one sparsity for every arm; None: at
+            every point.
         dead_window_tokens: Tokens of held-out text whose activations are cached
             once per sweep; every SAE's dead fraction and feature densities are
             also measured over all of them (no model pass per SAE). 0: off.
@@ -95,6 +101,8 @@ class EvalSettings(EvalBudget):
     meta_structure: bool = True
     meta_structure_train_steps: int = 300
     absorption: bool = False
+    absorption_vocab_size: int | None = 5000
+    absorption_sparsity_values: list[float] | None = None
     dead_window_tokens: int = 0
     synthetic_eval_samples: int = 50_000
 
@@ -202,13 +210,14 @@ class SweepConfig:
     def grid_eval(self) -> EvalSettings:
         """The learning-rate grid's evaluation: enough to rank rates by
         `lr_metric` (explained variance, L0, ground truth), no CE/KL, no long
-        window, no meta-SAE. The grid run at the chosen rate is evaluated again
+        window, no meta-SAE, no absorption. The grid run at the chosen rate is evaluated again
         with `eval` as a main run."""
         return replace(
             self.eval,
             n_eval_reconstruction_batches=0,
             dead_window_tokens=0,
             meta_structure=False,
+            absorption=False,
         )
 
     def training(self, seed: int, lr: float) -> TrainingSettings:
@@ -227,6 +236,27 @@ class SweepConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def restricted_to(self, bases: list[str]) -> "SweepConfig":
+        """The arms of these base architectures only: each base, its init controls
+        and its aligned variant (`["topk"]` keeps topk and aligned_topk). A sweep
+        run in parts this way fills one folder; its report covers what has run."""
+        from saelens_aligned.architectures import aligned_variant
+
+        family = {name: name for name in bases}
+        for base in bases:
+            try:
+                family[aligned_variant(base)] = base
+            except ValueError as e:
+                raise SweepConfigError(f"--bases: {e}") from e
+        kept = [arm for arm in self.architectures if arm.architecture in family]
+        if not kept:
+            present = sorted({arm.architecture for arm in self.architectures})
+            raise SweepConfigError(
+                f"--bases {bases}: no arm of {self.name!r} belongs to them; its "
+                f"architectures are {present}."
+            )
+        return replace(self, architectures=kept)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "SweepConfig":

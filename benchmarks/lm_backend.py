@@ -8,6 +8,7 @@ what a sweep needs on top: per-run SAE configs and seeds, and the evals beyond c
 the reason).
 """
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,28 @@ ABSORPTION_DISABLED = (
 )
 
 
+def absorption_metrics(
+    sae: Any, hooked_model: Any, settings: EvalSettings, work_dir: Path
+) -> tuple[dict[str, Any], str | None]:
+    """SAEBench's absorption metrics of `sae` (the record's `absorption` group),
+    and the reason when SAEBench could not evaluate it."""
+    from saelens_aligned.pipeline.absorption import AbsorptionSettings, run_absorption
+
+    result = run_absorption(
+        sae,
+        hooked_model,
+        AbsorptionSettings.cpu(vocab_size=settings.absorption_vocab_size),
+        work_dir,
+    )
+    metrics = {
+        key: value
+        for key, value in result.to_dict().items()
+        if key not in ("reason", "settings")
+    }
+    metrics["vocab_size"] = result.settings["vocab_size"]
+    return metrics, result.reason
+
+
 def lm_run_result(
     sae_dir: Path,
     model: Any,
@@ -54,11 +77,14 @@ def lm_run_result(
     seed: int,
     run_id: str,
     heldout_dir: Path | None = None,
+    absorption: tuple[Any, Path] | str | None = None,
 ) -> RunResult:
     """The record contents of the SAE saved at `sae_dir`: SAEBench core and the
     alignment summary (`pipeline.evaluation.evaluate`), dead latents over the
     long held-out window (`heldout_dir`, a cache of held-out activations),
-    meta_structure, and the reasons for every eval that did not run."""
+    meta_structure, absorption (`absorption`: the TransformerLens view and the
+    work folder of its probes, or why it cannot run), and the reasons for every
+    eval that did not run."""
     device = resolved.source.device
     sae = load_sae_dir(sae_dir, device=device)
     result = evaluate(sae, model, resolved, settings)
@@ -86,6 +112,13 @@ def lm_run_result(
         metrics["meta_structure"] = meta_structure_metrics(
             sae, seed, run_id, settings.meta_structure_train_steps, device
         )
+    absorption_reason: str | None = ABSORPTION_DISABLED
+    if isinstance(absorption, tuple):
+        metrics["absorption"], absorption_reason = absorption_metrics(
+            sae, absorption[0], settings, absorption[1]
+        )
+    elif isinstance(absorption, str):
+        absorption_reason = absorption
     return RunResult(
         metrics=metrics,
         unstructured={
@@ -95,7 +128,7 @@ def lm_run_result(
                 "edges": result.alignment["histogram_edges"],
             },
             "feature_density": result.feature_density,
-            "skipped_evals": skipped_evals(settings, ABSORPTION_DISABLED),
+            "skipped_evals": skipped_evals(settings, absorption_reason),
             "sae_dir": str(sae_dir),
         },
         sae_cfg_dict=sae.cfg.to_dict(),
@@ -119,6 +152,31 @@ class LMBackend:
         # (making the shared cache) and `eval` (SAEBench against the live model).
         self.lm_seconds: dict[str, float] = {"activations": 0.0, "eval": 0.0}
         self._phase = "activations"
+        self._absorption_model: Any = None
+
+    def absorption_setup(self) -> tuple[Any, Path] | str:
+        """The TransformerLens view absorption runs on (the blocks up to the hook;
+        loaded once per process) and this process's probe folder, or why there
+        is none."""
+        from saelens_aligned.pipeline.transformer_lens_view import (
+            hook_layer,
+            load_hooked_transformer,
+        )
+
+        source = self.resolved.source
+        layer = hook_layer(source.hook)
+        model_dir = Path(self.resolved.model_name)
+        if layer is None or not (model_dir / "config.json").is_file():
+            return (
+                f"needs a local model directory and a residual-stream hook; this "
+                f"sweep has model {self.resolved.model_name!r}, hook {source.hook!r}"
+            )
+        if self._absorption_model is None:
+            self._absorption_model = load_hooked_transformer(
+                model_dir, device=source.device, n_blocks=layer + 1
+            )
+        # Per process: parallel workers never share a half-written probe file.
+        return self._absorption_model, self.out_dir / "absorption" / f"{os.getpid()}"
 
     @property
     def model(self) -> Any:
@@ -198,6 +256,19 @@ class LMBackend:
             override_sae=sae,
         )
 
+    def _absorption_for(
+        self, run: RunSpec, settings: EvalSettings
+    ) -> tuple[Any, Path] | str | None:
+        if not settings.absorption:
+            return None
+        chosen = settings.absorption_sparsity_values
+        if chosen is not None and run.sparsity_value not in chosen:
+            return (
+                f"run at {run.sparsity_param}={run.sparsity_value:g} only at "
+                f"{chosen} in this sweep (eval.absorption_sparsity_values)"
+            )
+        return self.absorption_setup()
+
     def evaluate(
         self, run: RunSpec, sae_dir: Path, settings: EvalSettings
     ) -> RunResult:
@@ -211,6 +282,7 @@ class LMBackend:
             run.seed,
             run.run_id,
             self.heldout_dir if settings.dead_window_tokens else None,
+            self._absorption_for(run, settings),
         )
         result.metrics["training"] = training_details(
             self.config.training(run.seed, run.lr), run.seed, result.sae_cfg_dict

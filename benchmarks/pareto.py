@@ -48,10 +48,27 @@ shared: counting dead latents would credit an arm for having fewer of them, whic
 CONFIDENCE = 0.95
 """Level of every seed interval (two-sided, Student t)."""
 LOWER_IS_BETTER = frozenset(
-    {"dead_fraction", "dead_fraction_long", "dead_fraction_end_of_training", "mse"}
+    {
+        "dead_fraction",
+        "dead_fraction_long",
+        "dead_fraction_end_of_training",
+        "mse",
+        "absorption_fraction",
+        "absorption_full",
+    }
 )
 # Metrics without a better direction: no frontier, no verdict.
-NO_DIRECTION = frozenset({"l0", "l1", "l2_ratio", "alignment_mean", "train_seconds"})
+NO_DIRECTION = frozenset(
+    {
+        "l0",
+        "l1",
+        "l2_ratio",
+        "alignment_mean",
+        "train_seconds",
+        "absorption_split_features",
+        "absorption_seconds",
+    }
+)
 L0_REL_TOL = 0.05
 """A curve is read up to this far (relative L0) beyond its end points, as flat."""
 

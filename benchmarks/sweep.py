@@ -367,9 +367,15 @@ def choose_learning_rates(config: SweepConfig, out_dir: Path) -> dict[str, float
         )
         for label, values in grid.items()
     }
+    # Arms chosen by an earlier part of the sweep (`--bases`) stay.
+    previous = read_lr_choice(out_dir) or {"grid": {}, "chosen": {}}
     write_json_atomic(
         out_dir / LR_CHOICE_FILENAME,
-        {"metric": config.lr_metric, "grid": grid, "chosen": chosen},
+        {
+            "metric": config.lr_metric,
+            "grid": {**previous["grid"], **grid},
+            "chosen": {**previous["chosen"], **chosen},
+        },
         indent=1,
     )
     return chosen
@@ -490,15 +496,19 @@ def run_sweep(
     workers: int = 1,
     ray_address: str | None = None,
     report: bool = True,
+    bases: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every missing run of `config` into `out_dir`, then stability and the
-    report. Returns the run records."""
+    report. Returns the run records. `bases` runs only those base architectures'
+    arms (`SweepConfig.restricted_to`); the folder stays the whole sweep's."""
     out_dir = Path(out_dir)
     if executor not in EXECUTORS:
         raise SweepError(f"--executor {executor!r}: choose one of {list(EXECUTORS)}.")
     check_out_dir(config, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / SWEEP_FILENAME, config.to_dict())
+    if bases:
+        config = config.restricted_to(bases)
     grid = expand_lr_grid(config) if config.lr_grid else []
     if grid:
         _execute(config, out_dir, grid, executor, workers, ray_address, grid=True)
@@ -567,6 +577,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default=None, help="override the preset's device (cpu, cuda)"
     )
     parser.add_argument("--no-report", action="store_true", help="skip the report")
+    parser.add_argument(
+        "--bases",
+        default=None,
+        help="comma-separated base architectures: run only their arms (the base, its "
+        "init controls, its aligned variant); rerun with others to fill the folder",
+    )
 
 
 def main(args: argparse.Namespace) -> None:
@@ -580,4 +596,5 @@ def main(args: argparse.Namespace) -> None:
         workers=args.workers,
         ray_address=args.ray_address,
         report=not args.no_report,
+        bases=args.bases.split(",") if args.bases else None,
     )

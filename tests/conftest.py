@@ -87,3 +87,23 @@ def random_batches(d_in: int, batch: int = 64, seed: int = 0) -> Iterator[torch.
             torch.rand(batch, 64, generator=gen) < 0.1
         )
         yield codes @ directions + 0.01 * torch.randn(batch, d_in, generator=gen)
+
+
+# `SAELENS_ALIGNED_TEST_MEMORY=file pytest ...` appends, per test, the process's
+# peak resident memory after it (MiB), how much the test raised it, and the peak of
+# any child processes: how the suite's memory budget (a few GB) is checked.
+_MEMORY_LOG = os.environ.get("SAELENS_ALIGNED_TEST_MEMORY")
+if _MEMORY_LOG:
+    import resource
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        yield
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        with open(_MEMORY_LOG, "a") as f:
+            f.write(
+                f"{item.nodeid}\t{after // 1024}\t{(after - before) // 1024}\t"
+                f"{children // 1024}\n"
+            )

@@ -16,14 +16,14 @@ import torch
 from sae_lens import TopKSAE, TopKSAEConfig
 from sae_lens.load_model import HookedProxyLM
 
-from saelens_aligned.pipeline.corpora import default_corpus
-from saelens_aligned.pipeline.models import default_model_dir
 from saelens_aligned.pipeline.absorption import (
     METRIC_FIELDS,
     AbsorptionSettings,
     run_absorption,
     subsample_vocab,
 )
+from saelens_aligned.pipeline.corpora import default_corpus
+from saelens_aligned.pipeline.models import default_model_dir
 from saelens_aligned.pipeline.transformer_lens_view import (
     BlocksOnlyTransformer,
     hf_hook_name,

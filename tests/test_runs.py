@@ -188,3 +188,24 @@ def test_the_dead_feature_window_fits_in_the_run(tokens, batch, window):
     assert settings.dead_window == window
     assert settings.dead_window <= settings.training_steps
     assert settings.to_dict()["dead_feature_window"] == window
+
+
+def test_a_sweep_restricted_to_bases_keeps_their_arms_and_names_a_bad_one():
+    full = config(
+        ArchitectureSweep("topk", "k", [4, 8]),
+        ArchitectureSweep("topk", "k", [4, 8], init_from="tied"),
+        ArchitectureSweep("aligned_topk", "k", [4, 8]),
+        ArchitectureSweep("standard", "l1_coefficient", [1.0, 2.0]),
+        ArchitectureSweep("aligned", "l1_coefficient", [1.0, 2.0]),
+    )
+    kept = full.restricted_to(["topk"])
+    assert [(a.architecture, a.init_from) for a in kept.architectures] == [
+        ("topk", None),
+        ("topk", "tied"),
+        ("aligned_topk", None),
+    ]
+    assert {r.architecture for r in expand_runs(kept)} == {"topk", "aligned_topk"}
+    with pytest.raises(SweepConfigError, match="--bases.*gated"):
+        full.restricted_to(["gated"])
+    with pytest.raises(SweepConfigError, match="--bases.*nonexistent"):
+        full.restricted_to(["nonexistent"])
