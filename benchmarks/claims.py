@@ -81,10 +81,16 @@ COMPOSITIONS: dict[str, tuple[str, str]] = {
     "composes with BatchTopK": ("aligned_batchtopk", "batchtopk"),
     "composes with p-annealing": ("aligned_panneal", "panneal"),
 }
+ABSORPTION_METRICS = ("absorption_fraction", "absorption_full")
+"""SAEBench's absorption eval, lower is better; sweeps run it at one sparsity (its
+cost), so its row shows the numbers and stays "insufficient data" until it has
+MIN_POINTS sparsities, like every other curve."""
+ABSORPTION_CLAIM = "absorption reduced"
 CLAIMS = (
     "dead features eliminated",
     "reconstruction improved",
     "ground truth improved",
+    ABSORPTION_CLAIM,
     "stability improved",
     "Pareto improvement",
     *COMPOSITIONS,
@@ -376,6 +382,9 @@ class _Data:
         )
         self.points: dict[str, list[PointSummary]] = {}
         for metric in (self.dead_metric, *PARETO_METRICS):
+            if has_data(run_records, metric):
+                self.points[metric] = aggregate(run_records, metric)
+        for metric in ABSORPTION_METRICS:
             if has_data(run_records, metric):
                 self.points[metric] = aggregate(run_records, metric)
         stab = aggregate(run_records, STABILITY, stability_records)
@@ -726,6 +735,56 @@ def _claims_for(
     }
 
 
+def _absorption_claim(data: _Data, form: str, reference: str) -> _Claim:
+    """Each aligned point with absorption measured against its reference at the
+    same sparsity; judged like every claim once MIN_POINTS sparsities per pair
+    exist, else "insufficient data" with the numbers."""
+    texts, comparisons, sparsities = [], [], set()
+    for metric in ABSORPTION_METRICS:
+        points = data.points.get(metric, [])
+        for a in points:
+            if a.alignment != form or _seeds(a) < MIN_SEEDS:
+                continue
+            for r in points:
+                same = (r.sparsity_param, r.sparsity_value) == (
+                    a.sparsity_param,
+                    a.sparsity_value,
+                )
+                if not (same and _is_reference(r, a, reference)):
+                    continue
+                if _seeds(r) < MIN_SEEDS:
+                    continue
+                c = compare(metric, _estimate(a), _estimate(r))
+                comparisons.append(c)
+                sparsities.add((a.label, r.label, a.sparsity_value))
+                texts.append(
+                    f"{metric} {c.aligned:.3f} vs {c.reference:.3f} ({a.label} vs "
+                    f"{r.label}, {a.sparsity_param}={a.sparsity_value:g}; 95% "
+                    f"interval of the difference [{c.diff_low:+.3f}, "
+                    f"{c.diff_high:+.3f}], {c.outcome})"
+                )
+    if not comparisons:
+        has_aligned = any(
+            p.alignment == form
+            for m in ABSORPTION_METRICS
+            for p in data.points.get(m, [])
+        )
+        status = NO_CONTROL if has_aligned and reference == INIT_CONTROL else NO_DATA
+        return _Claim(status, f"no absorption records for {reference} pairs", [])
+    per_pair: dict[tuple[str, str], int] = defaultdict(int)
+    for aligned_label, reference_label, _ in sparsities:
+        per_pair[(aligned_label, reference_label)] += 1
+    enough = min(per_pair.values()) >= MIN_POINTS
+    texts.append(_seeds_text(comparisons))
+    if not enough:
+        texts.append(
+            f"insufficient data: {min(per_pair.values())} sparsity point(s) per "
+            f"pair, the verdict needs {MIN_POINTS}"
+        )
+        return _Claim(INSUFFICIENT, "; ".join(texts), [])
+    return _Claim(_verdict(comparisons), "; ".join(texts), comparisons)
+
+
 def compose_verdict(verdicts: Sequence[str]) -> str:
     """A "composes with X" row from its sub-claims' verdicts: confirms when at
     least one confirms and none refutes; refutes when at least one refutes and
@@ -808,6 +867,8 @@ def claim_table(
     - reconstruction improved: explained_variance and ce_loss_score (those
       recorded), the reference curve read at each aligned point's L0.
     - ground truth improved: MCC and F1 (synthetic sweeps), likewise.
+    - absorption reduced: SAEBench's mean absorption fraction and full-absorption
+      score at the same sparsity (see `_absorption_claim`).
     - stability improved: shared fraction (decoder criterion, alive latents) at
       matched L0; the evidence adds the chance baseline.
     - Pareto improvement: explained_variance, ce_loss_score, MCC and F1 pooled,
@@ -824,8 +885,11 @@ def claim_table(
     rows = []
     for form in ALIGNMENT_FORMS:
         by_ref = {ref: _claims_for(data, form, None, ref) for ref in REFERENCES}
-        for claim in by_ref[STOCK_BASE]:
-            rows.append(_row(claim, form, *(by_ref[r][claim] for r in REFERENCES)))
+        for ref in REFERENCES:
+            by_ref[ref][ABSORPTION_CLAIM] = _absorption_claim(data, form, ref)
+        for claim in CLAIMS:
+            if claim in by_ref[STOCK_BASE]:
+                rows.append(_row(claim, form, *(by_ref[r][claim] for r in REFERENCES)))
         for claim, (aligned_arch, base_arch) in COMPOSITIONS.items():
             base, control = (
                 _composition(data, form, aligned_arch, base_arch, ref)

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from benchmarks import records, report
+from benchmarks.claims import CLAIMS
 from tests.test_claims import collapse, make_stability, sweep
 
 
@@ -100,7 +101,7 @@ def test_report_renders_tables_claims_and_valid_plots(tmp_path):
             image.verify()
             assert image.format == "PNG" and image.size[0] > 100
     summary = json.loads((path.parent / "summary.json").read_text())
-    assert len(summary["claims"]) == 16
+    assert len(summary["claims"]) == 2 * len(CLAIMS)
     assert summary["claims"][0]["verdict_control"] == "confirms"
     assert summary["degenerate_points"] == []
     assert set(summary["points"]) == {

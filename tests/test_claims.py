@@ -415,8 +415,12 @@ def test_too_few_seeds_or_points_is_insufficient_data(kwargs):
     runs = sweep(aligned_ev=0.1, aligned_dead=0.0, control_ev=0.0, **kwargs)
     rows = rows_by_claim(claim_table(runs), "tied")
     for row in rows.values():
-        if row.claim in ("ground truth improved", "stability improved"):
-            continue  # no MCC, F1 or stability records: no data
+        if row.claim in (
+            "ground truth improved",
+            "stability improved",
+            claims.ABSORPTION_CLAIM,
+        ):
+            continue  # no MCC, F1, stability or absorption records: no data
         if row.claim in ("composes with BatchTopK", "composes with p-annealing"):
             continue  # no such runs: no data
         assert row.verdict_base == row.verdict_control == "insufficient data", row
@@ -647,7 +651,56 @@ def test_matched_l0_reads_the_base_curve_between_its_points():
 
 def test_claim_table_has_every_claim_for_both_forms():
     rows = claim_table([], [])
-    assert len(rows) == 2 * len(claims.CLAIMS) == 16
+    assert len(rows) == 2 * len(claims.CLAIMS) == 18
     assert {(r.verdict_base, r.verdict_control) for r in rows} == {
         ("no data", "no data")
     }
+
+
+def test_absorption_at_one_sparsity_shows_the_numbers_but_stays_insufficient():
+    def arm(architecture, alignment=None, init_from=None, base=None, offset=0.0):
+        return [
+            make_record(
+                architecture,
+                32,
+                seed,
+                alignment=alignment,
+                init_from=init_from,
+                base_architecture=base,
+                l0=32.0,
+                absorption_fraction=0.30 + offset + 0.01 * seed,
+                absorption_full=0.10 + offset,
+            )
+            for seed in range(3)
+        ]
+
+    runs = (
+        arm("topk")
+        + arm("topk", init_from="tied", offset=0.2)
+        + arm("aligned_topk", alignment="tied", base="topk", offset=-0.1)
+    )
+    rows = {
+        (r.claim, r.alignment): r
+        for r in claim_table(runs)
+        if r.claim == claims.ABSORPTION_CLAIM
+    }
+    tied = rows[(claims.ABSORPTION_CLAIM, "tied")]
+    assert tied.verdict_base == claims.INSUFFICIENT
+    assert tied.verdict_control == claims.INSUFFICIENT
+    assert "absorption_fraction 0.210 vs 0.310" in tied.evidence_base
+    assert "absorption_fraction 0.210 vs 0.510" in tied.evidence_control
+    assert "better" in tied.evidence_base and "needs 3" in tied.evidence_base
+    assert rows[(claims.ABSORPTION_CLAIM, "projected")].verdict_base == claims.NO_DATA
+
+    # At three sparsities the row is judged like every other claim.
+    more = [
+        {**r, "eval_config": {"run": {**r["eval_config"]["run"], "sparsity_value": k}}}
+        for k in (16, 32, 64)
+        for r in runs
+    ]
+    judged = next(
+        r
+        for r in claim_table(more)
+        if r.claim == claims.ABSORPTION_CLAIM and r.alignment == "tied"
+    )
+    assert judged.verdict_base == claims.CONFIRMS
