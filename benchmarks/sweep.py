@@ -389,7 +389,26 @@ def main_runs(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
     """The multi-seed runs: every arm at its chosen learning rate (the grid-only
     runs at other rates are left out)."""
     choice = read_lr_choice(out_dir)
-    return expand_runs(config, choice["chosen"] if choice else None)
+    return middle_sparsity_first(
+        expand_runs(config, choice["chosen"] if choice else None)
+    )
+
+
+def middle_sparsity_first(runs: list[RunSpec]) -> list[RunSpec]:
+    """`runs` with every arm's middle sparsity first, then the values next to it,
+    otherwise in order: a sweep cut short (or watched while it runs) already
+    compares every arm, with all its seeds, at one sparsity."""
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        values.setdefault(run.label, [])
+        if run.sparsity_value not in values[run.label]:
+            values[run.label].append(run.sparsity_value)
+
+    def distance(run: RunSpec) -> float:
+        ordered = sorted(values[run.label])
+        return abs(ordered.index(run.sparsity_value) - (len(ordered) - 1) / 2)
+
+    return sorted(runs, key=distance)
 
 
 # Seeds of the two untrained SAEs behind every stability record's chance baseline,

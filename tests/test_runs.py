@@ -209,3 +209,20 @@ def test_a_sweep_restricted_to_bases_keeps_their_arms_and_names_a_bad_one():
         full.restricted_to(["gated"])
     with pytest.raises(SweepConfigError, match="--bases.*nonexistent"):
         full.restricted_to(["nonexistent"])
+
+
+def test_main_runs_start_with_every_arms_middle_sparsity():
+    from benchmarks.sweep import middle_sparsity_first
+
+    runs = expand_runs(
+        config(
+            ArchitectureSweep("topk", "k", [4, 8, 16]),
+            ArchitectureSweep("aligned_topk", "k", [4, 8, 16], alignments=["tied"]),
+        )
+    )
+    ordered = middle_sparsity_first(runs)
+    assert sorted(r.run_id for r in ordered) == sorted(r.run_id for r in runs)
+    first = ordered[:6]
+    assert {r.sparsity_value for r in first} == {8}
+    assert {r.label for r in first} == {"topk", "aligned_topk[tied]"}
+    assert [r.seed for r in first[:3]] == [0, 1, 2]
