@@ -55,6 +55,8 @@ REPORT_METRICS = (
     "mcc",
     "f1",
     "alignment_mean",
+    "absorption_fraction",
+    "absorption_full",
 )
 METRIC_TITLES = {
     "ce_loss_score": "CE-loss score",
@@ -67,6 +69,8 @@ METRIC_TITLES = {
     "mcc": "MCC (ground truth)",
     "f1": "F1 (ground truth)",
     "alignment_mean": "mean alignment score",
+    "absorption_fraction": "absorption fraction (SAEBench)",
+    "absorption_full": "full-absorption score (SAEBench)",
 }
 # The stability table's pseudo-metrics, in this order.
 STABILITY_METRICS = (STABILITY, STABILITY_ALL, STABILITY_ENC_DEC)
