@@ -8,7 +8,7 @@ what a sweep needs on top: per-run SAE configs and seeds, and the evals beyond c
 the reason).
 """
 
-import os
+import fcntl
 import time
 from pathlib import Path
 from typing import Any
@@ -54,12 +54,17 @@ def absorption_metrics(
     and the reason when SAEBench could not evaluate it."""
     from saelens_aligned.pipeline.absorption import AbsorptionSettings, run_absorption
 
-    result = run_absorption(
-        sae,
-        hooked_model,
-        AbsorptionSettings.cpu(vocab_size=settings.absorption_vocab_size),
-        work_dir,
-    )
+    work_dir.mkdir(parents=True, exist_ok=True)
+    # Parallel workers share the probes: the first trains them, the others wait
+    # for it rather than train (and half-read) their own.
+    with open(work_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = run_absorption(
+            sae,
+            hooked_model,
+            AbsorptionSettings.cpu(vocab_size=settings.absorption_vocab_size),
+            work_dir,
+        )
     metrics = {
         key: value
         for key, value in result.to_dict().items()
@@ -175,8 +180,8 @@ class LMBackend:
             self._absorption_model = load_hooked_transformer(
                 model_dir, device=source.device, n_blocks=layer + 1
             )
-        # Per process: parallel workers never share a half-written probe file.
-        return self._absorption_model, self.out_dir / "absorption" / f"{os.getpid()}"
+        # One probe folder per sweep: every SAE is judged by the same probes.
+        return self._absorption_model, self.out_dir / "absorption"
 
     @property
     def model(self) -> Any:
