@@ -31,6 +31,7 @@ from sae_lens.synthetic.synthetic_sae_runner import (
 
 from saelens_aligned.cli.train import main as train_cli
 from saelens_aligned.diagnostics import sae_alignment_scores
+from saelens_aligned.pipeline.activations import cache_buffer_size_gb
 from saelens_aligned.pipeline.models import default_model_dir
 
 HOOK = "model.layers.3"
@@ -146,6 +147,10 @@ def test_language_model_runner_reads_cached_activations(
             d_in=D_IN,
             training_tokens=4096,
             context_size=CONTEXT,
+            # SAELens' default 2 GB buffer would cycle the tiny corpus until it
+            # held 2 GB of activations (16.6 GB peak RSS, 4 minutes); size it to
+            # the 4096 tokens as the pipeline does.
+            buffer_size_gb=cache_buffer_size_gb(4096, 4 * CONTEXT, D_IN * 4),
             new_cached_activations_path=str(cache_path),
             streaming=False,
             device="cpu",
