@@ -9,6 +9,7 @@ the reason).
 """
 
 import fcntl
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,10 @@ from saelens_aligned.pipeline.evaluation import (
     evaluate,
 )
 from saelens_aligned.pipeline.models import hook_width
+from saelens_aligned.pipeline.reference_passes import (
+    DEFAULT_MAX_BYTES,
+    ReferencePassCache,
+)
 from saelens_aligned.pipeline.source import (
     ResolvedSource,
     load_source_model,
@@ -140,6 +145,26 @@ def lm_run_result(
     )
 
 
+REFERENCE_CACHE_ENV = "SAELENS_ALIGNED_REFERENCE_CACHE_GB"
+
+
+def reference_cache_bytes() -> int:
+    """Memory for reused reference passes per process: $SAELENS_ALIGNED_REFERENCE_CACHE_GB
+    (0 turns reuse off), else 4 GiB (the cpu preset needs 3.2 GB: 8 batches x 2
+    passes x 8 x 128 x 49,152 float32 logits)."""
+    value = os.environ.get(REFERENCE_CACHE_ENV)
+    if value is None:
+        return DEFAULT_MAX_BYTES
+    try:
+        gigabytes = float(value)
+    except ValueError:
+        raise ValueError(
+            f"${REFERENCE_CACHE_ENV}={value!r} is not a number of GiB; set it to "
+            "e.g. 2, or 0 to turn reuse of reference passes off"
+        ) from None
+    return int(max(gigabytes, 0.0) * 1024**3)
+
+
 class LMBackend:
     """Runs of an `lm` sweep. The model loads once per process; activations are
     cached once per sweep on disk."""
@@ -158,6 +183,7 @@ class LMBackend:
         self.lm_seconds: dict[str, float] = {"activations": 0.0, "eval": 0.0}
         self._phase = "activations"
         self._absorption_model: Any = None
+        self.reference_passes: ReferencePassCache | None = None
 
     def absorption_setup(self) -> tuple[Any, Path] | str:
         """The TransformerLens view absorption runs on (the blocks up to the hook;
@@ -189,6 +215,11 @@ class LMBackend:
             self._model = load_source_model(self.resolved)
             self._d_in = hook_width(self._model, self.config.hook)
             self._time_forward_passes(self._model)
+            # Every SAE of the sweep is evaluated on the same held-out batches:
+            # SAEBench's clean and zero-ablated passes run once per process.
+            self.reference_passes = ReferencePassCache(
+                self._model, reference_cache_bytes()
+            ).install()
         return self._model
 
     def _time_forward_passes(self, model: torch.nn.Module) -> None:

@@ -1,0 +1,141 @@
+"""Reuse the two SAE-independent LM passes of SAEBench's CE-loss/KL evaluation.
+
+For each batch of held-out tokens SAEBench's `get_recons_loss` runs the model
+three times: clean, with the SAE spliced in, and with the hooked activation
+zero-ablated. Only the spliced pass depends on the SAE. A sweep evaluates many
+SAEs on the same held-out batches with one model, so the clean and zero-ablated
+outputs can be computed once and handed back for every later SAE: the numbers
+are the ones SAEBench computes (the same function of the same tokens), at about
+a third of the LM time.
+
+`ReferencePassCache` wraps the model's `forward` on the instance. A pass is
+served from the cache only when it is recognisably a reference pass: gradients
+off, a full forward pass (no `stop_at_layer`, no cache filter, no extra
+arguments) and either no hook attached to any hook point (the clean pass) or
+exactly one hook, SAEBench's `standard_zero_ablate_hook` (the ablation;
+its single-head variant depends on the SAE's head index and is not reused). Anything else, including SAEBench renaming its hooks, runs the model
+as usual, so the cache can only ever save time, never change a number.
+"""
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+# SAEBench's whole-activation ablation replaces the hooked activation by zeros
+# whatever the SAE: the pass is a function of the tokens alone.
+ZERO_ABLATION_HOOK = "standard_zero_ablate_hook"
+
+DEFAULT_MAX_BYTES = 4 * 1024**3
+
+
+def _hook_names(hook_point: torch.nn.Module) -> list[str]:
+    # TransformerLens names the wrapper it registers after the user's hook
+    # (`repr(hook)`), so the name says which SAEBench hook is attached.
+    return [getattr(fn, "__name__", "") for fn in hook_point._forward_hooks.values()]
+
+
+def _output_bytes(output: Any) -> int:
+    tensors = output if isinstance(output, tuple) else (output,)
+    return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
+
+
+class ReferencePassCache:
+    """Serves repeated clean and zero-ablated forward passes of `model` (a
+    SAELens `HookedProxyLM` or a TransformerLens `HookedTransformer`) from
+    memory, up to `max_bytes` of outputs (logits dominate: batch x context x
+    vocabulary floats per pass). Outputs are stored in insertion order and never
+    evicted: a sweep revisits the same batches in the same order, where an LRU
+    policy would evict each entry just before it is needed again.
+
+    Attributes:
+        hits: Passes served from the cache.
+        misses: Reference passes that ran the model (and were stored if room).
+    """
+
+    def __init__(self, model: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.model = model
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self.misses = 0
+        self._stored_bytes = 0
+        self._entries: dict[tuple[Any, ...], Any] = {}
+        self._forward: Callable[..., Any] | None = None
+
+    def install(self) -> "ReferencePassCache":
+        """Route `model`'s forward pass through the cache (idempotent)."""
+        if self._forward is None:
+            self._forward = self.model.forward
+            self.model.forward = self._cached_forward
+        return self
+
+    def uninstall(self) -> None:
+        if self._forward is not None:
+            self.model.forward = self._forward
+            self._forward = None
+
+    def __enter__(self) -> "ReferencePassCache":
+        return self.install()
+
+    def __exit__(self, *_: object) -> None:
+        self.uninstall()
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._stored_bytes = 0
+
+    def reference_kind(self) -> str | None:
+        """The kind of pass the attached hooks make: "clean", "zero_ablation:<hook>",
+        or None (not a reference pass)."""
+        # Checked at call time: SAEBench attaches its hooks just before the pass.
+        attached = [
+            (name, hook_name)
+            for name, point in self.model.hook_dict.items()
+            for hook_name in _hook_names(point)
+        ]
+        if not attached:
+            return "clean"
+        if len(attached) == 1:
+            point_name, hook_name = attached[0]
+            if f".{ZERO_ABLATION_HOOK} " in hook_name:
+                return f"zero_ablation:{point_name}"
+        return None
+
+    def _key(self, tokens: Any, args: tuple[Any, ...], kwargs: dict[str, Any]):
+        if (
+            args
+            or torch.is_grad_enabled()
+            or not torch.is_tensor(tokens)
+            or kwargs.get("stop_at_layer") is not None
+            or set(kwargs) - {"return_type", "loss_per_token"}
+        ):
+            return None
+        kind = self.reference_kind()
+        if kind is None:
+            return None
+        digest = hashlib.sha256(tokens.detach().cpu().numpy().tobytes()).hexdigest()
+        return (
+            kind,
+            kwargs.get("return_type", "logits"),
+            bool(kwargs.get("loss_per_token", False)),
+            tuple(tokens.shape),
+            str(tokens.dtype),
+            digest,
+        )
+
+    def _cached_forward(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
+        assert self._forward is not None
+        key = self._key(tokens, args, kwargs)
+        if key is None:
+            return self._forward(tokens, *args, **kwargs)
+        if key in self._entries:
+            self.hits += 1
+            return self._entries[key]
+        self.misses += 1
+        output = self._forward(tokens, *args, **kwargs)
+        size = _output_bytes(output)
+        if self._stored_bytes + size <= self.max_bytes:
+            self._entries[key] = output
+            self._stored_bytes += size
+        return output
