@@ -21,6 +21,8 @@ records as `stability-<point_id>.json`.
 
 import json
 import math
+import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ RECORDS_DIRNAME = "records"
 # Beside records/: the sweep's config and its learning-rate choice.
 SWEEP_FILENAME = "sweep.json"
 LR_CHOICE_FILENAME = "lr_choice.json"
+# Beside records/: one line per run event (start, trained, finished with seconds).
+RUN_LOG = Path("logs") / "runs.jsonl"
 
 # flat name -> (metric group, metric name) inside eval_result_metrics.
 FLAT_METRICS: dict[str, tuple[str, str]] = {
@@ -148,3 +152,27 @@ def flat_metrics(record: dict[str, Any]) -> dict[str, float]:
 def is_finite_record(record: dict[str, Any], required: Iterable[str]) -> bool:
     values = flat_metrics(record)
     return all(math.isfinite(values[name]) for name in required)
+
+
+def log_event(out_dir: Path, run_id: str, event: str, **extra: Any) -> None:
+    """Append one line to the run log (appends of one short line are atomic
+    enough: a kill can at worst cut the last line, which readers skip)."""
+    path = Path(out_dir) / RUN_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = {"time": time.time(), "pid": os.getpid(), "run_id": run_id, "event": event}
+    with open(path, "a") as f:
+        f.write(json.dumps({**line, **extra}) + "\n")
+        f.flush()
+
+
+def read_run_log(out_dir: Path) -> list[dict[str, Any]]:
+    path = Path(out_dir) / RUN_LOG
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a kill
+    return events

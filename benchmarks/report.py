@@ -25,6 +25,7 @@ adding records) never leaves a half-written file.
 
 import argparse
 import math
+import statistics
 import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
@@ -490,6 +491,7 @@ def report_markdown(
     claims: Sequence[ClaimRow],
     plots: dict[int, list[tuple[str, str]]],
     lr_choice: dict[str, Any] | None = None,
+    run_log: Sequence[dict[str, Any]] = (),
 ) -> str:
     """The report's markdown.
 
@@ -500,6 +502,7 @@ def report_markdown(
         claims: `claims.claim_table` of them.
         plots: d_sae -> (metric, file name) pairs.
         lr_choice: `lr_choice.json` when the sweep ran a learning-rate grid.
+        run_log: The sweep's run log (`records.read_run_log`), for run times.
     """
     sweep = run_records[0]["eval_config"].get("sweep") or {}
     labels = sorted({records.run_info(r)["label"] for r in run_records})
@@ -548,7 +551,50 @@ def report_markdown(
         shown = ", ".join(f"`{i}`" for i in ids[:5])
         more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
         parts.append(f"- `{name}` ({len(ids)} runs: {shown}{more}): {reason}\n")
+    parts += ["\n## Run times\n\n", run_times_table(run_times(run_records, run_log))]
     return "".join(parts)
+
+
+def run_times(
+    run_records: Sequence[dict[str, Any]], run_log: Sequence[dict[str, Any]]
+) -> list[tuple[str, float, float]]:
+    """(run id, training seconds, seconds from start to record) per run, sorted
+    by run id: training from the record, the whole run from the sweep's run log
+    (the last `finished` event of that run; NaN if the log does not have it)."""
+    finished = {
+        e["run_id"]: float(e["seconds"])
+        for e in run_log
+        if e.get("event") == "finished" and "seconds" in e
+    }
+    rows = []
+    for record in run_records:
+        run_id = records.run_info(record)["run_id"]
+        training = record["eval_result_metrics"].get("training", {})
+        rows.append(
+            (
+                run_id,
+                float(training.get("seconds", math.nan)),
+                finished.get(run_id, math.nan),
+            )
+        )
+    return sorted(rows)
+
+
+def run_times_table(rows: Sequence[tuple[str, float, float]]) -> str:
+    def seconds(value: float) -> str:
+        return "-" if math.isnan(value) else f"{value:.0f}"
+
+    totals = [t for _, _, t in rows if not math.isnan(t)]
+    lines = [
+        f"{len(rows)} runs; whole runs (training and every evaluation) took "
+        f"{sum(totals) / 60:.1f} min of worker time in all"
+        + (f", median {statistics.median(totals):.0f} s" if totals else "")
+        + ". Wall time on the machine that ran them, with the sweep's other "
+        "workers beside them.\n\n",
+        "| run | training s | whole run s |\n|---|---|---|\n",
+    ]
+    lines += [f"| `{r}` | {seconds(t)} | {seconds(w)} |\n" for r, t, w in rows]
+    return "".join(lines)
 
 
 def _degenerate(run_records: Sequence[dict[str, Any]]) -> list[DegeneratePoint]:
@@ -633,7 +679,13 @@ def render_report(out_dir: Path) -> Path:
     write_text_atomic(
         path,
         report_markdown(
-            run_records, stability_records, points, claim_rows, plots, lr_choice
+            run_records,
+            stability_records,
+            points,
+            claim_rows,
+            plots,
+            lr_choice,
+            records.read_run_log(out_dir),
         ),
     )
     return path

@@ -24,7 +24,6 @@ config.
 import argparse
 import json
 import math
-import os
 import sys
 import time
 import uuid
@@ -45,6 +44,7 @@ from benchmarks.records import (
     flat_metrics,
     grid_record_path,
     load_records,
+    log_event,
     read_lr_choice,
     read_record,
     record_path,
@@ -54,7 +54,6 @@ from benchmarks.records import (
 from benchmarks.runs import RunSpec, expand_lr_grid, expand_runs, initial_sae
 from saelens_aligned.pipeline.training import CHECKPOINTS_DIRNAME
 
-RUN_LOG = Path("logs") / "runs.jsonl"
 EXECUTORS = ("local", "ray")
 
 
@@ -75,30 +74,6 @@ def make_backend(config: SweepConfig, out_dir: Path) -> Backend:
 # --------------------------------------------------------------------------- #
 # One run
 # --------------------------------------------------------------------------- #
-
-
-def log_event(out_dir: Path, run_id: str, event: str, **extra: Any) -> None:
-    """Append one line to the run log (appends of one short line are atomic
-    enough: a kill can at worst cut the last line, which readers skip)."""
-    path = Path(out_dir) / RUN_LOG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = {"time": time.time(), "pid": os.getpid(), "run_id": run_id, "event": event}
-    with open(path, "a") as f:
-        f.write(json.dumps({**line, **extra}) + "\n")
-        f.flush()
-
-
-def read_run_log(out_dir: Path) -> list[dict[str, Any]]:
-    path = Path(out_dir) / RUN_LOG
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text().splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut by a kill
-    return events
 
 
 def has_valid_record(out_dir: Path, run_id: str) -> bool:

@@ -196,3 +196,23 @@ def test_report_command_and_missing_records(tmp_path, capsys):
     write_sweep(tmp_path)
     report.main(parser.parse_args([str(tmp_path)]))
     assert "report.md" in capsys.readouterr().out
+
+
+def test_report_gives_each_run_s_training_and_whole_run_seconds(tmp_path):
+    runs = write_sweep(tmp_path)
+    first, second = (records.run_info(r)["run_id"] for r in runs[:2])
+    for r in runs:
+        r["eval_result_metrics"]["training"] = {"seconds": 12.4}
+    records.write_json_atomic(records.record_path(tmp_path, first), runs[0])
+    records.log_event(tmp_path, first, "start")
+    records.log_event(tmp_path, first, "finished", seconds=99.6)
+    # a rerun's finished event replaces the first
+    records.log_event(tmp_path, first, "finished", seconds=80.2)
+    records.log_event(tmp_path, second, "start")  # killed: never finished
+
+    text = report.render_report(tmp_path).read_text()
+
+    times = text[text.index("## Run times") :]
+    assert f"| `{first}` | 12 | 80 |" in times
+    assert f"| `{second}` | - | - |" in times
+    assert "36 runs; whole runs (training and every evaluation) took 1.3 min" in times

@@ -13,9 +13,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks.config import PRESETS, SweepConfigError, load_sweep_config
-from benchmarks.records import flat_metrics, load_records, run_info
+from benchmarks.records import (
+    RUN_LOG,
+    flat_metrics,
+    load_records,
+    read_run_log,
+    run_info,
+)
 from benchmarks.runs import expand_runs
-from benchmarks.sweep import RUN_LOG, SweepError, read_run_log, run_sweep
+from benchmarks.sweep import SweepError, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_METRICS = (

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from benchmarks.config import SweepConfig, load_sweep_config
-from benchmarks.records import flat_metrics, load_records, run_info
+from benchmarks.records import flat_metrics, load_records, read_run_log, run_info
 from benchmarks.runs import expand_runs
-from benchmarks.sweep import read_run_log, run_sweep
+from benchmarks.sweep import run_sweep
 from benchmarks.synthetic_backend import (
     LM_ONLY_EVALS,
     NO_LM_REASON,
