@@ -371,17 +371,23 @@ def main_runs(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
 
 def middle_sparsity_first(runs: list[RunSpec]) -> list[RunSpec]:
     """`runs` with every arm's middle sparsity first, then the values next to it,
-    otherwise in order: a sweep cut short (or watched while it runs) already
-    compares every arm, with all its seeds, at one sparsity."""
+    and within one sparsity seed by seed (every arm's seed 0, then every arm's
+    seed 1, ...): a sweep cut short (or watched while it runs) already compares
+    every arm at one sparsity, paired by seed, and a learning-curve sweep has
+    every arm's curve for the seeds it reached."""
     values: dict[str, list[float]] = {}
+    seeds: list[int] = []
     for run in runs:
         values.setdefault(run.label, [])
         if run.sparsity_value not in values[run.label]:
             values[run.label].append(run.sparsity_value)
+        if run.seed not in seeds:
+            seeds.append(run.seed)
 
-    def distance(run: RunSpec) -> float:
+    def distance(run: RunSpec) -> tuple[float, int]:
         ordered = sorted(values[run.label])
-        return abs(ordered.index(run.sparsity_value) - (len(ordered) - 1) / 2)
+        middle = abs(ordered.index(run.sparsity_value) - (len(ordered) - 1) / 2)
+        return middle, seeds.index(run.seed)
 
     return sorted(runs, key=distance)
 

@@ -225,4 +225,6 @@ def test_main_runs_start_with_every_arms_middle_sparsity():
     first = ordered[:6]
     assert {r.sparsity_value for r in first} == {8}
     assert {r.label for r in first} == {"topk", "aligned_topk[tied]"}
-    assert [r.seed for r in first[:3]] == [0, 1, 2]
+    # seed by seed: every arm's seed 0 before any arm's seed 1
+    assert [r.seed for r in first] == [0, 0, 1, 1, 2, 2]
+    assert [r.label for r in first[:2]] == ["topk", "aligned_topk[tied]"]
