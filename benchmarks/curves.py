@@ -107,29 +107,51 @@ def paired_gaps(
     return gaps
 
 
-def control_pairs(labels: Iterable[str]) -> list[tuple[str, str]]:
-    """(aligned label, its init-control label) for every aligned arm whose
-    control is present: `aligned_topk[tied]` -> `topk[init=tied]`."""
+def _parse_label(label: str) -> tuple[str, dict[str, str], str | None]:
+    """(architecture, its `key=value` fields, the bare alignment form if any) of
+    a label: `topk[init=tied,lr=0.003]` -> ("topk", {"init": "tied", "lr":
+    "0.003"}, None); `aligned_topk[tied]` -> ("aligned_topk", {}, "tied")."""
+    if "[" not in label:
+        return label, {}, None
+    architecture, inside = label.rstrip("]").split("[", 1)
+    fields: dict[str, str] = {}
+    form = None
+    for part in inside.split(","):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            fields[key] = value
+        else:
+            form = part
+    return architecture, fields, form
+
+
+def reference_pairs(labels: Iterable[str]) -> list[tuple[str, str, str]]:
+    """(aligned label, reference label, "init control" or "stock base") for
+    every aligned arm and each reference present: its base started from the
+    aligned form's initial weights (`aligned_topk[tied]` -> `topk[init=tied]`,
+    also when that arm's label carries its own fields such as `lr=0.003`) and
+    its stock base (`topk`)."""
     from sae_lens.registry import get_sae_training_class
 
     from saelens_aligned.architectures import base_architecture
 
-    labels = set(labels)
+    parsed = {label: _parse_label(label) for label in set(labels)}
     pairs = []
-    for label in sorted(labels):
-        if "[" not in label:
-            continue
-        architecture, form = label.rstrip("]").split("[", 1)
-        if "=" in form or "," in form:
+    for label, (architecture, fields, form) in sorted(parsed.items()):
+        if form is None or fields:
             continue
         try:
             base = base_architecture(get_sae_training_class(architecture)[1])
         except (KeyError, ValueError):
             continue
-        control = f"{base}[init={form}]"
-        if control in labels:
-            pairs.append((label, control))
-    return pairs
+        for other, (other_arch, other_fields, other_form) in sorted(parsed.items()):
+            if other_arch != base or other_form is not None:
+                continue
+            if other_fields.get("init") == form:
+                pairs.append((label, other, "init control"))
+            elif not other_fields or set(other_fields) == {"lr"}:
+                pairs.append((label, other, "stock base"))
+    return sorted(pairs, key=lambda p: (p[0], p[2] != "init control", p[1]))
 
 
 def _fmt(interval: Interval) -> str:
@@ -142,7 +164,7 @@ def curves_markdown(
     run_records: Sequence[dict[str, Any]], metrics: Sequence[str] = CURVE_METRICS
 ) -> str:
     """Per-step seed means with intervals for every label, then the paired gaps
-    between each aligned arm and its init control."""
+    between each aligned arm and its references (`reference_pairs`)."""
     lines = ["# Learning curves", ""]
     present = [
         m
@@ -164,11 +186,12 @@ def curves_markdown(
             cells = [_fmt(by_step[s]) if s in by_step else "" for s in steps]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
-        for aligned, control in control_pairs(labels):
-            gaps = paired_gaps(run_records, metric, aligned, control)
+        for aligned, reference, kind in reference_pairs(labels):
+            gaps = paired_gaps(run_records, metric, aligned, reference)
             if gaps:
                 lines.append(
-                    f"Gap {aligned} - {control} (paired by seed, 95% t-interval): "
+                    f"- Gap {aligned} - {reference} ({kind}; paired by seed, "
+                    "95% t-interval): "
                     + "; ".join(f"step {s}: {_fmt(g)}" for s, g in gaps)
                 )
         lines.append("")

@@ -294,5 +294,25 @@ def test_grid_controls_and_checkpoints_run_end_to_end(tmp_path: Path) -> None:
     assert [step for step, _ in gaps] == [6, 11, 20]
     assert all(gap.n == 3 and math.isfinite(gap.mean) for _, gap in gaps)
     text = render_curves(out).read_text()
-    assert "Gap aligned_topk[tied] - topk[init=tied]" in text
+    assert "Gap aligned_topk[tied] - topk[init=tied] (init control;" in text
     assert (out / "report" / "curves.png").stat().st_size > 0
+
+
+def test_curve_gaps_pair_each_aligned_arm_with_its_control_and_stock_base():
+    from benchmarks.curves import reference_pairs
+
+    labels = [
+        "topk",
+        "topk[init=tied,lr=0.003]",
+        "topk[init=projected]",
+        "aligned_topk[tied]",
+        "aligned_topk[projected]",
+        "batchtopk[init=tied]",
+        "standard",
+    ]
+    assert reference_pairs(labels) == [
+        ("aligned_topk[projected]", "topk[init=projected]", "init control"),
+        ("aligned_topk[projected]", "topk", "stock base"),
+        ("aligned_topk[tied]", "topk[init=tied,lr=0.003]", "init control"),
+        ("aligned_topk[tied]", "topk", "stock base"),
+    ]
