@@ -198,6 +198,49 @@ def curves_markdown(
     return "\n".join(lines)
 
 
+def final_stability_markdown(stability_records: Sequence[dict[str, Any]]) -> str:
+    """Cross-seed stability of each arm's final SAEs (the sweep's stability
+    records): decoder directions matched 1:1, latents shared above the
+    threshold, beside two untrained SAEs (chance)."""
+    if not stability_records:
+        return "## Stability at the last point\n\nNo stability records yet.\n"
+    lines = [
+        "## Stability at the last point",
+        "",
+        "Decoder directions of every pair of seeds matched 1:1; shared: matched "
+        "cosine above the record's threshold, over latents alive in both SAEs and "
+        "over all latents (min-max over pairs in brackets).",
+        "",
+        "| arm | pairs | shared (alive) | shared (all) | matched decoder cos | "
+        "chance matched cos |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def number(value: Any) -> str:
+        return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+    rows = []
+    for record in stability_records:
+        point = record["eval_config"]["point"]
+        m = record["eval_result_metrics"]["stability"]
+
+        def spread(name: str, m: dict[str, Any] = m) -> str:
+            return (
+                f"{number(m.get(name + '_mean'))} "
+                f"[{number(m.get(name + '_min'))}, {number(m.get(name + '_max'))}]"
+            )
+
+        rows.append(
+            f"| {point.get('label', '?')} ({point.get('sparsity_param')}="
+            f"{point.get('sparsity_value', math.nan):g}) | {m.get('n_pairs', '-')} "
+            f"| {spread('shared_fraction_decoder_alive')} "
+            f"| {spread('shared_fraction_decoder')} "
+            f"| {number(m.get('mean_matched_decoder_cos'))} "
+            f"| {number(m.get('chance_mean_matched_decoder_cos'))} |"
+        )
+    return "\n".join(lines + sorted(rows)) + "\n"
+
+
 def plot_curves(run_records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> Any:
     """One panel per metric: seed mean and interval against step (log x)."""
     import matplotlib
@@ -237,8 +280,14 @@ def render_curves(out_dir: Path) -> Path:
 
     out_dir = Path(out_dir)
     step_records = all_step_records(out_dir)
+    _, stability_records = records.load_records(out_dir)
     folder = out_dir / "report"
-    write_text_atomic(folder / CURVES_FILENAME, curves_markdown(step_records))
+    write_text_atomic(
+        folder / CURVES_FILENAME,
+        curves_markdown(step_records)
+        + "\n"
+        + final_stability_markdown(stability_records),
+    )
     shown = [
         m
         for m in ("explained_variance", "ce_loss_score", "mcc", "dead_fraction_long")

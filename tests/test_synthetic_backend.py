@@ -295,6 +295,8 @@ def test_grid_controls_and_checkpoints_run_end_to_end(tmp_path: Path) -> None:
     assert all(gap.n == 3 and math.isfinite(gap.mean) for _, gap in gaps)
     text = render_curves(out).read_text()
     assert "Gap aligned_topk[tied] - topk[init=tied] (init control;" in text
+    assert "## Stability at the last point" in text
+    assert "| aligned_topk[tied] (k=4) | 3 | " in text
     assert (out / "report" / "curves.png").stat().st_size > 0
 
 
