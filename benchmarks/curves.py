@@ -126,11 +126,12 @@ def _parse_label(label: str) -> tuple[str, dict[str, str], str | None]:
 
 
 def reference_pairs(labels: Iterable[str]) -> list[tuple[str, str, str]]:
-    """(aligned label, reference label, "init control" or "stock base") for
-    every aligned arm and each reference present: its base started from the
-    aligned form's initial weights (`aligned_topk[tied]` -> `topk[init=tied]`,
-    also when that arm's label carries its own fields such as `lr=0.003`) and
-    its stock base (`topk`)."""
+    """(aligned label, reference label, kind) for every aligned arm and each
+    reference present: its own init control, the base started from the aligned
+    form's initial weights (`aligned_topk[tied]` -> `topk[init=tied]`, also when
+    that arm's label carries its own fields such as `lr=0.003`; kind "init
+    control"), the base's other init controls (kind "init control from
+    <form>"), and its stock base (`topk`, kind "stock base")."""
     from sae_lens.registry import get_sae_training_class
 
     from saelens_aligned.architectures import base_architecture
@@ -147,11 +148,15 @@ def reference_pairs(labels: Iterable[str]) -> list[tuple[str, str, str]]:
         for other, (other_arch, other_fields, other_form) in sorted(parsed.items()):
             if other_arch != base or other_form is not None:
                 continue
-            if other_fields.get("init") == form:
+            init = other_fields.get("init")
+            if init == form:
                 pairs.append((label, other, "init control"))
+            elif init is not None:
+                pairs.append((label, other, f"init control from {init}"))
             elif not other_fields or set(other_fields) == {"lr"}:
                 pairs.append((label, other, "stock base"))
-    return sorted(pairs, key=lambda p: (p[0], p[2] != "init control", p[1]))
+    order = {"init control": 0, "stock base": 2}
+    return sorted(pairs, key=lambda p: (p[0], order.get(p[2], 1), p[1]))
 
 
 def _fmt(interval: Interval) -> str:

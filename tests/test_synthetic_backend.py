@@ -314,7 +314,13 @@ def test_curve_gaps_pair_each_aligned_arm_with_its_control_and_stock_base():
     ]
     assert reference_pairs(labels) == [
         ("aligned_topk[projected]", "topk[init=projected]", "init control"),
+        (
+            "aligned_topk[projected]",
+            "topk[init=tied,lr=0.003]",
+            "init control from tied",
+        ),
         ("aligned_topk[projected]", "topk", "stock base"),
         ("aligned_topk[tied]", "topk[init=tied,lr=0.003]", "init control"),
+        ("aligned_topk[tied]", "topk[init=projected]", "init control from projected"),
         ("aligned_topk[tied]", "topk", "stock base"),
     ]
