@@ -81,10 +81,6 @@ class ReferencePassCache:
     def __exit__(self, *_: object) -> None:
         self.uninstall()
 
-    def clear(self) -> None:
-        self._entries.clear()
-        self._stored_bytes = 0
-
     def reference_kind(self) -> str | None:
         """The kind of pass the attached hooks make: "clean", "zero_ablation:<hook>",
         or None (not a reference pass)."""
