@@ -23,7 +23,6 @@ config.
 
 import argparse
 import json
-import math
 import sys
 import time
 import uuid
@@ -51,7 +50,14 @@ from benchmarks.records import (
     stability_path,
     write_json_atomic,
 )
-from benchmarks.runs import RunSpec, expand_lr_grid, expand_runs, initial_sae
+from benchmarks.runs import (
+    RunSpec,
+    best_learning_rate,
+    expand_lr_grid,
+    expand_runs,
+    initial_sae,
+    sparsity_set_by_penalty,
+)
 from saelens_aligned.pipeline.training import CHECKPOINTS_DIRNAME
 
 EXECUTORS = ("local", "ray")
@@ -325,20 +331,25 @@ def point_runs(runs: Iterable[RunSpec]) -> dict[str, list[RunSpec]]:
 
 
 def choose_learning_rates(config: SweepConfig, out_dir: Path) -> dict[str, float]:
-    """Each arm's best rate of `lr_grid` by `lr_metric` (higher is better), from
-    the grid's records; written with every grid value to LR_CHOICE_FILENAME."""
+    """Each arm's best rate of `lr_grid` by `lr_metric` (higher is better; for
+    arms whose L0 is set by a penalty, near-ties go to the sparser rate:
+    `best_learning_rate`), from the grid's records; written with every grid
+    value and L0 to LR_CHOICE_FILENAME."""
     grid: dict[str, dict[str, float]] = {}
+    grid_l0: dict[str, dict[str, float]] = {}
+    penalty_set: set[str] = set()
     for run in expand_lr_grid(config):
-        value = flat_metrics(read_record(grid_record_path(out_dir, run.run_id)))[
-            config.lr_metric
-        ]
-        grid.setdefault(run.label, {})[_format_lr(run.lr)] = value
+        metrics = flat_metrics(read_record(grid_record_path(out_dir, run.run_id)))
+        grid.setdefault(run.label, {})[_format_lr(run.lr)] = metrics[config.lr_metric]
+        grid_l0.setdefault(run.label, {})[_format_lr(run.lr)] = metrics["l0"]
+        if sparsity_set_by_penalty(run):
+            penalty_set.add(run.label)
     chosen = {
-        label: float(
-            max(
-                values,
-                key=lambda lr: values[lr] if math.isfinite(values[lr]) else -1e300,
-            )
+        label: best_learning_rate(
+            {float(lr): v for lr, v in values.items()},
+            {float(lr): v for lr, v in grid_l0[label].items()}
+            if label in penalty_set
+            else None,
         )
         for label, values in grid.items()
     }
@@ -349,6 +360,7 @@ def choose_learning_rates(config: SweepConfig, out_dir: Path) -> dict[str, float
         {
             "metric": config.lr_metric,
             "grid": {**previous["grid"], **grid},
+            "grid_l0": {**previous.get("grid_l0", {}), **grid_l0},
             "chosen": {**previous["chosen"], **chosen},
         },
         indent=1,

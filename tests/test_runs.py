@@ -228,3 +228,34 @@ def test_main_runs_start_with_every_arms_middle_sparsity():
     # seed by seed: every arm's seed 0 before any arm's seed 1
     assert [r.seed for r in first] == [0, 0, 1, 1, 2, 2]
     assert [r.label for r in first[:2]] == ["topk", "aligned_topk[tied]"]
+
+
+def test_a_near_tie_in_the_grid_goes_to_the_sparser_rate_for_penalty_arms():
+    from benchmarks.runs import LR_TIE_TOLERANCE, best_learning_rate
+
+    # The cpu preset's standard[init=projected] grid: 3e-4 wins explained
+    # variance by 0.0001 only because it leaves 1.7x the active latents.
+    scores = {3e-4: 0.93149, 1e-3: 0.93142, 3e-3: 0.9159, 1e-2: 0.8608}
+    l0 = {3e-4: 156.7, 1e-3: 92.0, 3e-3: 45.7, 1e-2: 10.3}
+    assert best_learning_rate(scores) == 3e-4
+    assert best_learning_rate(scores, l0) == 1e-3
+    # A lead larger than the tolerance is kept, however dense.
+    clear = {**scores, 3e-4: 0.93142 + 2 * LR_TIE_TOLERANCE}
+    assert best_learning_rate(clear, l0) == 3e-4
+    # NaN scores (a collapsed run) never win.
+    assert best_learning_rate({1e-3: float("nan"), 3e-3: 0.5}, None) == 3e-3
+
+
+def test_only_penalty_set_sparsity_breaks_grid_ties_by_l0():
+    from benchmarks.runs import sparsity_set_by_penalty
+
+    runs = expand_runs(
+        config(
+            ArchitectureSweep("topk", "k", [4, 8, 16]),
+            ArchitectureSweep("standard", "l1_coefficient", [1, 2, 4]),
+        )
+    )
+    assert {r.architecture: sparsity_set_by_penalty(r) for r in runs} == {
+        "topk": False,
+        "standard": True,
+    }
