@@ -150,7 +150,9 @@ class SweepConfig:
             empty. Each arm is first trained at each of them with the first seed
             at its middle sparsity value; the multi-seed runs then use the best.
         lr_metric: What picks the best learning rate of the grid (a metric of
-            `benchmarks.records.FLAT_METRICS`, higher is better).
+            `benchmarks.records.FLAT_METRICS`, higher is better; for arms whose
+            L0 is set by a penalty, near-ties go to the sparser rate:
+            `benchmarks.runs.best_learning_rate`).
         activation_seed: Seed of the shared activation cache and of the batch
             order (fixed, so every SAE sees the same activations).
         model_batch_size: Prompts per LM forward pass when caching activations.
