@@ -335,24 +335,21 @@ def choose_learning_rates(config: SweepConfig, out_dir: Path) -> dict[str, float
     arms whose L0 is set by a penalty, near-ties go to the sparser rate:
     `best_learning_rate`), from the grid's records; written with every grid
     value and L0 to LR_CHOICE_FILENAME."""
-    grid: dict[str, dict[str, float]] = {}
-    grid_l0: dict[str, dict[str, float]] = {}
+    scores: dict[str, dict[float, float]] = {}
+    l0s: dict[str, dict[float, float]] = {}
     penalty_set: set[str] = set()
     for run in expand_lr_grid(config):
         metrics = flat_metrics(read_record(grid_record_path(out_dir, run.run_id)))
-        grid.setdefault(run.label, {})[_format_lr(run.lr)] = metrics[config.lr_metric]
-        grid_l0.setdefault(run.label, {})[_format_lr(run.lr)] = metrics["l0"]
+        scores.setdefault(run.label, {})[run.lr] = metrics[config.lr_metric]
+        l0s.setdefault(run.label, {})[run.lr] = metrics["l0"]
         if sparsity_set_by_penalty(run):
             penalty_set.add(run.label)
     chosen = {
-        label: best_learning_rate(
-            {float(lr): v for lr, v in values.items()},
-            {float(lr): v for lr, v in grid_l0[label].items()}
-            if label in penalty_set
-            else None,
-        )
-        for label, values in grid.items()
+        label: best_learning_rate(values, l0s[label] if label in penalty_set else None)
+        for label, values in scores.items()
     }
+    grid = {label: _by_rate(values) for label, values in scores.items()}
+    grid_l0 = {label: _by_rate(values) for label, values in l0s.items()}
     # Arms chosen by an earlier part of the sweep (`--bases`) stay.
     previous = read_lr_choice(out_dir) or {"grid": {}, "chosen": {}}
     write_json_atomic(
@@ -370,6 +367,10 @@ def choose_learning_rates(config: SweepConfig, out_dir: Path) -> dict[str, float
 
 def _format_lr(lr: float) -> str:
     return f"{lr:g}"
+
+
+def _by_rate(values: dict[float, float]) -> dict[str, float]:
+    return {_format_lr(lr): value for lr, value in values.items()}
 
 
 def main_runs(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
