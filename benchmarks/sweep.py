@@ -4,7 +4,8 @@
     python -m benchmarks sweep --preset my_sweep.yaml --out DIR --executor ray
 
 Layout of DIR:
-    sweep.json                the config (a rerun with a different config refuses)
+    sweep.json                the config (a rerun with a different config refuses,
+                              unless it only adds arms: `check_out_dir`)
     saes/<run_id>/            each SAE, a SAELens folder (renamed into place whole)
     records/<run_id>.json     its evaluation record (benchmarks.records), atomic
     records/stability-<point_id>.json   seed-to-seed stability of each point
@@ -306,21 +307,37 @@ def run_ray(
 
 
 def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
-    """Refuse an output folder that holds another sweep or other files."""
+    """Refuse an output folder that holds another sweep or other files. A config
+    that keeps every setting and every arm of the folder's sweep and adds arms
+    extends it: runs are named by arm label, so the records already there stay
+    valid and only the new arms train (gated added to a finished sweep, say)."""
     snapshot = out_dir / SWEEP_FILENAME
     if snapshot.exists():
         previous = json.loads(snapshot.read_text())
-        if previous != json.loads(json.dumps(config.to_dict())):
+        current = json.loads(json.dumps(config.to_dict()))
+        if previous != current and not only_adds_arms(previous, current):
             raise SweepError(
                 f"--out {str(out_dir)!r} holds a sweep with a different config "
                 f"({snapshot}). Choose another --out, or delete that folder to start "
-                "over; rerunning the same config there resumes it."
+                "over; rerunning the same config there resumes it, and a config "
+                "that only appends entries to `architectures` extends it."
             )
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise SweepError(
             f"--out {str(out_dir)!r} exists and holds files that are not a sweep; "
             "choose an empty or new folder."
         )
+
+
+def only_adds_arms(previous: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether config `current` is `previous` with entries appended to
+    `architectures` and nothing else changed (both as written to sweep.json)."""
+    old_arms = previous.get("architectures", [])
+    new_arms = current.get("architectures", [])
+    rest_equal = {k: v for k, v in previous.items() if k != "architectures"} == {
+        k: v for k, v in current.items() if k != "architectures"
+    }
+    return rest_equal and new_arms[: len(old_arms)] == old_arms
 
 
 def point_runs(runs: Iterable[RunSpec]) -> dict[str, list[RunSpec]]:

@@ -8,11 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from benchmarks.config import PRESETS, SweepConfigError, load_sweep_config
+from benchmarks.config import (
+    PRESETS,
+    ArchitectureSweep,
+    SweepConfigError,
+    load_sweep_config,
+)
 from benchmarks.records import (
     RUN_LOG,
     flat_metrics,
@@ -21,7 +27,7 @@ from benchmarks.records import (
     run_info,
 )
 from benchmarks.runs import expand_runs
-from benchmarks.sweep import SweepError, run_sweep
+from benchmarks.sweep import SweepError, check_out_dir, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_METRICS = (
@@ -205,6 +211,25 @@ def test_sweep_refuses_an_output_folder_of_another_sweep(ci_sweep):
     config.lr = config.lr * 2
     with pytest.raises(SweepError, match="different config"):
         run_sweep(config, ci_sweep)
+
+
+def test_a_config_that_only_appends_arms_extends_the_sweep(tmp_path):
+    config = load_sweep_config("ci")
+    (tmp_path / "sweep.json").write_text(json.dumps(config.to_dict()))
+    extended = replace(
+        config,
+        architectures=[
+            *config.architectures,
+            ArchitectureSweep("gated", "l1_coefficient", [1.0, 2.0]),
+        ],
+    )
+    check_out_dir(extended, tmp_path)  # accepted: the old runs keep their ids
+    reordered = replace(config, architectures=config.architectures[::-1])
+    dropped = replace(config, architectures=config.architectures[1:])
+    changed = replace(extended, lr=config.lr * 2)
+    for other in (reordered, dropped, changed):
+        with pytest.raises(SweepError, match="only appends entries"):
+            check_out_dir(other, tmp_path)
 
 
 def test_sweep_config_errors_name_the_field(tmp_path):
