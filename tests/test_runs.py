@@ -259,3 +259,27 @@ def test_only_penalty_set_sparsity_breaks_grid_ties_by_l0():
         "topk": False,
         "standard": True,
     }
+
+
+def test_calibration_specs_name_arms_as_sweep_labels_do():
+    from benchmarks.experiments.calibrate_l0 import parse_spec
+
+    run = parse_spec("gated[init=projected,lr=0.003]:l1_coefficient:4", 64, 0, 1e-3)
+    assert (run.architecture, run.init_from, run.alignment) == (
+        "gated",
+        "projected",
+        None,
+    )
+    assert (run.lr, run.sparsity_value) == (0.003, 4.0)
+    run = parse_spec(
+        "aligned_jumprelu[tied,jumprelu_init_threshold=0.5]:l0_coefficient:2",
+        64,
+        0,
+        1e-3,
+    )
+    assert run.alignment == "tied" and run.lr == 1e-3
+    assert run.sae_fields() == {
+        "l0_coefficient": 2.0,
+        "jumprelu_init_threshold": 0.5,
+        "alignment": "tied",
+    }

@@ -24,8 +24,10 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 
 from benchmarks.config import load_sweep_config
 from benchmarks.runs import RunSpec, initial_sae
@@ -35,10 +37,12 @@ HELD_OUT_ROWS = 8192
 
 def parse_spec(spec: str, d_sae: int, seed: int, lr: float) -> RunSpec:
     """`label:param:value` -> the run it names. The label is an arm label of a
-    sweep: `standard`, `aligned[tied]`, `gated[init=projected]`, with an
-    optional `lr=...` setting (default: the preset's lr)."""
+    sweep: `standard`, `aligned[tied]`, `gated[init=projected]`,
+    `jumprelu[jumprelu_init_threshold=0.5]` (any other `field=value` is an SAE
+    config field), with an optional `lr=...` setting (default: the preset's lr)."""
     label, param, value = spec.split(":")
     name, form, init_from = label, None, None
+    sae_kwargs: dict[str, Any] = {}
     if "[" in label:
         name, settings = label.rstrip("]").split("[")
         for item in settings.split(","):
@@ -47,6 +51,8 @@ def parse_spec(spec: str, d_sae: int, seed: int, lr: float) -> RunSpec:
                 init_from = setting
             elif key == "lr":
                 lr = float(setting)
+            elif setting:
+                sae_kwargs[key] = yaml.safe_load(setting)
             else:
                 form = key
     return RunSpec(
@@ -56,6 +62,7 @@ def parse_spec(spec: str, d_sae: int, seed: int, lr: float) -> RunSpec:
         sparsity_value=float(value),
         d_sae=d_sae,
         seed=seed,
+        sae_kwargs=tuple(sorted(sae_kwargs.items())),
         init_from=init_from,
         lr=lr,
         label=label,
