@@ -585,10 +585,20 @@ def run_times_table(rows: Sequence[tuple[str, float, float]]) -> str:
         return "-" if math.isnan(value) else f"{value:.0f}"
 
     totals = [t for _, _, t in rows if not math.isnan(t)]
+    # Where a sweep's time goes decides how to shrink it: training is the part
+    # that fewer tokens per SAE would cut.
+    training = [t for _, t, w in rows if not (math.isnan(t) or math.isnan(w))]
+    share = (
+        f"; training {sum(training) / 60:.1f} min of it "
+        f"({sum(training) / sum(totals):.0%}), evaluation the rest"
+        if totals and sum(totals) > 0
+        else ""
+    )
     lines = [
         f"{len(rows)} runs; whole runs (training and every evaluation) took "
         f"{sum(totals) / 60:.1f} min of worker time in all"
         + (f", median {statistics.median(totals):.0f} s" if totals else "")
+        + share
         + ". Wall time on the machine that ran them, with the sweep's other "
         "workers beside them.\n\n",
         "| run | training s | whole run s |\n|---|---|---|\n",

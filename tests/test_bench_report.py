@@ -216,3 +216,5 @@ def test_report_gives_each_run_s_training_and_whole_run_seconds(tmp_path):
     assert f"| `{first}` | 12 | 80 |" in times
     assert f"| `{second}` | - | - |" in times
     assert "36 runs; whole runs (training and every evaluation) took 1.3 min" in times
+    # only runs the log saw finish count: 12.4 of 80.2 s
+    assert "training 0.2 min of it (15%), evaluation the rest" in times
