@@ -272,7 +272,8 @@ def test_calibration_specs_name_arms_as_sweep_labels_do():
     )
     assert (run.lr, run.sparsity_value) == (0.003, 4.0)
     run = parse_spec(
-        "aligned_jumprelu[tied,jumprelu_init_threshold=0.5]:l0_coefficient:2",
+        "aligned_jumprelu[tied,jumprelu_init_threshold=0.5,pre_act_loss_coefficient=3e-6,"
+        "jumprelu_ste_to_input=True]:l0_coefficient:2",
         64,
         0,
         1e-3,
@@ -281,5 +282,7 @@ def test_calibration_specs_name_arms_as_sweep_labels_do():
     assert run.sae_fields() == {
         "l0_coefficient": 2.0,
         "jumprelu_init_threshold": 0.5,
+        "pre_act_loss_coefficient": 3e-6,
+        "jumprelu_ste_to_input": True,
         "alignment": "tied",
     }

@@ -52,7 +52,7 @@ def parse_spec(spec: str, d_sae: int, seed: int, lr: float) -> RunSpec:
             elif key == "lr":
                 lr = float(setting)
             elif setting:
-                sae_kwargs[key] = yaml.safe_load(setting)
+                sae_kwargs[key] = _parse_value(setting)
             else:
                 form = key
     return RunSpec(
@@ -67,6 +67,14 @@ def parse_spec(spec: str, d_sae: int, seed: int, lr: float) -> RunSpec:
         lr=lr,
         label=label,
     )
+
+
+def _parse_value(text: str) -> Any:
+    # YAML reads `3e-6` as a string (its floats need a dot); numbers first.
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return yaml.safe_load(text)
 
 
 def calibration_data(
