@@ -71,18 +71,16 @@ def rows(sweep_dir: Path, threshold: float) -> list[dict[str, Any]]:
         if alive is not None:
             keep = torch.from_numpy(np.asarray(alive))
             W_enc, W_dec = W_enc[:, keep], W_dec[keep]
-        metrics = flat_metrics(record)
+        ground_truth = record["eval_result_metrics"].get("ground_truth", {})
         out.append(
             {
                 "run_id": info["run_id"],
                 "label": info["label"],
                 "sparsity_value": info["sparsity_value"],
-                "l0": metrics["l0"],
+                "l0": flat_metrics(record)["l0"],
                 "alive": int(W_dec.shape[0]),
-                "uniqueness": metrics.get("uniqueness"),
-                "precision": record["eval_result_metrics"]
-                .get("ground_truth", {})
-                .get("precision"),
+                "uniqueness": ground_truth.get("uniqueness"),
+                "precision": ground_truth.get("precision"),
                 "mean_encoder_decoder_cos": float(
                     encoder_decoder_cosines(W_enc, W_dec).mean()
                 ),
