@@ -4,7 +4,9 @@ Each variant is the `AlignedTrainingSAE` mixin in front of a SAELens class, plus
 config that adds only `alignment` (from `AlignedTrainingSAEConfig`) and the name.
 p-annealing is the `PAnnealTrainingSAE` mixin, in front of `StandardTrainingSAE`
 (`panneal`, the non-aligned baseline) and behind the aligned mixin
-(`aligned_panneal`).
+(`aligned_panneal`). The TopK family trains with the sparse step
+(`sparse_topk.py`): each aligned TopK variant is the aligned mixin in front of the
+sparse-step stock class (`sparse_topk`, ...), and its config adds `sparse_training`.
 """
 
 from dataclasses import dataclass
@@ -16,20 +18,26 @@ from sae_lens.registry import (
     SAE_TRAINING_CLASS_REGISTRY,
     get_sae_class,
 )
-from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAEConfig
 from sae_lens.saes.gated_sae import GatedTrainingSAE, GatedTrainingSAEConfig
 from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
 from sae_lens.saes.matryoshka_batchtopk_sae import (
-    MatryoshkaBatchTopKTrainingSAE,
     MatryoshkaBatchTopKTrainingSAEConfig,
 )
 from sae_lens.saes.sae import SAE, SAEConfig, TrainingSAE, TrainingSAEConfig
 from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
-from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
 from typing_extensions import override
 
 from saelens_aligned.aligned_sae import AlignedTrainingSAE, AlignedTrainingSAEConfig
 from saelens_aligned.p_anneal import PAnnealTrainingSAE, PAnnealTrainingSAEConfig
+from saelens_aligned.sparse_topk import (
+    SPARSE_TRAINING_CLASSES,
+    SparseBatchTopKTrainingSAE,
+    SparseMatryoshkaBatchTopKTrainingSAE,
+    SparseTopKTrainingSAE,
+    SparseTrainingSAEConfig,
+)
 
 
 @dataclass
@@ -52,8 +60,11 @@ class AlignedStandardTrainingSAE(
 
 
 @dataclass
-class AlignedTopKTrainingSAEConfig(AlignedTrainingSAEConfig, TopKTrainingSAEConfig):
-    """TopK trained aligned. Fields as in TopKTrainingSAEConfig, plus `alignment`."""
+class AlignedTopKTrainingSAEConfig(
+    AlignedTrainingSAEConfig, SparseTrainingSAEConfig, TopKTrainingSAEConfig
+):
+    """TopK trained aligned. Fields as in TopKTrainingSAEConfig, plus `alignment`
+    and `sparse_training` (see SparseTrainingSAEConfig)."""
 
     @override
     @classmethod
@@ -62,17 +73,17 @@ class AlignedTopKTrainingSAEConfig(AlignedTrainingSAEConfig, TopKTrainingSAEConf
 
 
 class AlignedTopKTrainingSAE(
-    AlignedTrainingSAE[AlignedTopKTrainingSAEConfig], TopKTrainingSAE
+    AlignedTrainingSAE[AlignedTopKTrainingSAEConfig], SparseTopKTrainingSAE
 ):
     pass
 
 
 @dataclass
 class AlignedBatchTopKTrainingSAEConfig(
-    AlignedTrainingSAEConfig, BatchTopKTrainingSAEConfig
+    AlignedTrainingSAEConfig, SparseTrainingSAEConfig, BatchTopKTrainingSAEConfig
 ):
     """BatchTopK trained aligned (exported as JumpReLU, like BatchTopK). Fields as in
-    BatchTopKTrainingSAEConfig, plus `alignment`."""
+    BatchTopKTrainingSAEConfig, plus `alignment` and `sparse_training`."""
 
     @override
     @classmethod
@@ -81,17 +92,19 @@ class AlignedBatchTopKTrainingSAEConfig(
 
 
 class AlignedBatchTopKTrainingSAE(
-    AlignedTrainingSAE[AlignedBatchTopKTrainingSAEConfig], BatchTopKTrainingSAE
+    AlignedTrainingSAE[AlignedBatchTopKTrainingSAEConfig], SparseBatchTopKTrainingSAE
 ):
     pass
 
 
 @dataclass
 class AlignedMatryoshkaBatchTopKTrainingSAEConfig(
-    AlignedTrainingSAEConfig, MatryoshkaBatchTopKTrainingSAEConfig
+    AlignedTrainingSAEConfig,
+    SparseTrainingSAEConfig,
+    MatryoshkaBatchTopKTrainingSAEConfig,
 ):
     """Matryoshka BatchTopK trained aligned. Fields as in
-    MatryoshkaBatchTopKTrainingSAEConfig, plus `alignment`."""
+    MatryoshkaBatchTopKTrainingSAEConfig, plus `alignment` and `sparse_training`."""
 
     @override
     @classmethod
@@ -101,7 +114,7 @@ class AlignedMatryoshkaBatchTopKTrainingSAEConfig(
 
 class AlignedMatryoshkaBatchTopKTrainingSAE(
     AlignedTrainingSAE[AlignedMatryoshkaBatchTopKTrainingSAEConfig],
-    MatryoshkaBatchTopKTrainingSAE,
+    SparseMatryoshkaBatchTopKTrainingSAE,
 ):
     pass
 
@@ -192,7 +205,10 @@ class AlignedPAnnealStandardTrainingSAE(
 # Registered before the aligned ones, which may name them as their base.
 BASELINE_TRAINING_CLASSES: tuple[
     tuple[type[TrainingSAE[Any]], type[TrainingSAEConfig]], ...
-] = ((PAnnealStandardTrainingSAE, PAnnealStandardTrainingSAEConfig),)
+] = (
+    (PAnnealStandardTrainingSAE, PAnnealStandardTrainingSAEConfig),
+    *SPARSE_TRAINING_CLASSES,
+)
 
 ALIGNED_TRAINING_CLASSES: tuple[
     tuple[type[AlignedTrainingSAE[Any]], type[AlignedTrainingSAEConfig]], ...
@@ -265,6 +281,33 @@ def aligned_variant(base: str) -> str:
         f"No aligned variant of architecture {base!r}; aligned variants exist for "
         f"{bases}."
     )
+
+
+def sparse_step_variant(base: str) -> str | None:
+    """The stock architecture that trains `base` with the sparse TopK step
+    ("topk" -> "sparse_topk"); None if `base` has none. An architecture that
+    already trains with it is its own variant."""
+    config_class = SAE_TRAINING_CLASS_REGISTRY[base][1]
+    if issubclass(config_class, SparseTrainingSAEConfig):
+        return base
+    for name, (_, candidate) in SAE_TRAINING_CLASS_REGISTRY.items():
+        if (
+            issubclass(candidate, SparseTrainingSAEConfig)
+            and not issubclass(candidate, AlignedTrainingSAEConfig)
+            and base_architecture(candidate) == base
+        ):
+            return name
+    return None
+
+
+def same_step_base(cfg: TrainingSAEConfig) -> str:
+    """The stock architecture that trains as `cfg`'s SAE does, without the
+    constraint: its base, on the sparse TopK step where `cfg` uses it
+    (`aligned_topk` -> `sparse_topk`, or `topk` with sparse_training=False)."""
+    base = base_architecture(type(cfg))
+    if getattr(cfg, "sparse_training", False):
+        return sparse_step_variant(base) or base
+    return base
 
 
 def get_aligned_training_class(

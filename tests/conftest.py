@@ -68,6 +68,11 @@ def make_base_twin(aligned: TrainingSAE[Any]) -> TrainingSAE[Any]:
     return base
 
 
+def dense(t: torch.Tensor) -> torch.Tensor:
+    """`t` as a dense tensor (the sparse step's activations are sparse COO)."""
+    return t.to_dense() if t.is_sparse else t
+
+
 def step_input(sae: TrainingSAE[Any], x: torch.Tensor, step: int = 0) -> TrainStepInput:
     return TrainStepInput(
         sae_in=x,

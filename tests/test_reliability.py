@@ -20,9 +20,17 @@ def fixed_batches(d_in: int, n: int, seed: int = 0) -> list[torch.Tensor]:
     return [next(gen) for _ in range(n)]
 
 
+# The TopK family trains with the sparse step by default; both steps must behave.
+STEPS = [
+    pytest.param({}, id="sparse_step"),
+    pytest.param({"sparse_training": False}, id="dense_step"),
+]
+
+
+@pytest.mark.parametrize("step", STEPS)
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
-def test_non_finite_input_stops_training_naming_the_step(bad_value, tmp_path):
-    sae = make_sae("aligned_topk", "tied")
+def test_non_finite_input_stops_training_naming_the_step(bad_value, step, tmp_path):
+    sae = make_sae("aligned_topk", "tied", **step)
     batches = fixed_batches(sae.cfg.d_in, 6)
     batches[4][3, 2] = bad_value
     trainer = SAETrainer(cfg=trainer_config(6), sae=sae, data_provider=iter(batches))
@@ -48,10 +56,19 @@ def test_non_finite_input_stops_training_naming_the_step(bad_value, tmp_path):
     assert all(torch.isfinite(p).all() for p in reloaded.parameters())
 
 
-@pytest.mark.parametrize("architecture", ["aligned", "aligned_topk"])
+@pytest.mark.parametrize(
+    "architecture,step",
+    [
+        pytest.param("aligned", {}, id="aligned"),
+        pytest.param("aligned_topk", {}, id="aligned_topk-sparse_step"),
+        pytest.param(
+            "aligned_topk", {"sparse_training": False}, id="aligned_topk-dense_step"
+        ),
+    ],
+)
 @pytest.mark.parametrize("alignment", ["tied", "projected"])
 def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(
-    architecture, alignment, tmp_path: Path
+    architecture, step, alignment, tmp_path: Path
 ):
     steps, stop_at = 40, 17
     batches = fixed_batches(16, steps)
@@ -59,7 +76,7 @@ def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(
     def new_trainer() -> SAETrainer[Any, Any]:
         return SAETrainer(
             cfg=trainer_config(steps),
-            sae=make_sae(architecture, alignment, seed=0),
+            sae=make_sae(architecture, alignment, seed=0, **step),
             data_provider=iter(()),
         )
 

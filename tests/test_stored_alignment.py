@@ -26,7 +26,7 @@ from saelens_aligned.alignment import (
     tied_decoder,
     write_tied_decoder_,
 )
-from saelens_aligned.architectures import base_architecture
+from saelens_aligned.architectures import same_step_base
 from tests.conftest import ALIGNED_CASES, make_sae, random_batches, step_input
 
 D_IN, D_SAE = 12, 30
@@ -158,7 +158,7 @@ def test_aligned_step_allocates_no_more_than_five_percent_above_its_base(
     # torch's allocator accounting (deterministic, unlike RSS), at shapes where the
     # weight-sized buffers weigh more against the batch-sized ones than at scale.
     aligned = build_sae(architecture, TINY_SETTINGS, alignment=alignment)
-    base = build_sae(base_architecture(type(aligned.cfg)), TINY_SETTINGS)
+    base = build_sae(same_step_base(aligned.cfg), TINY_SETTINGS)
     batch = next(random_batches(TINY_SETTINGS.d_in, batch=TINY_SETTINGS.batch))
     peaks = {}
     for name, sae in (("aligned", aligned), ("base", base)):
@@ -171,6 +171,9 @@ def test_aligned_step_allocates_no_more_than_five_percent_above_its_base(
 
 
 def _sparse_twin_saes(alignment: str, **config: Any) -> tuple[Any, Any]:
+    # SAELens' own sparse decode (use_sparse_activations) on SAELens' dense step;
+    # our sparse step is tested in test_sparse_topk.py.
+    config = {**config, "sparse_training": False}
     dense = build_sae(
         "aligned_topk",
         TINY_SETTINGS,
@@ -213,14 +216,21 @@ def test_sparse_decode_trains_aligned_topk_as_the_dense_decode_does(alignment):
 def test_sparse_decode_with_decoder_norm_rescaling_behaves_as_its_base(alignment):
     # SAELens' own TopK cannot train this combination (its rescaling multiplies the
     # COO activations by a dense vector, whose backward torch lacks); aligned TopK
-    # must neither fail where TopK works nor hide TopK's failure.
+    # must neither fail where TopK works nor hide TopK's failure, on SAELens' dense
+    # step. (Our sparse step trains it: test_sparse_topk.py.)
     config = {"use_sparse_activations": True, "rescale_acts_by_decoder_norm": True}
     x = next(random_batches(TINY_SETTINGS.d_in, batch=TINY_SETTINGS.batch))
     results = {}
     for name, sae in (
         (
             "aligned",
-            build_sae("aligned_topk", TINY_SETTINGS, alignment=alignment, **config),
+            build_sae(
+                "aligned_topk",
+                TINY_SETTINGS,
+                alignment=alignment,
+                sparse_training=False,
+                **config,
+            ),
         ),
         ("base", build_sae("topk", TINY_SETTINGS, **config)),
     ):
