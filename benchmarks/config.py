@@ -163,6 +163,12 @@ class SweepConfig:
         eval: Evaluation settings.
         stability_threshold: Cosine above which matched latents count as shared
             (0.7 after Paulo & Belrose 2025).
+        sparse_stock_step: Train the stock TopK-family arms (and their init
+            controls) with the sparse step (`sparse_topk`, `sparse_batchtopk`,
+            `sparse_matryoshka_batchtopk`), as the aligned arms train by default,
+            instead of SAELens' dense step. tests/test_sparse_topk.py shows the two
+            compute the same loss, gradients and 50-step weights; records keep the
+            base's name. Off for the sweeps recorded before the sparse step.
     """
 
     name: str
@@ -192,6 +198,7 @@ class SweepConfig:
     activations_dir: str | None = None
     eval: EvalSettings = field(default_factory=EvalSettings)
     stability_threshold: float = 0.7
+    sparse_stock_step: bool = False
 
     @property
     def training_steps(self) -> int:
@@ -343,6 +350,10 @@ def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:
         )
     if not 0 < config.stability_threshold < 1:
         fail("stability_threshold", "must lie strictly between 0 and 1.")
+    if not isinstance(config.sparse_stock_step, bool):
+        fail(
+            "sparse_stock_step", f"is {config.sparse_stock_step!r}; use true or false."
+        )
     if config.lr_grid:
         grid = sorted(config.lr_grid)
         if len(grid) < 3 or grid[0] <= 0 or grid[-1] / grid[0] < 10:

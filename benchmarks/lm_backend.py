@@ -280,7 +280,9 @@ class LMBackend:
 
     def train(self, run: RunSpec, sae_dir: Path) -> None:
         config = self.config
-        sae = initial_sae(run, self.d_in, config.training_steps)
+        sae = initial_sae(
+            run, self.d_in, config.training_steps, config.sparse_stock_step
+        )
         train_sae(
             self.resolved,
             sae.cfg,

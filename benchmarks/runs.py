@@ -245,17 +245,21 @@ def _run(
     )
 
 
-def initial_sae(run: RunSpec, d_in: int, training_steps: int) -> TrainingSAE[Any]:
+def initial_sae(
+    run: RunSpec, d_in: int, training_steps: int, sparse_stock_step: bool = False
+) -> TrainingSAE[Any]:
     """The run's SAE before its first step, seeded by `run.seed`.
 
     An init control (`run.init_from`) is its base architecture holding exactly the
     weights its aligned variant starts from in that form (same seed, same config
     otherwise): the two compute the same function at step 0 and differ only in
-    the constraint during training.
+    the constraint during training. With `sparse_stock_step`, a stock TopK-family
+    arm is its sparse-step class (`sparse_topk` for `topk`, ...): same weights,
+    same loss and gradients, SAELens' export.
     """
     from sae_lens.registry import get_sae_training_class
 
-    from saelens_aligned.architectures import aligned_variant
+    from saelens_aligned.architectures import aligned_variant, sparse_step_variant
     from saelens_aligned.sae_config import build_sae_config
 
     def build(architecture: str, **extra: Any) -> TrainingSAE[Any]:
@@ -271,7 +275,10 @@ def initial_sae(run: RunSpec, d_in: int, training_steps: int) -> TrainingSAE[Any
         )
         return sae_class(cfg)
 
-    sae = build(run.architecture)
+    architecture = run.architecture
+    if sparse_stock_step:
+        architecture = sparse_step_variant(architecture) or architecture
+    sae = build(architecture)
     if run.init_from is not None:
         start = build(aligned_variant(run.architecture), alignment=run.init_from)
         sae.load_state_dict(

@@ -23,6 +23,7 @@ config.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -315,6 +316,14 @@ def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
     if snapshot.exists():
         previous = json.loads(snapshot.read_text())
         current = json.loads(json.dumps(config.to_dict()))
+        # A setting added after the folder's sweep ran, left at its default,
+        # changes nothing the folder holds.
+        defaults = {f.name: f.default for f in dataclasses.fields(SweepConfig)}
+        current = {
+            k: v
+            for k, v in current.items()
+            if k in previous or k not in defaults or v != defaults[k]
+        }
         if previous != current and not only_adds_arms(previous, current):
             raise SweepError(
                 f"--out {str(out_dir)!r} holds a sweep with a different config "

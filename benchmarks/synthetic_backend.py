@@ -342,7 +342,12 @@ class SyntheticBackend:
         import saelens_aligned  # noqa: F401  (registers the aligned architectures)
 
         settings = self.config.training(run.seed, run.lr)
-        sae = initial_sae(run, self.model_cfg.hidden_dim, self.config.training_steps)
+        sae = initial_sae(
+            run,
+            self.model_cfg.hidden_dim,
+            self.config.training_steps,
+            self.config.sparse_stock_step,
+        )
         # SyntheticSAERunner's settings, so runs match SAELens' synthetic training;
         # the trainer is driven directly to feed it the stored samples.
         runner_cfg = SyntheticSAERunnerConfig(

@@ -151,6 +151,7 @@ def test_the_lr_grid_runs_each_arm_once_per_rate_and_shares_the_chosen_run():
         ("lr_grid", [1e-4, 3e-4], "at least 3"),
         ("lr_grid", [1e-4, 2e-4, 3e-4], "spanning at least 10x"),
         ("lr_metric", "loudness", "lr_metric"),
+        ("sparse_stock_step", "yes", "sparse_stock_step"),
     ],
 )
 def test_bad_sweep_settings_name_the_field(field, value, message):
@@ -286,3 +287,22 @@ def test_calibration_specs_name_arms_as_sweep_labels_do():
         "jumprelu_ste_to_input": True,
         "alignment": "tied",
     }
+
+
+@pytest.mark.parametrize("init_from", [None, "tied", "projected"])
+@pytest.mark.parametrize("base", ["topk", "batchtopk"])
+def test_the_sparse_stock_step_starts_from_the_dense_arms_weights(base, init_from):
+    run = expand_runs(config(ArchitectureSweep(base, "k", [4], init_from=init_from)))[0]
+    dense = initial_sae(run, 16, 100)
+    sparse = initial_sae(run, 16, 100, sparse_stock_step=True)
+    assert sparse.cfg.architecture() == f"sparse_{base}"
+    assert type(dense).__name__ != type(sparse).__name__
+    for key, tensor in dense.state_dict().items():
+        torch.testing.assert_close(sparse.state_dict()[key], tensor, atol=0, rtol=0)
+
+
+def test_the_sparse_stock_step_leaves_other_bases_alone():
+    run = expand_runs(config(ArchitectureSweep("standard", "l1_coefficient", [4])))[0]
+    assert initial_sae(run, 16, 100, sparse_stock_step=True).cfg.architecture() == (
+        "standard"
+    )
