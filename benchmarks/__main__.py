@@ -1,4 +1,4 @@
-"""`python -m benchmarks COMMAND`: sweep, report, eval, perf, curves."""
+"""`python -m benchmarks COMMAND`: sweep, report, eval, perf, sparse-perf, curves."""
 
 import argparse
 import importlib
@@ -12,6 +12,10 @@ COMMANDS = {
         "Evaluate existing SAE folders (any SAELens SAE).",
     ),
     "perf": ("benchmarks.perf", "Step-time, memory and roofline of aligned vs base."),
+    "sparse-perf": (
+        "benchmarks.sparse_perf",
+        "Step time and memory of the sparse TopK step vs SAELens' own steps.",
+    ),
     "curves": (
         "benchmarks.curves",
         "Learning curves and aligned-vs-control gaps of a checkpointed sweep.",

@@ -38,7 +38,7 @@ from sae_lens.training.sae_trainer import SAETrainer
 
 import saelens_aligned
 from saelens_aligned.alignment import ALIGNMENT_FORMS
-from saelens_aligned.architectures import base_architecture
+from saelens_aligned.architectures import same_step_base
 from saelens_aligned.sae_config import build_sae_config
 
 
@@ -103,8 +103,12 @@ class PerfCase:
         return self.label or self.architecture
 
 
+# On SAELens' dense step (`sparse_training` off), where SAELens' sparse decode
+# applies; our sparse step is measured by `benchmarks.sparse_perf`.
 SPARSE_TOPK_CASE = PerfCase(
-    "aligned_topk", tuple(SPARSE_TOPK.items()), "aligned_topk_sparse"
+    "aligned_topk",
+    (*SPARSE_TOPK.items(), ("sparse_training", False)),
+    "aligned_topk_sparse",
 )
 
 
@@ -137,8 +141,13 @@ def load_average() -> list[float]:
 
 
 def build_sae(
-    architecture: str, settings: PerfSettings, **kwargs: Any
+    architecture: str,
+    settings: PerfSettings,
+    shared: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> TrainingSAE[Any]:
+    """A fresh SAE of the setting's shape; `shared` fields apply where the config
+    has them, `kwargs` must be fields of it."""
     sae_class, _ = get_sae_training_class(architecture)
     # A p-annealing schedule longer than any perf run: p stays at p_start.
     cfg = build_sae_config(
@@ -146,7 +155,7 @@ def build_sae(
         settings.d_in,
         settings.d_sae,
         training_steps=10**6,
-        shared={"k": settings.k},
+        shared={"k": settings.k, **(shared or {})},
         device=settings.device,
         **kwargs,
     )
@@ -262,13 +271,15 @@ def step_overhead(
     case: PerfCase | None = None,
 ) -> dict[str, Any]:
     """Median step time of `architecture` (aligned) against its base, interleaved;
-    with `memory`, each one's peak memory in a step (`step_peak_memory`)."""
+    with `memory`, each one's peak memory in a step (`step_peak_memory`). The base
+    trains with the same step: the sparse TopK step where the aligned SAE uses
+    it (`sparse_topk` for `aligned_topk`), so the ratio is alignment's cost."""
     case = case or PerfCase(architecture)
     config = dict(case.config)
     load_before = load_average()
-    aligned = build_sae(case.architecture, settings, alignment=alignment, **config)
-    base_name = base_architecture(type(aligned.cfg))
-    base = build_sae(base_name, settings, **config)
+    aligned = build_sae(case.architecture, settings, config, alignment=alignment)
+    base_name = same_step_base(aligned.cfg)
+    base = build_sae(base_name, settings, config)
     trainers = {
         "aligned": build_trainer(aligned, settings),
         "base": build_trainer(base, settings),
