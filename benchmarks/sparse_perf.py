@@ -256,6 +256,20 @@ def run(plan: SparsePerfPlan) -> Iterator[dict[str, Any]]:
         yield sparse_scaling(replace(plan.settings, d_sae=d_sae))
 
 
+def run_only(plan: SparsePerfPlan, keys: list[str]) -> Iterator[dict[str, Any]]:
+    """Only the `sparse_step` comparisons named `sparse_step:FAMILY:D_SAE`."""
+    if plan.settings.threads is not None:
+        torch.set_num_threads(plan.settings.threads)
+    for key in keys:
+        measurement, family, d_sae = key.split(":")
+        if measurement != "sparse_step" or family not in FAMILIES:
+            raise SystemExit(
+                f"--only {key!r}: use sparse_step:FAMILY:D_SAE with "
+                f"FAMILY one of {sorted(FAMILIES)}."
+            )
+        yield sparse_step(family, replace(plan.settings, d_sae=int(d_sae)))
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
@@ -266,8 +280,17 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return tabulate(rows, headers=header, tablefmt="github")
 
 
+def latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per measurement, family and d_sae: the last one written (a
+    rerun of part of the plan replaces what it measured again)."""
+    by_key = {(r["measurement"], r.get("family"), r["d_sae"]): r for r in records}
+    return list(by_key.values())
+
+
 def render(records: list[dict[str, Any]]) -> str:
-    """The markdown tables of docs/performance.md, from `sparse-perf` records."""
+    """The markdown tables of docs/performance.md, from `sparse-perf` records
+    (`latest` of each)."""
+    records = latest(records)
     steps = [r for r in records if r["measurement"] == "sparse_step"]
     rows = []
     for r in steps:
@@ -371,6 +394,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tiny", action="store_true", help="tiny shapes, seconds")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per arm")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="MEASUREMENT:FAMILY:D_SAE",
+        help="rerun only these step comparisons, e.g. sparse_step:topk:18432",
+    )
 
 
 def main(args: argparse.Namespace) -> None:
@@ -381,7 +411,8 @@ def main(args: argparse.Namespace) -> None:
     plan = TINY_PLAN if args.tiny else CPU_PLAN
     if args.steps is not None:
         plan = replace(plan, settings=replace(plan.settings, steps=args.steps))
-    for record in run(plan):
+    records = run(plan) if args.only is None else run_only(plan, args.only)
+    for record in records:
         line = json.dumps(record)
         print(line, flush=True)
         if args.out:

@@ -1,0 +1,37 @@
+"""The sparse-step benchmark runs, and the docs hold its committed tables."""
+
+import math
+from pathlib import Path
+
+from benchmarks.sparse_perf import TINY_PLAN, read_records, render, run
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "benchmarks" / "results" / "perf" / "sparse_cpu.jsonl"
+DOC = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- sparse-perf tables: begin -->", "<!-- sparse-perf tables: end -->"
+
+
+def test_sparse_perf_measures_every_family_and_renders_at_tiny_shapes():
+    records = list(run(TINY_PLAN))
+    families = {(r["family"], r["d_sae"]) for r in records if "family" in r}
+    assert ("topk", 128) in families and ("matryoshka_batchtopk", 128) in families
+    assert ("matryoshka_batchtopk", 256) not in families
+    for r in records:
+        if r["measurement"] == "sparse_step":
+            assert all(math.isfinite(v) and v > 0 for v in r["median_step_s"].values())
+            assert r["ratio_to_saelens_dense"]["saelens_dense"] == 1.0
+    scaling = [r for r in records if r["measurement"] == "sparse_scaling"]
+    assert [r["d_sae"] for r in scaling] == list(TINY_PLAN.scaling_d_saes)
+    assert all(s > 0 for r in scaling for s in r["encoder_gemm_share"].values())
+    tables = render(records)
+    assert tables.count("\n\n") == 2  # three tables: step times, memory, scaling
+
+
+def test_the_performance_doc_holds_the_tables_of_the_committed_records():
+    text = DOC.read_text()
+    generated = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    assert generated.strip() == render(read_records(RECORDS)).strip(), (
+        "docs/performance.md is stale: paste the output of "
+        f"`python -m benchmarks sparse-perf --render {RECORDS.relative_to(ROOT)}` "
+        "between its sparse-perf markers."
+    )
