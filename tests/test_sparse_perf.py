@@ -1,5 +1,6 @@
 """The sparse-step benchmark runs, and the docs hold its committed tables."""
 
+import json
 import math
 from pathlib import Path
 
@@ -9,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "benchmarks" / "results" / "perf" / "sparse_cpu.jsonl"
 DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- sparse-perf tables: begin -->", "<!-- sparse-perf tables: end -->"
+TRAIN_TIME = ROOT / "benchmarks" / "results" / "experiments" / "train_time.jsonl"
 
 
 def test_sparse_perf_measures_every_family_and_renders_at_tiny_shapes():
@@ -34,4 +36,18 @@ def test_the_performance_doc_holds_the_tables_of_the_committed_records():
         "docs/performance.md is stale: paste the output of "
         f"`python -m benchmarks sparse-perf --render {RECORDS.relative_to(ROOT)}` "
         "between its sparse-perf markers."
+    )
+
+
+def test_the_performance_doc_holds_the_end_to_end_table_of_the_committed_records():
+    from benchmarks.experiments.train_time import render as render_train_time
+
+    text = DOC.read_text()
+    begin, end = "<!-- train-time table: begin -->", "<!-- train-time table: end -->"
+    generated = text.split(begin, 1)[1].split(end, 1)[0]
+    records = [json.loads(line) for line in TRAIN_TIME.read_text().splitlines() if line]
+    assert generated.strip() == render_train_time(records).strip(), (
+        "docs/performance.md is stale: paste the output of `python -m "
+        "benchmarks.experiments.train_time --render "
+        f"{TRAIN_TIME.relative_to(ROOT)}` between its train-time markers."
     )

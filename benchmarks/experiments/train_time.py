@@ -138,12 +138,55 @@ def time_preset(name: str, repeats: int) -> list[dict[str, Any]]:
     ]
 
 
+def render(records: list[dict[str, Any]]) -> str:
+    """The end-to-end table of docs/performance.md, from `train_time` records."""
+    from tabulate import tabulate
+
+    rows = []
+    for r in records:
+        median = {label: m["wall_s"] for label, m in r["median"].items()}
+        rows.append(
+            [
+                r["preset"],
+                f"{r['d_sae']} / {r['training_steps']} x {r['train_batch_size_tokens']}",
+                f"{median['topk_saelens_dense']:.1f}",
+                f"{median['topk_sparse']:.1f}",
+                f"{median['aligned_tied_dense']:.1f}",
+                f"{median['aligned_tied_sparse']:.1f}",
+                f"{median['aligned_tied_sparse'] / median['aligned_tied_dense']:.2f}",
+                f"{median['topk_sparse'] / median['topk_saelens_dense']:.2f}",
+            ]
+        )
+    return (
+        tabulate(
+            rows,
+            headers=[
+                "run",
+                "d_sae / steps x tokens",
+                "`topk` dense s",
+                "`topk` sparse s",
+                "`aligned_topk` dense s",
+                "`aligned_topk` sparse s",
+                "aligned sparse / dense",
+                "stock sparse / dense",
+            ],
+            tablefmt="github",
+        )
+        + "\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", action="append", default=None)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--render", type=Path, default=None, help="print the table")
     args = parser.parse_args()
+    if args.render:
+        lines = args.render.read_text().splitlines()
+        print(render([json.loads(line) for line in lines if line]), end="")
+        return
     import saelens_aligned  # noqa: F401  (registers the architectures)
 
     for name in args.preset or ["demo", "cpu"]:
