@@ -14,7 +14,9 @@ the same quantity.
 
 `--gpu-setting` is the GPU check: the GPU setting (bf16 autocast, d_in 2304,
 d_sae 16384, batch 4096) for every variant, both forms and the sparse-decode TopK
-pair, then the sweep's LM time on the embedded model on the same device. It needs
+pair, the sparse TopK step against SAELens' dense and sparse-decode steps
+(`benchmarks.sparse_perf`, step time and peak memory), then the sweep's LM time on
+the embedded model on the same device. It needs
 no hub access and is sized to finish in well under 8 minutes on one GPU.
 """
 
@@ -515,6 +517,12 @@ def gpu_check(
     )
     architectures = saelens_aligned.aligned_architectures()
     yield from run(settings, architectures, list(ALIGNMENT_FORMS), memory=True)
+    # The sparse TopK step against SAELens' own steps, in the same setting.
+    from benchmarks.sparse_perf import sparse_memory, sparse_step
+
+    for family in ("topk", "batchtopk"):
+        yield sparse_step(family, settings)
+    yield sparse_memory("topk", settings)
     yield {**sweep_lm_time(sweep_k, tiny=tiny, device=device), "machine": machine()}
 
 

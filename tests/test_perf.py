@@ -105,6 +105,10 @@ def test_gpu_check_runs_on_cpu_at_tiny_shapes():
         assert math.isfinite(r["peak_memory_ratio"]) and r["peak_memory_ratio"] > 0
         assert "allocator" in r["memory_accounting"]
         assert len(r["load_average"]["before"]) == 3
+    sparse = [r for r in results if r["measurement"] == "sparse_step"]
+    assert {r["family"] for r in sparse} == {"topk", "batchtopk"}
+    assert all(r["settings"]["autocast"] for r in sparse)
+    assert any(r["measurement"] == "sparse_memory" for r in results)
     (sweep,) = [r for r in results if r["measurement"] == "sweep_lm_time"]
     assert sweep["device"] == "cpu" and sweep["sweep"]["lm_activations_s"] > 0
     assert any(r["measurement"] == "roofline" for r in results)
