@@ -171,3 +171,116 @@ def iter_cached_activations(
     rows = max(1, batch_tokens // max(per_row, 1))
     for start in range(0, len(dataset), rows):
         yield dataset[start : start + rows][column].reshape(-1, d_in).float()
+
+
+class _SharedForwardModel:
+    """The LM as SAELens' CacheActivationsRunner sees it, when several hooks are
+    cached from one pass.
+
+    Every runner of the group reads the same text with the same settings, so their
+    ActivationsStores ask for the same token batches in the same order. The first
+    runner's calls run the model once per batch, for every hook of the group, and
+    spool the other hooks' activations to disk (safetensors, one file per batch);
+    the later runners' calls read their hook's batch back instead of running the
+    model, after checking that the tokens are the ones the pass saw. Everything
+    else is delegated to the real model.
+    """
+
+    def __init__(self, model: Any, hooks: list[str], spool_dir: Path) -> None:
+        self._model = model
+        self._hooks = list(hooks)
+        self._spool_dir = spool_dir
+        self._recorder: str | None = None
+        self._next_batch: dict[str, int] = {}
+        self.model_passes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def _spool_file(self, hook: str, batch: int) -> Path:
+        return self._spool_dir / f"{hook}-{batch:06d}.safetensors"
+
+    def run_with_cache(
+        self, tokens: torch.Tensor, names_filter: list[str], **kwargs: Any
+    ) -> tuple[Any, dict[str, torch.Tensor]]:
+        from safetensors.torch import load_file, save_file
+
+        (hook,) = names_filter
+        self._recorder = self._recorder or hook
+        batch = self._next_batch.get(hook, 0)
+        self._next_batch[hook] = batch + 1
+        if hook != self._recorder:
+            path = self._spool_file(hook, batch)
+            spooled = load_file(path)
+            path.unlink()
+            if not torch.equal(spooled["tokens"], tokens.cpu()):
+                raise RuntimeError(
+                    f"Caching {hook} from a shared pass: batch {batch} holds other "
+                    "tokens than the pass saw; the hooks' caches must read the same "
+                    "text with the same settings."
+                )
+            return None, {hook: spooled["acts"].to(tokens.device)}
+        _, cache = self._model.run_with_cache(
+            tokens, names_filter=self._hooks, **kwargs
+        )
+        self.model_passes += 1
+        for other in self._hooks:
+            if other != hook:
+                save_file(
+                    {
+                        "acts": cache[other].detach().cpu().contiguous(),
+                        "tokens": tokens.cpu().contiguous(),
+                    },
+                    self._spool_file(other, batch),
+                )
+        return None, {hook: cache[hook]}
+
+
+def ensure_activation_caches(
+    resolved_by_hook: dict[str, ResolvedSource],
+    model: Any,
+    d_in: int,
+    tokens: int,
+    seed: int,
+    model_batch_size: int = 16,
+    split: str = "train",
+) -> dict[str, Path]:
+    """`ensure_activation_cache` for several hooks of one model and text, with one
+    pass of the model for all the caches that do not exist yet. Each cache is the
+    one `ensure_activation_cache` makes for its hook alone (same key, folder and
+    SAELens format), so either function reuses what the other made.
+    `resolved_by_hook` maps each hook to its source (the same but for the hook)."""
+    import tempfile
+
+    def ensure(hook: str, with_model: Any) -> Path:
+        return ensure_activation_cache(
+            resolved_by_hook[hook],
+            with_model,
+            d_in,
+            tokens,
+            seed,
+            model_batch_size,
+            split,
+        )
+
+    missing = [
+        hook
+        for hook, resolved in resolved_by_hook.items()
+        if not is_complete_cache(
+            activation_cache_dir(
+                resolved, cache_key(resolved, d_in, tokens, seed, split)
+            )
+        )
+    ]
+    done = {
+        hook: ensure(hook, model) for hook in resolved_by_hook if hook not in missing
+    }
+    if len(missing) <= 1:
+        return {**done, **{hook: ensure(hook, model) for hook in missing}}
+    root = next(iter(resolved_by_hook.values())).activations_root
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".shared-pass-") as spool:
+        shared = _SharedForwardModel(model, missing, Path(spool))
+        for hook in missing:
+            done[hook] = ensure(hook, shared)
+    return {hook: done[hook] for hook in resolved_by_hook}

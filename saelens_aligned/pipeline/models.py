@@ -79,17 +79,19 @@ MODEL_CLASSES = ("AutoModelForCausalLM", "HookedTransformer")
 
 
 def load_model(
-    model_class: str, model_name: str, hook: str, device: str = "cpu"
+    model_class: str, model_name: str, hook: str | list[str], device: str = "cpu"
 ) -> Any:
     """The model as SAELens loads it (`sae_lens.load_model`), in eval mode. An
-    AutoModelForCausalLM is wrapped so its forward pass stops at `hook`."""
+    AutoModelForCausalLM is wrapped so its forward pass stops at `hook` (the last
+    of several hooks, which one pass then caches together)."""
     from sae_lens.load_model import load_model as sae_lens_load_model
 
+    hooks = [hook] if isinstance(hook, str) else list(hook)
     model = sae_lens_load_model(
         model_class,
         model_name,
         device=device,
-        hook_names=[hook] if model_class == "AutoModelForCausalLM" else None,
+        hook_names=hooks if model_class == "AutoModelForCausalLM" else None,
     )
     model.eval()
     return model
