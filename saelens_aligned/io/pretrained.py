@@ -4,7 +4,10 @@
 - a local SAELens SAE directory (cfg.json + sae_weights.safetensors);
 - a local folder in the Hugging Face layout of SAELens releases: one subfolder per
   sae_id, each a SAELens SAE directory (what `upload_saes_to_huggingface` writes);
-- a release name from our registry (`pretrained_saes.yaml`, SAELens' format);
+- a release name from our registry (`pretrained_saes.yaml`, SAELens' format),
+  including releases shipped inside this package as compact files
+  (`io/compact.py`, conversion `saelens_aligned_packaged`), which are expanded
+  once into an ordinary SAELens folder in the cache and need no hub;
 - a Hugging Face repo id in that layout, downloaded when online or read from the
   local HF cache when `HF_HUB_OFFLINE=1`.
 
@@ -38,6 +41,14 @@ from saelens_aligned.io.sae_dirs import (
 )
 
 REGISTRY_FILENAME = "pretrained_saes.yaml"
+# The conversion name of releases shipped in the package (`releases/`), which
+# SAELens' `from_pretrained` dispatches to `packaged_loader`.
+PACKAGED_LOADER = "saelens_aligned_packaged"
+RELEASES_DIRNAME = "releases"
+
+
+class PackagedReleaseMissingError(FileNotFoundError):
+    """A packaged release's compact file is not in the installed package."""
 
 
 class PretrainedSAE(NamedTuple):
@@ -111,6 +122,103 @@ def _packaged_releases() -> dict[str, PretrainedSAELookup]:
     return load_release_registry()
 
 
+def packaged_release_file(release: str, folder: str) -> Path:
+    """Where the compact file of a packaged release's SAE `folder` is installed."""
+    root = Path(str(files("saelens_aligned").joinpath(RELEASES_DIRNAME)))
+    return root / release / f"{folder}.safetensors"
+
+
+def packaged_sae_dir(
+    release: str, folder: str, cache_dir: str | Path | None = None
+) -> Path:
+    """The SAELens folder of a packaged release's SAE, expanded from its compact
+    file into the cache on first use (and again whenever the file changes: its
+    digest names the folder)."""
+    import hashlib
+
+    from saelens_aligned.io.cache import cache_root
+    from saelens_aligned.io.compact import expand_compact
+
+    compact = packaged_release_file(release, folder)
+    if not compact.is_file():
+        lookup = _find_release(release)
+        hub = f" the hub repo {lookup.repo_id!r}" if lookup is not None else " the hub"
+        raise PackagedReleaseMissingError(
+            f"Release {release!r}, SAE {folder!r}, ships inside the saelens-aligned "
+            f"package, but its file {compact} is missing. Reinstall the package "
+            "(`pip install --force-reinstall saelens-aligned`, or `make install` in a "
+            "checkout), rebuild the release (`python -m benchmarks.release build`), "
+            f"or, with internet access, load it from{hub} once it is uploaded there."
+        )
+    digest = hashlib.sha256(compact.read_bytes()).hexdigest()[:12]
+    out = cache_root(cache_dir) / RELEASES_DIRNAME / release / f"{folder}-{digest}"
+    if not (out / SAE_WEIGHTS_FILENAME).is_file():
+        expand_compact(compact, out)
+    return out
+
+
+def _release_of_repo(repo_id: str) -> str:
+    # SAELens' loader interface passes the repo, not the release name.
+    known = {**get_pretrained_saes_directory(), **_packaged_releases()}
+    for name, lookup in known.items():
+        if lookup.repo_id == repo_id and lookup.conversion_func == PACKAGED_LOADER:
+            return name
+    raise ValueError(f"No packaged saelens-aligned release has repo_id {repo_id!r}.")
+
+
+def _packaged_or_hub_dir(
+    release: str, folder: str, repo_id: str, force_download: bool = False
+) -> Path:
+    """The packaged SAE's folder; if its file is missing, the same folder from the
+    hub (where `upload_saes` puts it) when the hub can be reached."""
+    from huggingface_hub import constants
+
+    try:
+        return packaged_sae_dir(release, folder)
+    except PackagedReleaseMissingError as missing:
+        if constants.HF_HUB_OFFLINE:
+            raise
+        try:
+            return _download_sae_dir(repo_id, folder, force_download)
+        except Exception as hub_error:
+            raise missing from hub_error
+
+
+def packaged_loader(
+    repo_id: str,
+    folder_name: str,
+    device: str = "cpu",
+    force_download: bool = False,
+    cfg_overrides: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], None]:
+    """SAELens' loader interface (`NAMED_PRETRAINED_SAE_LOADERS`) for packaged
+    releases: SAELens' own disk loader on the expanded folder."""
+    from sae_lens.loading.pretrained_sae_loaders import sae_lens_disk_loader
+
+    sae_dir = _packaged_or_hub_dir(
+        _release_of_repo(repo_id), folder_name, repo_id, force_download
+    )
+    cfg, state = sae_lens_disk_loader(sae_dir, device, cfg_overrides)
+    return cfg, state, None
+
+
+def packaged_config(
+    repo_id: str,
+    folder_name: str,
+    device: str = "cpu",
+    force_download: bool = False,
+    cfg_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """SAELens' config-getter interface (`NAMED_PRETRAINED_SAE_CONFIG_GETTERS`)."""
+    import json
+
+    sae_dir = _packaged_or_hub_dir(
+        _release_of_repo(repo_id), folder_name, repo_id, force_download
+    )
+    cfg = json.loads((sae_dir / SAE_CFG_FILENAME).read_text())
+    return {**cfg, "device": device, **(cfg_overrides or {})}
+
+
 def register_pretrained_releases(path: str | Path | None = None) -> list[str]:
     """Make `SAE.from_pretrained(release, sae_id)` resolve our releases. Idempotent.
 
@@ -122,6 +230,14 @@ def register_pretrained_releases(path: str | Path | None = None) -> list[str]:
     A name SAELens already uses for another repo is an error, never shadowed.
     Returns the names registered.
     """
+    from sae_lens.loading.pretrained_sae_loaders import (
+        NAMED_PRETRAINED_SAE_CONFIG_GETTERS,
+        NAMED_PRETRAINED_SAE_LOADERS,
+    )
+
+    # Registered even without releases, so a release added later resolves.
+    NAMED_PRETRAINED_SAE_LOADERS[PACKAGED_LOADER] = packaged_loader
+    NAMED_PRETRAINED_SAE_CONFIG_GETTERS[PACKAGED_LOADER] = packaged_config
     ours = load_release_registry(path) if path is not None else _packaged_releases()
     if not ours:
         return []
@@ -224,6 +340,12 @@ def resolve_sae_dir(
     release = _find_release(source)
     if release is not None:
         chosen = _pick_sae_id(list(release.saes_map), sae_id, f"release {source!r}")
+        if release.conversion_func == PACKAGED_LOADER:
+            return check_sae_dir(
+                _packaged_or_hub_dir(
+                    source, release.saes_map[chosen], release.repo_id, force_download
+                )
+            )
         if (release.conversion_func or "sae_lens") != "sae_lens":
             raise ValueError(
                 f"Release {source!r} uses conversion {release.conversion_func!r}; load it "
