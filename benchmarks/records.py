@@ -48,6 +48,11 @@ FLAT_METRICS: dict[str, tuple[str, str]] = {
     "ce_loss_without_sae": ("model_performance_preservation", "ce_loss_without_sae"),
     "kl_div_score": ("model_behavior_preservation", "kl_div_score"),
     "explained_variance": ("reconstruction_quality", "explained_variance"),
+    # SAEBench's per-token formula, the one its paper reports (see docs/pretrained.md).
+    "explained_variance_legacy": (
+        "reconstruction_quality",
+        "explained_variance_legacy",
+    ),
     "mse": ("reconstruction_quality", "mse"),
     "cossim": ("reconstruction_quality", "cossim"),
     "l2_ratio": ("shrinkage", "l2_ratio"),

@@ -1,0 +1,248 @@
+"""Compact tied SAEs, the packaged-release loader, and the shipped release."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+from sae_lens.saes.sae import SAE
+from safetensors import safe_open
+
+import saelens_aligned
+from saelens_aligned.io import pretrained
+from saelens_aligned.io.compact import NotTiedError, expand_compact, write_compact
+from saelens_aligned.io.pretrained import (
+    PACKAGED_LOADER,
+    PackagedReleaseMissingError,
+    ReleaseSAE,
+    load_release_registry,
+    load_sae,
+    register_pretrained_releases,
+    release_entry,
+)
+from tests.conftest import make_sae, random_batches
+
+
+def exported(architecture: str, path: Path, alignment: str | None = "tied") -> Any:
+    sae = make_sae(architecture, alignment, d_in=16, d_sae=64, seed=3)
+    with torch.no_grad():
+        sae.W_enc.add_(0.05 * torch.randn_like(sae.W_enc))
+        sae.b_enc.add_(0.01)
+    sae.save_inference_model(path)
+    return SAE.load_from_disk(path)
+
+
+def test_a_compact_tied_sae_expands_to_a_plain_saelens_folder(tmp_path):
+    original = exported("aligned_topk", tmp_path / "sae")
+    compact = write_compact(tmp_path / "sae", tmp_path / "layer.safetensors")
+    with safe_open(str(compact), framework="pt") as f:
+        assert set(f.keys()) == {"W_enc", "b_enc", "b_dec"}  # no decoder
+        assert f.get_tensor("W_enc").dtype == torch.bfloat16
+    assert (
+        compact.stat().st_size
+        < 0.6 * (tmp_path / "sae" / "sae_weights.safetensors").stat().st_size
+    )
+
+    out = expand_compact(compact, tmp_path / "expanded")
+    # A process that never imports the plugin loads it.
+    code = (
+        "import sys, sae_lens; sae = sae_lens.SAE.load_from_disk(sys.argv[1]); "
+        "print(sae.cfg.architecture(), sae.W_dec.dtype)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["topk", "torch.float32"]
+    sae = SAE.load_from_disk(out)
+    scores = (sae.W_enc * sae.W_dec.T).sum(0)
+    torch.testing.assert_close(scores, torch.ones_like(scores), atol=1e-5, rtol=0)
+    torch.testing.assert_close(sae.W_enc, original.W_enc.to(torch.bfloat16).float())
+    x = next(random_batches(16, 64))
+    with torch.no_grad():  # bf16 encoder: reconstructions within bf16 precision
+        expected = original.decode(original.encode(x))
+        err = (sae.decode(sae.encode(x)) - expected).norm() / expected.norm()
+    assert float(err) < 2e-2
+
+
+def test_only_tied_saes_have_a_compact_form(tmp_path):
+    exported("topk", tmp_path / "stock", alignment=None)
+    with pytest.raises(NotTiedError, match="only `tied` SAEs"):
+        write_compact(tmp_path / "stock", tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.fixture
+def packaged_release(tmp_path, monkeypatch):
+    """A release of one compact SAE, registered as a packaged release."""
+    exported("aligned_topk", tmp_path / "sae")
+    compact = write_compact(tmp_path / "sae", tmp_path / "pkg" / "layer_3.safetensors")
+    monkeypatch.setattr(
+        pretrained,
+        "packaged_release_file",
+        lambda _release, folder: tmp_path / "pkg" / f"{folder}.safetensors",
+    )
+    monkeypatch.setenv("SAELENS_ALIGNED_CACHE", str(tmp_path / "cache"))
+    registry = tmp_path / "pretrained_saes.yaml"
+    entry = {
+        **release_entry(
+            "nobody/test-packaged", "SmolLM2", [ReleaseSAE("layer_3", "layer_3")]
+        ),
+        "conversion_func": PACKAGED_LOADER,
+    }
+    registry.write_text(yaml.safe_dump({"test-packaged": entry}))
+    directory = get_pretrained_saes_directory()
+    register_pretrained_releases(registry)
+    yield compact
+    directory.pop("test-packaged", None)
+
+
+@pytest.mark.usefixtures("packaged_release")
+def test_a_packaged_release_loads_offline_through_saelens_and_ours(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    sae = SAE.from_pretrained("test-packaged", "layer_3")
+    ours = load_sae("test-packaged", "layer_3")
+    torch.testing.assert_close(sae.W_dec, ours.sae.W_dec)
+    assert ours.trained_aligned and abs(ours.alignment.mean - 1) < 1e-5
+    assert "cache" in str(ours.path)  # expanded once into the cache
+
+
+def test_a_deleted_packaged_file_gives_an_error_that_says_what_to_do(
+    packaged_release, monkeypatch
+):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    packaged_release.unlink()
+    for load in (
+        lambda: SAE.from_pretrained("test-packaged", "layer_3"),
+        lambda: load_sae("test-packaged", "layer_3"),
+    ):
+        with pytest.raises(PackagedReleaseMissingError, match="Reinstall the package"):
+            load()
+
+
+# The shipped release (benchmarks/release.py builds it).
+SHIPPED = {
+    name: lookup
+    for name, lookup in load_release_registry().items()
+    if lookup.conversion_func == PACKAGED_LOADER
+}
+
+
+def test_the_package_ships_a_release_of_at_least_three_layers():
+    assert SHIPPED, "pretrained_saes.yaml lists no packaged release"
+    for name, lookup in SHIPPED.items():
+        assert len(lookup.saes_map) >= 3
+        for sae_id in lookup.saes_map:
+            assert pretrained.packaged_release_file(name, sae_id).is_file()
+            assert (
+                lookup.expected_l0[sae_id] > 0
+                and 0 < lookup.expected_var_explained[sae_id] < 1
+            )
+
+
+@pytest.mark.parametrize(
+    "release,sae_id",
+    [(name, sae_id) for name, lookup in SHIPPED.items() for sae_id in lookup.saes_map],
+)
+def test_two_lines_load_a_released_sae_offline_and_encode(release, sae_id, tmp_path):
+    # In a fresh process, offline, as a new user would.
+    code = f"""
+import json, torch, saelens_aligned
+from sae_lens import SAE
+sae = SAE.from_pretrained({release!r}, {sae_id!r})
+acts = sae.encode(torch.randn(8, sae.cfg.d_in))
+print(json.dumps([sae.cfg.architecture(), sae.cfg.d_sae, int((acts > 0).sum(-1).max())]))
+"""
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "SAELENS_ALIGNED_CACHE": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    architecture, d_sae, max_active = json.loads(done.stdout.strip().splitlines()[-1])
+    assert architecture == "topk" and d_sae == 4608 and 0 < max_active <= 32
+    assert saelens_aligned
+
+
+def test_the_release_build_trains_evaluates_and_packages_every_layer(tmp_path):
+    from benchmarks.config import EvalSettings
+    from benchmarks.release import ReleasePaths, ReleaseSpec, build, render
+
+    spec = ReleaseSpec(
+        name="test-tiny-release",
+        repo_id="nobody/test-tiny-release",
+        layers=(1, 2),
+        d_sae=64,
+        k=4,
+        dataset=None,  # the embedded corpus: no download
+        context_size=32,
+        activation_tokens=2048,
+        training_tokens=4096,
+        train_batch_size_tokens=512,
+        dead_window_tokens=1024,
+        eval=EvalSettings(
+            batch_size_prompts=2,
+            n_eval_reconstruction_batches=1,
+            n_eval_sparsity_variance_batches=2,
+            meta_structure=False,
+        ),
+        activations_dir=str(tmp_path / "acts"),
+    )
+    registry = tmp_path / "pretrained_saes.yaml"
+    registry.write_text("# header kept\n{}\n")
+    paths = ReleasePaths(tmp_path / "results", tmp_path / "releases", registry)
+    entry = build(spec, paths)
+
+    assert [s["id"] for s in entry["saes"]] == ["layer_1", "layer_2"]
+    assert all(0 < s["l0"] <= 4 for s in entry["saes"])
+    assert registry.read_text().startswith("# header kept\n")
+    assert load_release_registry(registry)["test-tiny-release"].conversion_func == (
+        PACKAGED_LOADER
+    )
+    for sae_id in ("layer_1", "layer_2"):
+        compact = paths.releases_dir / spec.name / f"{sae_id}.safetensors"
+        sae = SAE.load_from_disk(expand_compact(compact, tmp_path / "x" / sae_id))
+        assert (
+            sae.cfg.d_sae == 64
+            and sae.cfg.metadata.hook_name == f"model.layers.{sae_id[-1]}"
+        )
+    table = render(spec, paths)
+    assert table.count("aligned `tied` (ships)") == 2 and table.count("stock TopK") == 2
+    # Rerunning finds everything done: same entry, nothing retrained.
+    assert build(spec, paths) == entry
+
+
+def test_the_shipped_release_stays_within_its_size_budget():
+    # docs/pretrained.md states the budget: 20 MB for the whole release.
+    for name in SHIPPED:
+        files = list(pretrained.packaged_release_file(name, "x").parent.glob("*"))
+        assert sum(f.stat().st_size for f in files) <= 20_000_000
+
+
+def test_the_pretrained_doc_holds_the_table_of_the_committed_records():
+    from benchmarks.release import render
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
+    begin, end = "<!-- release table: begin -->", "<!-- release table: end -->"
+    generated = doc.read_text().split(begin, 1)[1].split(end, 1)[0]
+    assert generated.strip() == render().strip(), (
+        "docs/pretrained.md is stale: paste the output of "
+        "`python -m benchmarks.release render` between its release-table markers."
+    )
