@@ -352,3 +352,45 @@ def test_baseline_defaults_to_the_aligned_architectures_base(tmp_path: Path) -> 
         validate(tiny_config(tmp_path, architecture="topk"))
     with pytest.raises(DemoInputError, match="not a registered"):
         validate(tiny_config(tmp_path, architecture="nope"))
+
+
+def test_demo_pretrained_evaluates_a_released_sae_without_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAELENS_ALIGNED_CACHE", str(tmp_path / "cache"))
+
+    def no_training(*_: Any, **__: Any) -> None:
+        raise AssertionError("--pretrained trained an SAE")
+
+    monkeypatch.setattr(SAETrainer, "fit", no_training)
+    out = tmp_path / "report"
+    release = "smollm2-135m-instruct-res-aligned-topk-8x/layer_3"
+    cli.main(
+        ["demo", "--pretrained", release, "--output", str(out)]
+        + ["--context-size", "64", "--eval-batch-size-prompts", "2"]
+        + [
+            "--eval-reconstruction-batches",
+            "1",
+            "--eval-sparsity-variance-batches",
+            "2",
+        ]
+    )
+    results = json.loads((out / "metrics.json").read_text())["results"]
+    metrics = results[release]["metrics"]
+    assert all(math.isfinite(v) for v in metrics.values()), metrics
+    assert 0 < metrics["l0"] <= 32 and metrics["ce_loss_score"] > 0.5
+    assert abs(results[release]["alignment"]["mean"] - 1) < 1e-5
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    summary = (out / "summary.md").read_text()
+    assert f"Released SAE `{release}`" in summary
+    assert "`model.layers.3` (d_in 576)" in summary
+    assert not (out / "saes").exists()  # nothing trained, nothing saved
+
+
+def test_demo_pretrained_names_the_form_it_needs(tmp_path: Path) -> None:
+    with pytest.raises(DemoInputError, match="RELEASE/SAE_ID"):
+        run_demo(DemoConfig(pretrained="layer_3", output_dir=str(tmp_path / "r")))
+    with pytest.raises(DemoInputError, match="no-such-release"):
+        run_demo(
+            DemoConfig(pretrained="no-such-release/x", output_dir=str(tmp_path / "r"))
+        )

@@ -15,7 +15,7 @@ A thin app over the pipeline (`saelens_aligned.pipeline`):
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,10 @@ class DemoConfig:
         activations_dir: Where activation caches live (default
             <cache root>/activations).
         overwrite: Replace an output folder that holds a different run.
+        pretrained: A released SAE to explore instead of training two,
+            `RELEASE/SAE_ID` (e.g. the packaged
+            `smollm2-135m-instruct-res-aligned-topk-8x/layer_3`): nothing is
+            cached or trained; it is evaluated on held-out text at its own hook.
     """
 
     model: str | None = None
@@ -110,6 +114,7 @@ class DemoConfig:
     cache_dir: str | None = None
     activations_dir: str | None = None
     overwrite: bool = False
+    pretrained: str | None = None
 
     def source(self) -> Source:
         """The model, hook and text every stage of the demo reads."""
@@ -184,8 +189,36 @@ def check_output_dir(config: DemoConfig) -> Path:
     )
 
 
+def resolve_pretrained(config: DemoConfig) -> tuple[DemoConfig, Path]:
+    """The config at the released SAE's own hook, and the SAE's local folder
+    (packaged releases are expanded into the cache here)."""
+    from saelens_aligned.io.pretrained import resolve_sae_dir
+
+    assert config.pretrained is not None
+    release, _, sae_id = config.pretrained.partition("/")
+    if not release or not sae_id:
+        raise DemoInputError(
+            f"--pretrained {config.pretrained!r}: give RELEASE/SAE_ID, e.g. "
+            "smollm2-135m-instruct-res-aligned-topk-8x/layer_3."
+        )
+    try:
+        sae_dir = resolve_sae_dir(release, sae_id)
+    except (FileNotFoundError, ValueError) as e:
+        raise DemoInputError(f"--pretrained {config.pretrained!r}: {e}") from e
+    cfg = json.loads((sae_dir / "cfg.json").read_text())
+    hook = cfg.get("metadata", {}).get("hook_name") or config.hook
+    return replace(config, hook=hook), sae_dir
+
+
 def validate(config: DemoConfig) -> DemoInputs:
     """Every check that can fail, before the model runs on any text."""
+    if config.pretrained is not None:
+        output_dir = check_output_dir(config)
+        try:
+            resolved = resolve_source(config.source())
+        except SourceError as e:
+            raise DemoInputError(str(e)) from e
+        return DemoInputs(config, resolved, "", output_dir)
     if config.architecture not in SAE_TRAINING_CLASS_REGISTRY:
         raise DemoInputError(
             f"--architecture {config.architecture!r} is not a registered SAELens "
@@ -248,7 +281,7 @@ class DemoResult:
     """Where the demo wrote its report, and what it measured."""
 
     output_dir: Path
-    activation_cache: Path
+    activation_cache: Path | None  # None for --pretrained: nothing was cached
     results: dict[str, dict[str, Any]]
     seconds: float
 
@@ -258,6 +291,8 @@ def run_demo(config: DemoConfig) -> DemoResult:
     from saelens_aligned.apps.report import write_report
 
     start = time.monotonic()
+    if config.pretrained is not None:
+        return run_pretrained(config)
     inputs = validate(config)
     inputs.output_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(
@@ -323,6 +358,50 @@ def run_demo(config: DemoConfig) -> DemoResult:
         ),
     )
     return DemoResult(inputs.output_dir, cache_dir, results, seconds)
+
+
+def run_pretrained(config: DemoConfig) -> DemoResult:
+    """`--pretrained`: evaluate a released SAE on held-out text at its own hook and
+    write the same report, for one SAE."""
+    from saelens_aligned.apps.report import write_report
+
+    start = time.monotonic()
+    config, sae_dir = resolve_pretrained(config)
+    inputs = validate(config)
+    inputs.output_dir.mkdir(parents=True, exist_ok=True)
+    resolved = inputs.resolved
+    say(f"Loading {resolved.model_label} ({config.model_class}) on {config.device} ...")
+    model = load_source_model(resolved)
+    results = {config.pretrained or "": evaluate_sae(inputs, model, sae_dir)}
+    seconds = time.monotonic() - start
+    write_report(
+        inputs.output_dir,
+        results,
+        meta={
+            "model": resolved.model_label,
+            "model_name": resolved.model_name,
+            "model_class": config.model_class,
+            "corpus": resolved.corpus.name,
+            "corpus_licence": resolved.corpus.licence,
+            "eval_text": "held-out documents"
+            if resolved.corpus.eval
+            else "held-out rows of the dataset",
+            "hook": config.hook,
+            "d_in": json.loads((sae_dir / "cfg.json").read_text())["d_in"],
+            "pretrained": config.pretrained,
+            "sae_dir": str(sae_dir),
+            "wall_seconds": round(seconds, 1),
+            "config": _jsonable(asdict(config)),
+        },
+    )
+    write_text_atomic(
+        inputs.output_dir / RUN_FILENAME,
+        json.dumps(
+            {"config": _jsonable(config.run_identity()), "status": "complete"},
+            indent=2,
+        ),
+    )
+    return DemoResult(inputs.output_dir, None, results, seconds)
 
 
 def _jsonable(value: Any) -> Any:

@@ -77,25 +77,39 @@ def summary_markdown(
     results: Mapping[str, Mapping[str, Any]], meta: Mapping[str, Any]
 ) -> str:
     config = meta.get("config", {})
+    if meta.get("pretrained"):
+        trained = (
+            f"Released SAE `{meta['pretrained']}` (folder `{meta.get('sae_dir')}`), "
+            "not trained here. "
+        )
+        files = "`metrics.json` (every metric, per-feature densities and alignment "
+    else:
+        trained = (
+            f"Both SAEs: d_sae {config.get('d_sae')}, trained on the same "
+            f"{config.get('training_tokens'):,} cached activations "
+            f"(context {config.get('context_size')}, batch "
+            f"{config.get('train_batch_size_tokens')} tokens, lr {config.get('lr')}, "
+            f"seed {config.get('seed')}). "
+        )
+        files = (
+            "`saes/<architecture>/` (SAELens SAE folders, load with "
+            "`SAE.load_from_disk`), `metrics.json` (every metric, per-feature "
+            "densities and alignment "
+        )
     return (
         "# saelens-aligned demo\n\n"
         f"Model `{meta.get('model')}` ({meta.get('model_class')}), hook "
         f"`{meta.get('hook')}` (d_in {meta.get('d_in')}); corpus: "
         f"{meta.get('corpus')} - licence: {meta.get('corpus_licence')}.\n"
-        f"Both SAEs: d_sae {config.get('d_sae')}, trained on the same "
-        f"{config.get('training_tokens'):,} cached activations "
-        f"(context {config.get('context_size')}, batch "
-        f"{config.get('train_batch_size_tokens')} tokens, lr {config.get('lr')}, "
-        f"seed {config.get('seed')}). Metrics: SAEBench core eval on "
+        + trained
+        + "Metrics: SAEBench core eval on "
         f"{meta.get('eval_text', 'held-out documents')} against the live model; a "
         "latent is dead when it never fired on the evaluated tokens. Wall time "
         f"{meta.get('wall_seconds')} s.\n\n"
         + summary_table(results)
         + "\n![alignment scores](plots/alignment_histograms.png)\n"
         "\n![feature densities](plots/feature_density_histograms.png)\n"
-        "\nFiles: `saes/<architecture>/` (SAELens SAE folders, load with "
-        "`SAE.load_from_disk`), `metrics.json` (every metric, per-feature densities "
-        "and alignment scores).\n"
+        f"\nFiles: {files}scores).\n"
     )
 
 

@@ -66,6 +66,12 @@ FLAGS: dict[str, tuple[str, str]] = {
         "eval_sparsity_variance_batches",
         "Batches for L0, variance and densities.",
     ),
+    "--pretrained": (
+        "pretrained",
+        "Explore a released SAE instead of training two: RELEASE/SAE_ID, e.g. "
+        "smollm2-135m-instruct-res-aligned-topk-8x/layer_3 (shipped with the "
+        "package; evaluated on held-out text at its own hook, in about a minute).",
+    ),
     "--device": ("device", "Device for the model and SAEs: cpu, cuda, mps."),
     "--output": ("output_dir", "Report folder."),
     "--cache-dir": (
