@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import random
 import tempfile
 import time
@@ -34,19 +33,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from sae_lens.saes.sae import SAE
 
-from saelens_aligned.pipeline.evaluation import prepare_for_saebench
-from saelens_aligned.pipeline.transformer_lens_view import (
-    hf_hook_name,
-    hook_layer,
-    transformer_lens_hook_name,
+from saelens_aligned.pipeline.saebench_redirects import (
+    SAE_RELEASE,
+    ProvidedModel,
+    patched,
+    prepare_sae,
+    seeded,
+    working_directory,
 )
-
-SAE_RELEASE = "saelens_aligned"
-"""The release name SAEBench files our SAEs under (with its id "custom_sae")."""
 
 
 @dataclass(frozen=True)
@@ -183,83 +179,6 @@ METRIC_FIELDS = tuple(
 )
 
 
-def as_transformer_lens_hook(hook_name: str) -> str:
-    """`hook_name` in TransformerLens' spelling, whichever view it names."""
-    try:
-        hf_hook_name(hook_name)
-    except ValueError:
-        return transformer_lens_hook_name(hook_name)
-    return hook_name
-
-
-def prepare_sae(sae: SAE[Any], model_name: str) -> SAE[Any]:
-    """A copy of `sae` as SAEBench's absorption eval reads it: decoder norms folded,
-    `model_name`, and the TransformerLens hook name and layer of the activation the
-    SAE was trained on (its hook may be an `AutoModelForCausalLM` module path)."""
-    prepared = prepare_for_saebench(sae, model_name)
-    hook = as_transformer_lens_hook(str(prepared.cfg.metadata.hook_name))
-    layer = hook_layer(hook)
-    if layer is None or not hook.endswith("hook_resid_post"):
-        raise ValueError(
-            f"Absorption reads the residual stream after a block; {hook!r} is not."
-        )
-    prepared.cfg.metadata.hook_name = hook
-    prepared.cfg.hook_name = hook  # type: ignore[attr-defined]
-    prepared.cfg.hook_layer = layer  # type: ignore[attr-defined]
-    return prepared
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed Python, NumPy and torch RNGs; restore their states and grad mode."""
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-    grad = torch.is_grad_enabled()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-        torch.set_grad_enabled(grad)
-
-
-@contextlib.contextmanager
-def _patched(module: Any, name: str, value: Any) -> Iterator[None]:
-    original = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, original)
-
-
-@contextlib.contextmanager
-def _working_directory(path: Path) -> Iterator[None]:
-    """`contextlib.chdir`, which Python 3.10 lacks."""
-    previous = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
-class _ProvidedModel:
-    """Stands in for `HookedTransformer` inside SAEBench's `run_eval`: its one
-    model load returns `model`, after checking the name it asked for."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def from_pretrained_no_processing(self, model_name: str, **_: Any) -> Any:
-        if model_name != self.model.cfg.model_name:
-            raise ValueError(f"run_eval asked for {model_name!r}, not the given model")
-        return self.model
-
-
 MIN_WORDS_PER_LETTER = 10
 """A subsampled vocabulary keeps this many words of every first letter (all, when
 fewer exist): SAEBench trains one k-sparse probe per letter and fails on a letter
@@ -319,22 +238,22 @@ def _saebench_redirected(
     )
     with contextlib.ExitStack() as stack:
         stack.enter_context(
-            _patched(absorption_main, "HookedTransformer", _ProvidedModel(model))
+            patched(absorption_main, "HookedTransformer", ProvidedModel(model))
         )
         stack.enter_context(
-            _patched(absorption_main, "run_k_sparse_probing_experiment", k_sparse)
+            patched(absorption_main, "run_k_sparse_probing_experiment", k_sparse)
         )
         stack.enter_context(
-            _patched(absorption_main, "run_feature_absortion_experiment", absorption)
+            patched(absorption_main, "run_feature_absortion_experiment", absorption)
         )
         if settings.vocab_size is not None:
             for module in (common, feature_absorption):
                 subsampled = _subsampled(
                     module.get_alpha_tokens, settings.vocab_size, settings.random_seed
                 )
-                stack.enter_context(_patched(module, "get_alpha_tokens", subsampled))
+                stack.enter_context(patched(module, "get_alpha_tokens", subsampled))
         # run_eval writes its k-sparse-probing summary to ./artifacts/absorption.
-        stack.enter_context(_working_directory(work_dir))
+        stack.enter_context(working_directory(work_dir))
         yield
 
 
@@ -397,7 +316,7 @@ def run_absorption(
 
     start = time.perf_counter()
     with (
-        _seeded(settings.random_seed),
+        seeded(settings.random_seed),
         _saebench_redirected(hooked_model, work_dir, probes_dir, settings),
     ):
         results = run_eval(
