@@ -16,7 +16,8 @@ from benchmarks.config import EvalSettings
 from benchmarks.runs import RunSpec
 from saelens_aligned.pipeline.training import TrainingSettings
 
-# Evals of SAEBench that read hub datasets or call an LLM API.
+# Evals of SAEBench that read hub datasets or call an LLM API (sparse probing and
+# TPP also run offline on local labelled text: `benchmarks.probing_evals`).
 HUB_EVALS = (
     "sparse_probing",
     "scr",
@@ -26,6 +27,11 @@ HUB_EVALS = (
     "autointerp",
     "mdl",
 )
+OFFLINE_REASONS = {
+    "scr": "needs two correlated labels per text (SAEBench: profession and "
+    "gender); no local labelled set has such a pair",
+    "autointerp": "needs an LLM judge behind an API; none is reachable offline",
+}
 
 
 @dataclass
@@ -77,9 +83,13 @@ def meta_structure_metrics(
 
 
 def skipped_evals(
-    settings: EvalSettings, absorption_reason: str | None
+    settings: EvalSettings,
+    absorption_reason: str | None,
+    probing: dict[str, str] | None = None,
+    ran: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """Each SAEBench eval that did not run, with the reason."""
+    """Each SAEBench eval that did not run, with the reason (`probing`: why a
+    wanted probing eval could not run; `ran`: evals that did)."""
     from saelens_aligned.pipeline.text import hub_is_offline
 
     reasons: dict[str, str] = {}
@@ -87,14 +97,24 @@ def skipped_evals(
         reasons["meta_structure"] = "disabled in the sweep config (eval.meta_structure)"
     if absorption_reason:
         reasons["absorption"] = absorption_reason
+    offline = hub_is_offline()
     hub_reason = (
         "needs Hugging Face hub datasets or an LLM API; the hub is unreachable here"
-        if hub_is_offline()
+        if offline
         else "not part of this sweep's evals (they cost far more than training "
         "these SAEs); run SAEBench on the saved SAE folders"
     )
     for name in HUB_EVALS:
-        reasons[name] = hub_reason
+        reasons[name] = OFFLINE_REASONS.get(name, hub_reason) if offline else hub_reason
+    for name in ("sparse_probing", "sae_probes", "tpp"):
+        if not getattr(settings, name, False):
+            reasons[name] = (
+                f"disabled in the sweep config (eval.{name}); it runs offline on "
+                "local labelled text"
+            )
+    reasons.update(probing or {})
+    for name in ran:
+        reasons.pop(name, None)
     return reasons
 
 

@@ -86,11 +86,25 @@ ABSORPTION_METRICS = ("absorption_fraction", "absorption_full")
 cost), so its row shows the numbers and stays "insufficient data" until it has
 MIN_POINTS sparsities, like every other curve."""
 ABSORPTION_CLAIM = "absorption reduced"
+PROBING_METRICS = ("sparse_probing_top1", "sae_probes_top1")
+"""SAEBench's sparse probing (local multi-class sets, sae-probes datasets): top-1
+test accuracy, higher is better; like absorption, run at one sparsity."""
+TPP_METRICS = ("tpp_total",)
+PROBING_CLAIM, TPP_CLAIM = "sparse probing improved", "TPP improved"
+SAME_SPARSITY_CLAIMS: dict[str, tuple[str, ...]] = {
+    ABSORPTION_CLAIM: ABSORPTION_METRICS,
+    PROBING_CLAIM: PROBING_METRICS,
+    TPP_CLAIM: TPP_METRICS,
+}
+"""Claims on evals that sweeps run at chosen sparsities only (their cost): each
+aligned point against its reference at the same sparsity."""
 CLAIMS = (
     "dead features eliminated",
     "reconstruction improved",
     "ground truth improved",
     ABSORPTION_CLAIM,
+    PROBING_CLAIM,
+    TPP_CLAIM,
     "stability improved",
     "Pareto improvement",
     *COMPOSITIONS,
@@ -384,7 +398,7 @@ class _Data:
         for metric in (self.dead_metric, *PARETO_METRICS):
             if has_data(run_records, metric):
                 self.points[metric] = aggregate(run_records, metric)
-        for metric in ABSORPTION_METRICS:
+        for metric in (m for ms in SAME_SPARSITY_CLAIMS.values() for m in ms):
             if has_data(run_records, metric):
                 self.points[metric] = aggregate(run_records, metric)
         stab = aggregate(run_records, STABILITY, stability_records)
@@ -735,12 +749,14 @@ def _claims_for(
     }
 
 
-def _absorption_claim(data: _Data, form: str, reference: str) -> _Claim:
-    """Each aligned point with absorption measured against its reference at the
+def _same_sparsity_claim(
+    data: _Data, form: str, reference: str, metrics: Sequence[str], what: str
+) -> _Claim:
+    """Each aligned point with `metrics` measured against its reference at the
     same sparsity; judged like every claim once MIN_POINTS sparsities per pair
     exist, else "insufficient data" with the numbers."""
     texts, comparisons, sparsities = [], [], set()
-    for metric in ABSORPTION_METRICS:
+    for metric in metrics:
         points = data.points.get(metric, [])
         for a in points:
             if a.alignment != form or _seeds(a) < MIN_SEEDS:
@@ -765,12 +781,10 @@ def _absorption_claim(data: _Data, form: str, reference: str) -> _Claim:
                 )
     if not comparisons:
         has_aligned = any(
-            p.alignment == form
-            for m in ABSORPTION_METRICS
-            for p in data.points.get(m, [])
+            p.alignment == form for m in metrics for p in data.points.get(m, [])
         )
         status = NO_CONTROL if has_aligned and reference == INIT_CONTROL else NO_DATA
-        return _Claim(status, f"no absorption records for {reference} pairs", [])
+        return _Claim(status, f"no {what} records for {reference} pairs", [])
     per_pair: dict[tuple[str, str], int] = defaultdict(int)
     for aligned_label, reference_label, _ in sparsities:
         per_pair[(aligned_label, reference_label)] += 1
@@ -868,7 +882,10 @@ def claim_table(
       recorded), the reference curve read at each aligned point's L0.
     - ground truth improved: MCC and F1 (synthetic sweeps), likewise.
     - absorption reduced: SAEBench's mean absorption fraction and full-absorption
-      score at the same sparsity (see `_absorption_claim`).
+      score at the same sparsity (see `_same_sparsity_claim`).
+    - sparse probing improved: top-1 test accuracy of SAEBench's sparse probing
+      (local sets) and of sae-probes, at the same sparsity.
+    - TPP improved: SAEBench's TPP score (local sets), at the same sparsity.
     - stability improved: shared fraction (decoder criterion, alive latents) at
       matched L0; the evidence adds the chance baseline.
     - Pareto improvement: explained_variance, ce_loss_score, MCC and F1 pooled,
@@ -886,7 +903,11 @@ def claim_table(
     for form in ALIGNMENT_FORMS:
         by_ref = {ref: _claims_for(data, form, None, ref) for ref in REFERENCES}
         for ref in REFERENCES:
-            by_ref[ref][ABSORPTION_CLAIM] = _absorption_claim(data, form, ref)
+            for claim, metrics in SAME_SPARSITY_CLAIMS.items():
+                what = claim.removesuffix(" reduced").removesuffix(" improved")
+                by_ref[ref][claim] = _same_sparsity_claim(
+                    data, form, ref, metrics, what
+                )
         for claim in CLAIMS:
             if claim in by_ref[STOCK_BASE]:
                 rows.append(_row(claim, form, *(by_ref[r][claim] for r in REFERENCES)))

@@ -87,6 +87,20 @@ class EvalSettings(EvalBudget):
         absorption_sparsity_values: Run absorption only at these sparsity values
             (`k`, `l1_coefficient`, ...), e.g. one sparsity for every arm; None: at
             every point.
+        sparse_probing: Run SAEBench's `sparse_probing` on local multi-class
+            labelled text (`pipeline.local_probing`: news topics, code language,
+            Brown genres), with the residual-stream probe baseline beside it.
+        sae_probes: Run SAEBench's `sparse_probing_sae_probes` on a CPU subset of
+            the datasets in the sae-probes wheel (`pipeline.sae_probes_eval`), with
+            sae-probes' residual-stream baseline.
+        tpp: Run SAEBench's TPP (`scr_and_tpp` with SCR off: no local text carries
+            two correlated labels) on the same local sets as `sparse_probing`.
+        probing_size: The three evals' settings: `cpu` (their `.cpu()`: about a
+            minute each per SAE once activations are cached) or `tiny` (tests:
+            the numbers mean nothing).
+        probing_sparsity_values: Run the three evals above only at these sparsity
+            values; None: at every point. Model activations of their datasets
+            are computed once per sweep and reused by every SAE.
         dead_window_tokens: Tokens of held-out text whose activations are cached
             once per sweep; every SAE's dead fraction and feature densities are
             also measured over all of them (no model pass per SAE). 0: off.
@@ -103,6 +117,11 @@ class EvalSettings(EvalBudget):
     absorption: bool = False
     absorption_vocab_size: int | None = 5000
     absorption_sparsity_values: list[float] | None = None
+    sparse_probing: bool = False
+    sae_probes: bool = False
+    tpp: bool = False
+    probing_size: str = "cpu"
+    probing_sparsity_values: list[float] | None = None
     dead_window_tokens: int = 0
     synthetic_eval_samples: int = 50_000
 
@@ -219,14 +238,17 @@ class SweepConfig:
     def grid_eval(self) -> EvalSettings:
         """The learning-rate grid's evaluation: enough to rank rates by
         `lr_metric` (explained variance, L0, ground truth), no CE/KL, no long
-        window, no meta-SAE, no absorption. The grid run at the chosen rate is evaluated again
-        with `eval` as a main run."""
+        window, no meta-SAE, no absorption or probing. The grid run at the chosen
+        rate is evaluated again with `eval` as a main run."""
         return replace(
             self.eval,
             n_eval_reconstruction_batches=0,
             dead_window_tokens=0,
             meta_structure=False,
             absorption=False,
+            sparse_probing=False,
+            sae_probes=False,
+            tpp=False,
         )
 
     def training(self, seed: int, lr: float) -> TrainingSettings:
@@ -385,6 +407,8 @@ def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:
         )
     if not 0 <= config.lr_decay_steps <= config.training_steps:
         fail("lr_decay_steps", f"must lie in [0, {config.training_steps}] steps.")
+    if config.eval.probing_size not in ("cpu", "tiny"):
+        fail("eval.probing_size", "must be 'cpu' or 'tiny'.")
     if config.eval.dead_window_tokens < 0:
         fail("eval.dead_window_tokens", "must be >= 0 (0 turns it off).")
     aligned = set(aligned_architectures())

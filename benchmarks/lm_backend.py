@@ -23,6 +23,7 @@ from benchmarks.backend import (
     training_details,
 )
 from benchmarks.config import EvalSettings, SweepConfig
+from benchmarks.probing_evals import probing_outcome, skipped_outcome, wanted
 from benchmarks.runs import RunSpec, initial_sae
 from saelens_aligned.io.sae_dirs import load_sae_dir
 from saelens_aligned.pipeline.activations import (
@@ -88,13 +89,15 @@ def lm_run_result(
     run_id: str,
     heldout_dir: Path | None = None,
     absorption: tuple[Any, Path] | str | None = None,
+    probing: tuple[Any, Path] | str | None = None,
 ) -> RunResult:
     """The record contents of the SAE saved at `sae_dir`: SAEBench core and the
     alignment summary (`pipeline.evaluation.evaluate`), dead latents over the
     long held-out window (`heldout_dir`, a cache of held-out activations),
     meta_structure, absorption (`absorption`: the TransformerLens view and the
-    work folder of its probes, or why it cannot run), and the reasons for every
-    eval that did not run."""
+    work folder of its probes, or why it cannot run), the probing evals
+    (`probing`: the same view and the sweep folder their work folders go in, or
+    why they cannot run), and the reasons for every eval that did not run."""
     device = resolved.source.device
     sae = load_sae_dir(sae_dir, device=device)
     result = evaluate(sae, model, resolved, settings)
@@ -129,6 +132,14 @@ def lm_run_result(
         )
     elif isinstance(absorption, str):
         absorption_reason = absorption
+    outcome = None
+    if isinstance(probing, tuple):
+        outcome = probing_outcome(sae, probing[0], settings, probing[1])
+    elif isinstance(probing, str):
+        outcome = skipped_outcome(settings, probing)
+    if outcome is not None:
+        metrics.update(outcome.metrics)
+        unstructured["probing_details"] = outcome.details
     return RunResult(
         metrics=metrics,
         unstructured={
@@ -138,7 +149,12 @@ def lm_run_result(
                 "edges": result.alignment["histogram_edges"],
             },
             "feature_density": result.feature_density,
-            "skipped_evals": skipped_evals(settings, absorption_reason),
+            "skipped_evals": skipped_evals(
+                settings,
+                absorption_reason,
+                outcome.skipped if outcome else None,
+                tuple(outcome.metrics) if outcome else (),
+            ),
             "sae_dir": str(sae_dir),
         },
         sae_cfg_dict=sae.cfg.to_dict(),
@@ -186,9 +202,9 @@ class LMBackend:
         self.reference_passes: ReferencePassCache | None = None
 
     def absorption_setup(self) -> tuple[Any, Path] | str:
-        """The TransformerLens view absorption runs on (the blocks up to the hook;
-        loaded once per process) and this process's probe folder, or why there
-        is none."""
+        """The TransformerLens view absorption and the probing evals run on (the
+        blocks up to the hook; loaded once per process) and absorption's probe
+        folder, or why there is none."""
         from saelens_aligned.pipeline.transformer_lens_view import (
             hook_layer,
             load_hooked_transformer,
@@ -307,6 +323,23 @@ class LMBackend:
             )
         return self.absorption_setup()
 
+    def _probing_for(
+        self, run: RunSpec, settings: EvalSettings
+    ) -> tuple[Any, Path] | str | None:
+        if not wanted(settings):
+            return None
+        chosen = settings.probing_sparsity_values
+        if chosen is not None and run.sparsity_value not in chosen:
+            return (
+                f"run at {run.sparsity_param}={run.sparsity_value:g} only at "
+                f"{chosen} in this sweep (eval.probing_sparsity_values)"
+            )
+        setup = self.absorption_setup()
+        if isinstance(setup, str):
+            return setup
+        # One folder per sweep: every SAE is probed on the same activations.
+        return setup[0], self.out_dir / "probing"
+
     def evaluate(
         self, run: RunSpec, sae_dir: Path, settings: EvalSettings
     ) -> RunResult:
@@ -321,6 +354,7 @@ class LMBackend:
             run.run_id,
             self.heldout_dir if settings.dead_window_tokens else None,
             self._absorption_for(run, settings),
+            self._probing_for(run, settings),
         )
         result.metrics["training"] = training_details(
             self.config.training(run.seed, run.lr), run.seed, result.sae_cfg_dict

@@ -67,6 +67,11 @@ NO_DIRECTION = frozenset(
         "train_seconds",
         "absorption_split_features",
         "absorption_seconds",
+        "sparse_probing_seconds",
+        "sae_probes_seconds",
+        "tpp_seconds",
+        "tpp_intended",  # a drop that is only good beside the unintended one
+        "tpp_unintended",
     }
 )
 L0_REL_TOL = 0.05

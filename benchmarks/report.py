@@ -58,6 +58,9 @@ REPORT_METRICS = (
     "alignment_mean",
     "absorption_fraction",
     "absorption_full",
+    "sparse_probing_top1",
+    "sae_probes_top1",
+    "tpp_total",
 )
 METRIC_TITLES = {
     "ce_loss_score": "CE-loss score",
@@ -72,6 +75,9 @@ METRIC_TITLES = {
     "alignment_mean": "mean alignment score",
     "absorption_fraction": "absorption fraction (SAEBench)",
     "absorption_full": "full-absorption score (SAEBench)",
+    "sparse_probing_top1": "sparse probing top-1 accuracy (SAEBench, local sets)",
+    "sae_probes_top1": "sae-probes top-1 accuracy (SAEBench)",
+    "tpp_total": "TPP score, 20 latents (SAEBench, local sets)",
 }
 # The stability table's pseudo-metrics, in this order.
 STABILITY_METRICS = (STABILITY, STABILITY_ALL, STABILITY_ENC_DEC)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backend import Backend, RunResult
-from benchmarks.config import SweepConfig, load_sweep_config
+from benchmarks.config import EvalSettings, SweepConfig, load_sweep_config
 from benchmarks.records import (
     EVAL_TYPE_ID,
     LR_CHOICE_FILENAME,
@@ -318,12 +318,11 @@ def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
         current = json.loads(json.dumps(config.to_dict()))
         # A setting added after the folder's sweep ran, left at its default,
         # changes nothing the folder holds.
-        defaults = {f.name: f.default for f in dataclasses.fields(SweepConfig)}
-        current = {
-            k: v
-            for k, v in current.items()
-            if k in previous or k not in defaults or v != defaults[k]
-        }
+        current = _without_new_defaults(current, previous, SweepConfig)
+        if isinstance(current.get("eval"), dict):
+            current["eval"] = _without_new_defaults(
+                current["eval"], previous.get("eval") or {}, EvalSettings
+            )
         if previous != current and not only_adds_arms(previous, current):
             raise SweepError(
                 f"--out {str(out_dir)!r} holds a sweep with a different config "
@@ -336,6 +335,23 @@ def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
             f"--out {str(out_dir)!r} exists and holds files that are not a sweep; "
             "choose an empty or new folder."
         )
+
+
+def _without_new_defaults(
+    current: dict[str, Any], previous: dict[str, Any], settings: type
+) -> dict[str, Any]:
+    """`current` less the fields of `settings` that `previous` lacks and that sit at
+    their default (evals added since the folder's sweep ran, left off)."""
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(settings)
+        if f.default is not dataclasses.MISSING
+    }
+    return {
+        k: v
+        for k, v in current.items()
+        if k in previous or k not in defaults or v != defaults[k]
+    }
 
 
 def only_adds_arms(previous: dict[str, Any], current: dict[str, Any]) -> bool:

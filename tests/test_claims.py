@@ -418,9 +418,9 @@ def test_too_few_seeds_or_points_is_insufficient_data(kwargs):
         if row.claim in (
             "ground truth improved",
             "stability improved",
-            claims.ABSORPTION_CLAIM,
+            *claims.SAME_SPARSITY_CLAIMS,
         ):
-            continue  # no MCC, F1, stability or absorption records: no data
+            continue  # no MCC, F1, stability, absorption or probing records
         if row.claim in ("composes with BatchTopK", "composes with p-annealing"):
             continue  # no such runs: no data
         assert row.verdict_base == row.verdict_control == "insufficient data", row
@@ -651,7 +651,7 @@ def test_matched_l0_reads_the_base_curve_between_its_points():
 
 def test_claim_table_has_every_claim_for_both_forms():
     rows = claim_table([], [])
-    assert len(rows) == 2 * len(claims.CLAIMS) == 18
+    assert len(rows) == 2 * len(claims.CLAIMS) == 22
     assert {(r.verdict_base, r.verdict_control) for r in rows} == {
         ("no data", "no data")
     }
@@ -704,3 +704,31 @@ def test_absorption_at_one_sparsity_shows_the_numbers_but_stays_insufficient():
         if r.claim == claims.ABSORPTION_CLAIM and r.alignment == "tied"
     )
     assert judged.verdict_base == claims.CONFIRMS
+
+
+def test_probing_claims_at_one_sparsity_judge_higher_accuracy_as_better():
+    def arm(architecture, alignment=None, init_from=None, base=None, offset=0.0):
+        return [
+            make_record(
+                architecture,
+                32,
+                seed,
+                alignment=alignment,
+                init_from=init_from,
+                base_architecture=base,
+                l0=32.0,
+                sparse_probing_top1=0.70 + offset + 0.001 * seed,
+                sae_probes_top1=0.60 + offset,
+                tpp_total=0.05 + offset,
+            )
+            for seed in range(3)
+        ]
+
+    runs = arm("topk") + arm("aligned_topk", alignment="tied", base="topk", offset=0.1)
+    rows = {r.claim: r for r in claim_table(runs) if r.alignment == "tied"}
+    probing = rows[claims.PROBING_CLAIM]
+    assert probing.verdict_base == claims.INSUFFICIENT  # one sparsity: numbers only
+    assert "sparse_probing_top1 0.801 vs 0.701" in probing.evidence_base
+    assert "better" in probing.evidence_base and "worse" not in probing.evidence_base
+    assert "tpp_total 0.150 vs 0.050" in rows[claims.TPP_CLAIM].evidence_base
+    assert probing.verdict_control == claims.NO_CONTROL

@@ -338,3 +338,15 @@ def test_ray_executor_runs_a_sweep_on_a_local_ray_instance(tmp_path):
     assert os.getpid() not in pids  # trained in Ray workers, not in this process
     for record in records:
         assert math.isfinite(flat_metrics(record)["explained_variance"])
+
+
+def test_a_folder_swept_before_the_probing_evals_existed_still_resumes(tmp_path):
+    config = load_sweep_config("ci")
+    written = config.to_dict()
+    for name in ("sparse_probing", "sae_probes", "tpp", "probing_size"):
+        written["eval"].pop(name)
+    written["eval"].pop("probing_sparsity_values")
+    (tmp_path / "sweep.json").write_text(json.dumps(written))
+    check_out_dir(config, tmp_path)  # the new evals at their default (off)
+    with pytest.raises(SweepError, match="different config"):
+        check_out_dir(replace(config, eval=replace(config.eval, tpp=True)), tmp_path)
