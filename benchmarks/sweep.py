@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backend import Backend, RunResult
-from benchmarks.config import EvalSettings, SweepConfig, load_sweep_config
+from benchmarks.config import SweepConfig, load_sweep_config
 from benchmarks.records import (
     EVAL_TYPE_ID,
     LR_CHOICE_FILENAME,
@@ -308,7 +308,8 @@ def run_ray(
 
 
 def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
-    """Refuse an output folder that holds another sweep or other files. A config
+    """Refuse an output folder that holds another sweep or other files. Eval
+    settings the folder's sweep did not have yet are not compared. A config
     that keeps every setting and every arm of the folder's sweep and adds arms
     extends it: runs are named by arm label, so the records already there stay
     valid and only the new arms train (gated added to a finished sweep, say)."""
@@ -320,9 +321,10 @@ def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
         # changes nothing the folder holds.
         current = _without_new_defaults(current, previous, SweepConfig)
         if isinstance(current.get("eval"), dict):
-            current["eval"] = _without_new_defaults(
-                current["eval"], previous.get("eval") or {}, EvalSettings
-            )
+            # An eval added after the folder's sweep ran applies to runs evaluated
+            # from then on; each record's skipped_evals says which evals it lacks.
+            before = previous.get("eval") or {}
+            current["eval"] = {k: v for k, v in current["eval"].items() if k in before}
         if previous != current and not only_adds_arms(previous, current):
             raise SweepError(
                 f"--out {str(out_dir)!r} holds a sweep with a different config "

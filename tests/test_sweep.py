@@ -348,5 +348,8 @@ def test_a_folder_swept_before_the_probing_evals_existed_still_resumes(tmp_path)
     written["eval"].pop("probing_sparsity_values")
     (tmp_path / "sweep.json").write_text(json.dumps(written))
     check_out_dir(config, tmp_path)  # the new evals at their default (off)
+    # ... or on: they apply to runs evaluated from then on.
+    check_out_dir(replace(config, eval=replace(config.eval, tpp=True)), tmp_path)
+    changed = replace(config, eval=replace(config.eval, batch_size_prompts=3))
     with pytest.raises(SweepError, match="different config"):
-        check_out_dir(replace(config, eval=replace(config.eval, tpp=True)), tmp_path)
+        check_out_dir(changed, tmp_path)

@@ -31,10 +31,12 @@ gender in bias in bios, category and rating in Amazon reviews), and no local set
 such a pair.
 """
 
+import contextlib
 import hashlib
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -315,12 +317,16 @@ def _run_saebench(
     device = str(next(hooked_model.parameters()).device)
 
     start = time.perf_counter()
+    clean_accuracies: dict[str, dict[str, float]] = {}
     with (
         seeded(settings.random_seed),
         labelled_text.saebench_sees_local_datasets(tpp_main if tpp else None),
         patched(main, "HookedTransformer", ProvidedModel(hooked_model)),
         sklearn_probes_scoped(),
         working_directory(work_dir),
+        _clean_accuracies_recorded(tpp_main, clean_accuracies)
+        if tpp
+        else contextlib.nullcontext(),
     ):
         results = main.run_eval(
             config,
@@ -340,7 +346,25 @@ def _run_saebench(
         activations_reused=reused,
         settings=asdict(settings),
     )
-    return output, books | {"artifacts": artifacts}
+    return output, books | {"clean_accuracies": clean_accuracies}
+
+
+@contextlib.contextmanager
+def _clean_accuracies_recorded(
+    tpp_main: Any, store: dict[str, dict[str, float]]
+) -> Iterator[None]:
+    """TPP's clean residual-probe accuracies per dataset, as SAEBench's
+    `run_eval_single_dataset` returns them (it keeps them otherwise only in a
+    pickle, which this package never loads)."""
+    original = tpp_main.run_eval_single_dataset
+
+    def recording(dataset_name: str, *args: Any, **kwargs: Any) -> Any:
+        raw_results, clean = original(dataset_name, *args, **kwargs)
+        store[dataset_name] = {str(c): float(a) for c, a in clean.items()}
+        return raw_results, clean
+
+    with patched(tpp_main, "run_eval_single_dataset", recording):
+        yield
 
 
 def _per_dataset(output: dict[str, Any], suffix: str) -> dict[str, dict[str, float]]:
@@ -385,7 +409,7 @@ def run_sparse_probing(
     output, books = _run_saebench(
         "sparse_probing", sae, hooked_model, settings, _work_dir(work_dir)
     )
-    books.pop("artifacts")
+    books.pop("clean_accuracies")
     metrics = output["eval_result_metrics"]
     llm, sae_metrics = metrics["llm"], metrics["sae"]
     ks = settings.k_values
@@ -416,21 +440,13 @@ def run_tpp(
     """SAEBench's TPP eval (`scr_and_tpp` with `perform_scr=False`) of `sae` on
     `hooked_model`, offline. Arguments as `run_sparse_probing`'s; the residual
     probes, like the activations, are saved in work_dir and reused."""
-    import pickle
-
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="tpp-") as tmp:
             return run_tpp(sae, hooked_model, settings, tmp)
     output, books = _run_saebench(
         "tpp", sae, hooked_model, settings, _work_dir(work_dir)
     )
-    artifacts = books.pop("artifacts")
-    clean = {}
-    for name in books["datasets_used"]:
-        with open(artifacts / f"{name.replace('/', '_')}_probes.pkl", "rb") as f:
-            clean[name] = {
-                c: float(a) for c, a in pickle.load(f)["llm_test_accuracies"].items()
-            }
+    clean = books.pop("clean_accuracies")
     metrics = output["eval_result_metrics"]["tpp_metrics"]
     ns = settings.n_values
     return TppResult(
