@@ -50,18 +50,7 @@ def _sparse_probing(
     result = run_sparse_probing(
         sae, model, getattr(SparseProbingSettings, size)(), work_dir
     )
-    group = {
-        **result.metrics(),
-        "seconds": result.seconds,
-        "activations_reused": result.activations_reused,
-        "n_datasets": len(result.datasets_used),
-    }
-    details = {
-        "per_dataset": result.per_dataset,
-        "datasets_used": list(result.datasets_used),
-        "datasets_skipped": result.datasets_skipped,
-    }
-    return group, details
+    return _local_outcome(result)
 
 
 def _sae_probes(sae: Any, model: Any, work_dir: Path, size: str) -> tuple[dict, dict]:
@@ -103,6 +92,12 @@ def _tpp(sae: Any, model: Any, work_dir: Path, size: str) -> tuple[dict, dict]:
     from saelens_aligned.pipeline.local_probing import TppSettings, run_tpp
 
     result = run_tpp(sae, model, getattr(TppSettings, size)(), work_dir)
+    return _local_outcome(result)
+
+
+def _local_outcome(result: Any) -> tuple[dict, dict]:
+    """The record group and details of a `local_probing` result (sparse probing
+    or TPP: the same bookkeeping fields)."""
     group = {
         **result.metrics(),
         "seconds": result.seconds,

