@@ -26,21 +26,29 @@ adding records) never leaves a half-written file.
 import argparse
 import math
 import statistics
-import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import claims, pareto, records
-from benchmarks.claims import ClaimRow, DegeneratePoint
+from benchmarks import pareto, records
 from benchmarks.pareto import (
     STABILITY,
     STABILITY_ALL,
     STABILITY_ENC_DEC,
     PointSummary,
 )
+from benchmarks.run_table import SweepRecords
+from benchmarks.verdicts import summary as verdict_tables
+from benchmarks.verdicts.degenerate import (
+    DEGENERATE_FLOORS,
+    DegeneratePoint,
+    degenerate_points,
+)
+from benchmarks.verdicts.judge import ClaimRow, judge_sweep
+from benchmarks.verdicts.lengths import length_comparisons, lengths_frame
+from benchmarks.verdicts.rules import RULES_TEXT
 
 REPORT_DIRNAME = "report"
 REPORT_FILENAME = "report.md"
@@ -291,19 +299,14 @@ def points_table(points: dict[str, list[PointSummary]], d_sae: int) -> str:
 
 
 def claims_table(rows: Sequence[ClaimRow]) -> str:
-    """Markdown: one row per claim and form, the verdict against the stock base
-    and against the init control side by side, then each one's evidence."""
-    lines = [
-        "| claim | alignment | vs stock base | vs init control | evidence (stock base)"
-        " | evidence (init control) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.claim} | {r.alignment} | **{r.verdict_base}** | "
-            f"**{r.verdict_control}** | {r.evidence_base} | {r.evidence_control} |"
-        )
-    return "\n".join(lines) + "\n"
+    """Markdown: the claim table (`verdicts.summary.claim_frame`), then every
+    row per base with its evidence."""
+    return (
+        verdict_tables.markdown(verdict_tables.claim_frame(rows))
+        + "\n\n### Every base, with its evidence\n\n"
+        + verdict_tables.markdown(verdict_tables.per_base_frame(rows))
+        + "\n"
+    )
 
 
 def degenerate_table(points: Sequence[DegeneratePoint]) -> str:
@@ -316,9 +319,10 @@ def degenerate_table(points: Sequence[DegeneratePoint]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for d in points:
+        p = d.point
         lines.append(
-            f"| {d.label} | {d.sparsity_param}={_value(d.sparsity_value)} | "
-            f"{d.d_sae} | {d.n_degenerate_seeds}/{d.n_seeds} | "
+            f"| {p.label} | {p.sparsity_param}={_value(p.sparsity_value)} | "
+            f"{p.d_sae} | {d.n_degenerate_seeds}/{d.n_seeds} | "
             f"{', '.join(d.reasons) or '-'} | {'yes' if d.excluded else 'no'} |"
         )
     return "\n".join(lines) + "\n"
@@ -457,37 +461,14 @@ def _sweep_line(run_records: Sequence[dict[str, Any]]) -> str:
 
 
 def rules_text() -> str:
-    """How to read the claim table; the numbers are `benchmarks.claims`' own."""
+    """How to read the claim table: the rules of `benchmarks.verdicts.rules`."""
     floors = ", ".join(
-        f"{name} < {floor:g}" for name, floor in claims.DEGENERATE_FLOORS.items()
+        f"{name} < {floor:g}" for name, floor in DEGENERATE_FLOORS.items()
     )
-    text = f"""\
-How to read it: every number is a seed mean; `±` is half the 95% Student-t
-interval of that mean (for stability, over seed pairs, with seeds - 1 degrees of
-freedom because pairs share seeds). Each aligned arm is judged twice, against
-its **stock base** (the base architecture as SAELens starts it) and against its
-**init control** (the base architecture started from the aligned form's initial
-weights, trained without the constraint; "no control" when the sweep has none),
-at the same d_sae: at the same sparsity value for dead features (the long
-window's dead fraction where measured), at the aligned point's L0 otherwise (the
-other curve read linearly in log L0, its standard error likewise). A comparison
-is better or worse only when the 95% Welch interval of the difference of the
-two seed means excludes 0; otherwise it is a tie. A curve takes part only with
->= {claims.MIN_SEEDS} seeds at each point and >= {claims.MIN_POINTS} such points
-(and a curve pair only with >= {claims.MIN_POINTS} comparable points), else the
-verdict is "insufficient data". Degenerate points (seed mean {floors}) are left
-out of both sides and named in the evidence and the table below. A claim
-confirms when every comparison is better, refutes when none is and one is worse,
-is "no difference" when all are ties, and mixed otherwise; "dead features
-eliminated" also needs every seed of every aligned point at or below
-{claims.DEAD_ELIMINATED:.0%} dead. "Ground truth improved" (MCC, F1) has data
-in synthetic sweeps only; there the Pareto claim pools MCC and F1 with
-explained variance. A "composes with" row confirms when at least one of its
-five claims confirms on that architecture pair and none refutes, refutes in the
-mirror case, and is mixed otherwise. The full rules are in
-`benchmarks/claims.py` (`claim_table`).
-"""
-    return textwrap.fill(" ".join(text.split()), width=80) + "\n"
+    return (
+        RULES_TEXT + f"- Collapse floors (seed means): {floors}. Intervals shown are "
+        "uncorrected 95% t intervals; outcomes are after the correction.\n"
+    )
 
 
 def report_markdown(
@@ -498,6 +479,8 @@ def report_markdown(
     plots: dict[int, list[tuple[str, str]]],
     lr_choice: dict[str, Any] | None = None,
     run_log: Sequence[dict[str, Any]] = (),
+    degenerate: Sequence[DegeneratePoint] = (),
+    lengths: str = "",
 ) -> str:
     """The report's markdown.
 
@@ -505,10 +488,12 @@ def report_markdown(
         run_records: The reported (main) run records.
         stability_records: Their stability records.
         points: `report_points` of them.
-        claims: `claims.claim_table` of them.
+        claims: `verdicts.judge.judge_sweep` of the sweep.
         plots: d_sae -> (metric, file name) pairs.
         lr_choice: `lr_choice.json` when the sweep ran a learning-rate grid.
         run_log: The sweep's run log (`records.read_run_log`), for run times.
+        degenerate: The sweep's collapsed points (`verdicts.degenerate`).
+        lengths: The verdicts-by-training-length table (markdown), if any.
     """
     sweep = run_records[0]["eval_config"].get("sweep") or {}
     labels = sorted({records.run_info(r)["label"] for r in run_records})
@@ -524,8 +509,19 @@ def report_markdown(
         claims_table(claims),
         "\n" + rules_text(),
         "\n## Degenerate points\n\n",
-        degenerate_table(_degenerate(run_records)),
+        degenerate_table(degenerate),
     ]
+    if lengths:
+        parts += [
+            "\n## Verdicts by training length\n\n",
+            "Each aligned arm against its references at the sweep's shortest and "
+            "longest checkpoint (matched L0, paired by seed, Benjamini-Hochberg "
+            "over each metric's comparisons of one reference; `in lr decay`: the "
+            "step lies inside the final learning-rate decay, where a change may "
+            "be the schedule rather than learning).\n\n",
+            lengths,
+            "\n",
+        ]
     if lr_choice is not None:
         parts += [
             "\n## Learning rates\n\n",
@@ -613,10 +609,6 @@ def run_times_table(rows: Sequence[tuple[str, float, float]]) -> str:
     return "".join(lines)
 
 
-def _degenerate(run_records: Sequence[dict[str, Any]]) -> list[DegeneratePoint]:
-    return claims.degenerate_points(run_records)
-
-
 _STABILITY_TEXT = """\
 Latents of two seeds are matched 1:1 (Hungarian) on decoder directions; a latent
 is shared when its partner's cosine exceeds the record's threshold. The decoder
@@ -670,7 +662,11 @@ def render_report(out_dir: Path) -> Path:
     report_dir = out_dir / REPORT_DIRNAME
     report_dir.mkdir(parents=True, exist_ok=True)
     points = report_points(run_records, stability_records)
-    claim_rows = claims.claim_table(run_records, stability_records)
+    sweep = SweepRecords.read(out_dir)
+    claim_rows = judge_sweep(sweep)
+    degenerate = degenerate_points(sweep.frame())
+    comparisons = length_comparisons(sweep) if sweep.checkpoints else []
+    lengths = verdict_tables.markdown(lengths_frame(comparisons)) if comparisons else ""
     plots: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for metric, summaries in points.items():
         for d_sae in sorted({d_sae for _, d_sae in pareto.curves(summaries)}):
@@ -686,8 +682,8 @@ def render_report(out_dir: Path) -> Path:
     records.write_json_atomic(
         report_dir / SUMMARY_FILENAME,
         {
-            "claims": [asdict(r) for r in claim_rows],
-            "degenerate_points": [asdict(d) for d in _degenerate(run_records)],
+            "claims": verdict_tables.per_base_frame(claim_rows).to_dict("records"),
+            "degenerate_points": [asdict(d) for d in degenerate],
             "points": {m: [asdict(p) for p in ps] for m, ps in points.items()},
         },
     )
@@ -702,6 +698,8 @@ def render_report(out_dir: Path) -> Path:
             plots,
             lr_choice,
             records.read_run_log(out_dir),
+            degenerate,
+            lengths,
         ),
     )
     return path

@@ -6,7 +6,7 @@ import math
 
 from benchmarks import feature_quality
 from benchmarks.feature_quality import paired_differences, per_run_table, render
-from tests.test_claims import make_record
+from tests.record_factory import make_record
 
 
 def write_records(folder, records):

@@ -1,0 +1,373 @@
+"""Typed views of a sweep folder's records and the one per-run table built from them.
+
+The files stay in SAEBench's layout (`benchmarks.records`); these classes own
+reading them and the sweep point key, so analysis never reads a nested dict by
+string path:
+
+- `RunRecord`: one run (or learning-curve checkpoint): its identity and its
+  numbers under `records.FLAT_METRICS`' names.
+- `StabilityRecord`: one point's seed pairs and their shared-latent fractions.
+- `LearningRateChoice`: `lr_choice.json`, with which arms sit at an edge of their
+  grid.
+- `run_frame`: one row per run, identity columns then metric columns; built once
+  per report and handed to the verdicts, tables and figures.
+"""
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from benchmarks import records
+
+STABILITY_FIELDS = ("shared_fraction_decoder_alive", "shared_fraction_decoder")
+"""Per-pair keys of the headline stability criterion, first present wins: the
+decoder criterion over latents alive in both SAEs (a dead latent is never shared,
+so counting dead ones would credit an arm for having fewer of them)."""
+
+
+class PointKey(NamedTuple):
+    """A sweep point: one arm at one sparsity value and dictionary size."""
+
+    label: str
+    sparsity_param: str
+    sparsity_value: float
+    d_sae: int
+
+
+@dataclass(frozen=True)
+class Arm:
+    """What was trained, without the sparsity value or seed.
+
+    Args:
+        label: `architecture`, `architecture[form]` or `base[init=form]`.
+        architecture: SAELens training architecture.
+        alignment: `tied` / `projected` for an aligned arm, else None.
+        base_architecture: The architecture an aligned one extends (itself
+            otherwise).
+        init_from: The aligned form whose start an unconstrained control copies,
+            else None.
+    """
+
+    label: str
+    architecture: str
+    alignment: str | None
+    base_architecture: str
+    init_from: str | None
+
+    @property
+    def is_stock(self) -> bool:
+        return self.alignment is None and self.init_from is None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One evaluated run (a learning-curve checkpoint is one too, at its step).
+
+    Args:
+        arm: What was trained.
+        point: The sweep point.
+        seed: Training seed.
+        lr: Learning rate.
+        step: Training step the SAE was evaluated at (None in old records).
+        training_tokens: Tokens (or samples) the sweep trains each SAE on.
+        batch_tokens: Tokens (or samples) per training step.
+        lr_decay_steps: Steps of the final learning-rate decay (0: none).
+        metrics: `records.FLAT_METRICS` name -> value, NaN where absent.
+        eval_windows: `token_stats` of the record (tokens behind each eval).
+    """
+
+    arm: Arm
+    point: PointKey
+    seed: int
+    lr: float
+    step: int | None
+    training_tokens: int | None
+    batch_tokens: int | None
+    lr_decay_steps: int
+    metrics: dict[str, float]
+    eval_windows: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> "RunRecord":
+        run = records.run_info(record)
+        sweep = record.get("eval_config", {}).get("sweep", {})
+        arm = Arm(
+            label=run["label"],
+            architecture=run["architecture"],
+            alignment=run.get("alignment"),
+            base_architecture=run.get("base_architecture", run["architecture"]),
+            init_from=run.get("init_from"),
+        )
+        point = PointKey(
+            run["label"],
+            run["sparsity_param"],
+            float(run["sparsity_value"]),
+            int(run["d_sae"]),
+        )
+        stats = record.get("eval_result_metrics", {}).get("token_stats", {})
+        return cls(
+            arm=arm,
+            point=point,
+            seed=int(run["seed"]),
+            lr=float(run.get("lr") or sweep.get("lr") or math.nan),
+            step=run.get("step"),
+            training_tokens=sweep.get("training_tokens"),
+            batch_tokens=sweep.get("train_batch_size_tokens"),
+            lr_decay_steps=int(sweep.get("lr_decay_steps") or 0),
+            metrics=records.flat_metrics(record),
+            eval_windows={k: float(v) for k, v in stats.items()},
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> "RunRecord":
+        return cls.from_json(records.read_record(path))
+
+
+@dataclass(frozen=True)
+class SeedPair:
+    """Two seeds of one point and the fraction of latents they share."""
+
+    seeds: tuple[int, int]
+    shared_fraction: float
+
+
+@dataclass(frozen=True)
+class StabilityRecord:
+    """One point's stability across seeds.
+
+    Args:
+        point: The sweep point.
+        arm: Its arm.
+        lr: Learning rate of its runs (NaN in records without one).
+        pairs: Every seed pair with the headline shared fraction.
+        chance: Shared fraction of two untrained SAEs (NaN when not recorded).
+    """
+
+    point: PointKey
+    arm: Arm
+    lr: float
+    pairs: tuple[SeedPair, ...]
+    chance: float
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> "StabilityRecord":
+        info = record["eval_config"]["point"]
+        point = PointKey(
+            info["label"],
+            info["sparsity_param"],
+            float(info["sparsity_value"]),
+            int(info["d_sae"]),
+        )
+        arm = Arm(
+            label=info["label"],
+            architecture=info["architecture"],
+            alignment=info.get("alignment"),
+            base_architecture=info.get("base_architecture", info["architecture"]),
+            init_from=info.get("init_from"),
+        )
+        pairs = []
+        for detail in record.get("eval_result_details", []):
+            value = next(
+                (detail[k] for k in STABILITY_FIELDS if detail.get(k) is not None),
+                None,
+            )
+            if value is not None:
+                a, b = sorted(int(s) for s in detail["seeds"])
+                pairs.append(SeedPair((a, b), float(value)))
+        chance = (
+            record.get("eval_result_metrics", {})
+            .get("stability", {})
+            .get("chance_shared_fraction_decoder")
+        )
+        lr = float(info["lr"]) if info.get("lr") is not None else math.nan
+        chance_value = math.nan if chance is None else float(chance)
+        return cls(point, arm, lr, tuple(pairs), chance_value)
+
+
+@dataclass(frozen=True)
+class LearningRateChoice:
+    """A sweep's learning-rate pass (`lr_choice.json`).
+
+    Args:
+        metric: What ranked the rates.
+        grid: Arm label -> {rate: score}.
+        chosen: Arm label -> the rate its main runs use.
+        bound_edges: Arm label -> `low` / `high` where the sweep stopped extending
+            the grid at a stated bound (the edge is then explained).
+        split: Which data ranked the rates (`eval` in sweeps written before the
+            validation split existed).
+    """
+
+    metric: str
+    grid: dict[str, dict[float, float]]
+    chosen: dict[str, float]
+    bound_edges: dict[str, str]
+    split: str
+
+    @classmethod
+    def read(cls, out_dir: Path) -> "LearningRateChoice | None":
+        raw = records.read_lr_choice(Path(out_dir))
+        if raw is None:
+            return None
+        edges = raw.get("edge", {})
+        split = raw.get("split", "eval")
+        return cls(
+            metric=raw["metric"],
+            grid={
+                label: {float(lr): float(v) for lr, v in values.items()}
+                for label, values in raw["grid"].items()
+            },
+            chosen={label: float(lr) for label, lr in raw["chosen"].items()},
+            bound_edges={k: v for k, v in edges.items() if v} if edges else {},
+            split=split if isinstance(split, str) else json.dumps(split),
+        )
+
+    def edge(self, label: str) -> str | None:
+        """`low` / `high` when `label`'s chosen rate is its grid's lowest or
+        highest (None inside, or for an arm not in the grid)."""
+        rates = sorted(self.grid.get(label, {}))
+        chosen = self.chosen.get(label)
+        if chosen is None or len(rates) < 2:
+            return None
+        if math.isclose(chosen, rates[0]):
+            return "low"
+        if math.isclose(chosen, rates[-1]):
+            return "high"
+        return None
+
+    def unexplained_edges(self) -> dict[str, str]:
+        """Arms at an edge the sweep did not extend past (no stated bound)."""
+        out = {}
+        for label in sorted(self.chosen):
+            edge = self.edge(label)
+            if edge and self.bound_edges.get(label) != edge:
+                out[label] = edge
+        return out
+
+
+IDENTITY_COLUMNS = (
+    "label",
+    "architecture",
+    "alignment",
+    "base_architecture",
+    "init_from",
+    "sparsity_param",
+    "sparsity_value",
+    "d_sae",
+    "seed",
+    "lr",
+    "step",
+    "training_tokens",
+    "tokens_seen",
+    "lr_decay_steps",
+)
+
+
+def run_frame(runs: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per run: IDENTITY_COLUMNS, then every metric of FLAT_METRICS."""
+    rows = []
+    for run in runs:
+        rows.append(
+            {
+                "label": run.arm.label,
+                "architecture": run.arm.architecture,
+                "alignment": run.arm.alignment,
+                "base_architecture": run.arm.base_architecture,
+                "init_from": run.arm.init_from,
+                "sparsity_param": run.point.sparsity_param,
+                "sparsity_value": run.point.sparsity_value,
+                "d_sae": run.point.d_sae,
+                "seed": run.seed,
+                "lr": run.lr,
+                "step": run.step,
+                "training_tokens": run.training_tokens,
+                "tokens_seen": _tokens_seen(run),
+                "lr_decay_steps": run.lr_decay_steps,
+                **run.metrics,
+            }
+        )
+    columns = [*IDENTITY_COLUMNS, *records.FLAT_METRICS]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _tokens_seen(run: RunRecord) -> float:
+    """Tokens the SAE had trained on when evaluated (its whole budget for a
+    record without a step)."""
+    if run.step is not None and run.batch_tokens:
+        return float(run.step * run.batch_tokens)
+    return float(run.training_tokens) if run.training_tokens else math.nan
+
+
+def arms_of(runs: Sequence[RunRecord]) -> dict[str, Arm]:
+    """Label -> arm, for every arm with a run."""
+    return {run.arm.label: run.arm for run in runs}
+
+
+@dataclass(frozen=True)
+class SweepRecords:
+    """Everything a report reads from one sweep folder, read once.
+
+    Args:
+        runs: The main runs (each arm at its chosen rate; grid-only runs at
+            other rates left out).
+        stability: Their stability records.
+        checkpoints: Learning-curve checkpoint records (empty for most sweeps).
+        lr_choice: The learning-rate pass, when the sweep had one.
+    """
+
+    runs: tuple[RunRecord, ...]
+    stability: tuple[StabilityRecord, ...]
+    checkpoints: tuple[RunRecord, ...]
+    lr_choice: LearningRateChoice | None
+
+    @classmethod
+    def from_json(
+        cls,
+        run_records: Iterable[dict[str, Any]],
+        stability_records: Iterable[dict[str, Any]] = (),
+        checkpoint_records: Iterable[dict[str, Any]] = (),
+        lr_choice: LearningRateChoice | None = None,
+    ) -> "SweepRecords":
+        """From record dicts; with `lr_choice`, only each arm's chosen-rate runs
+        (and their points' stability records) are kept."""
+        runs = [RunRecord.from_json(r) for r in run_records]
+        stability = [StabilityRecord.from_json(r) for r in stability_records]
+        if lr_choice is not None:
+            runs = [r for r in runs if _at_chosen_rate(r.arm.label, r.lr, lr_choice)]
+            stability = [
+                s for s in stability if _at_chosen_rate(s.arm.label, s.lr, lr_choice)
+            ]
+        main = {r.point for r in runs}
+        stability = [s for s in stability if s.point in main]
+        checkpoints = [RunRecord.from_json(r) for r in checkpoint_records]
+        return cls(tuple(runs), tuple(stability), tuple(checkpoints), lr_choice)
+
+    @classmethod
+    def read(cls, out_dir: Path) -> "SweepRecords":
+        out_dir = Path(out_dir)
+        run_dicts, stability_dicts = records.load_records(out_dir)
+        return cls.from_json(
+            run_dicts,
+            stability_dicts,
+            records.load_checkpoint_records(out_dir),
+            LearningRateChoice.read(out_dir),
+        )
+
+    def frame(self) -> pd.DataFrame:
+        return run_frame(self.runs)
+
+    def checkpoint_frame(self) -> pd.DataFrame:
+        """Checkpoints and final runs together: one row per run and step."""
+        return run_frame([*self.checkpoints, *self.runs])
+
+
+def _at_chosen_rate(label: str, lr: float, choice: LearningRateChoice) -> bool:
+    """Whether a run (or point) at `lr` is one of its arm's main runs: the arm
+    has no chosen rate, or `lr` is it."""
+    chosen = choice.chosen.get(label)
+    return chosen is None or math.isclose(chosen, lr, rel_tol=1e-9)
