@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.registry import get_sae_training_class
 from sae_lens.saes.sae import TrainingSAE
 from sae_lens.training.sae_trainer import SAETrainer
@@ -41,6 +40,7 @@ from sae_lens.training.sae_trainer import SAETrainer
 import saelens_aligned
 from saelens_aligned.alignment import ALIGNMENT_FORMS
 from saelens_aligned.architectures import same_step_base
+from saelens_aligned.pipeline.training import in_process_trainer_config
 from saelens_aligned.sae_config import build_sae_config
 
 
@@ -164,41 +164,10 @@ def build_sae(
     return sae_class(cfg)
 
 
-def plain_trainer_config(
-    total_training_samples: int,
-    batch: int,
-    device: str = "cpu",
-    lr: float = 3e-4,
-    **overrides: Any,
-) -> SAETrainerConfig:
-    """An in-process SAETrainer config: constant lr, no checkpoints, no W&B."""
-    fields: dict[str, Any] = {
-        "n_checkpoints": 0,
-        "checkpoint_path": None,
-        "save_final_checkpoint": False,
-        "total_training_samples": total_training_samples,
-        "device": device,
-        "autocast": False,
-        "lr": lr,
-        "lr_end": lr,
-        "lr_scheduler_name": "constant",
-        "lr_warm_up_steps": 0,
-        "adam_beta1": 0.9,
-        "adam_beta2": 0.999,
-        "lr_decay_steps": 0,
-        "n_restart_cycles": 1,
-        "train_batch_size_samples": batch,
-        "dead_feature_window": 1000,
-        "feature_sampling_window": 2000,
-        "logger": LoggingConfig(log_to_wandb=False),
-    }
-    return SAETrainerConfig(**{**fields, **overrides})
-
-
 def build_trainer(
     sae: TrainingSAE[Any], settings: PerfSettings
 ) -> SAETrainer[Any, Any]:
-    cfg = plain_trainer_config(
+    cfg = in_process_trainer_config(
         10**9, settings.batch, settings.device, autocast=settings.autocast
     )
     return SAETrainer(cfg=cfg, sae=sae, data_provider=iter(()))

@@ -15,9 +15,9 @@ from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
 from sae_lens.training.sae_trainer import SAETrainer
 
 import saelens_aligned
-from benchmarks.perf import plain_trainer_config
 from saelens_aligned.aligned_sae import AlignedTrainingSAE
 from saelens_aligned.diagnostics import sae_alignment_cosines, sae_alignment_scores
+from saelens_aligned.pipeline.training import in_process_trainer_config
 from tests.conftest import (
     ALIGNED_ARCHITECTURES,
     ALIGNED_CASES,
@@ -39,7 +39,7 @@ def assert_aligned(sae: Any, alignment: str, check_cosine: bool = True) -> None:
 
 
 def trainer_config(steps: int, batch: int = 64, **kwargs: Any) -> SAETrainerConfig:
-    return plain_trainer_config(steps * batch, batch, lr=3e-3, **kwargs)
+    return in_process_trainer_config(steps * batch, batch, lr=3e-3, **kwargs)
 
 
 def train(sae: TrainingSAE[Any], steps: int) -> SAETrainer[Any, Any]:

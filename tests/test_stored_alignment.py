@@ -5,14 +5,8 @@ from typing import Any
 
 import pytest
 import torch
+from sae_lens.training.sae_trainer import SAETrainer
 
-from benchmarks.perf import (
-    SPARSE_TOPK,
-    TINY_SETTINGS,
-    build_sae,
-    build_trainer,
-    step_peak_memory,
-)
 from saelens_aligned.alignment import (
     ALIGNMENT_FORMS,
     alignment_scores,
@@ -26,10 +20,27 @@ from saelens_aligned.alignment import (
     tied_decoder,
     write_tied_decoder_,
 )
-from saelens_aligned.architectures import same_step_base
+from saelens_aligned.pipeline.training import in_process_trainer_config
 from tests.conftest import ALIGNED_CASES, make_sae, random_batches, step_input
 
 D_IN, D_SAE = 12, 30
+# Training-step shapes: k small against d_sae, a batch distinct from both widths.
+STEP_D_IN, STEP_D_SAE, STEP_K, STEP_BATCH = 32, 128, 8, 64
+# SAELens' sparse decode for TopK (a COO tensor times W_dec), which SAELens trains
+# only with rescale_acts_by_decoder_norm off (see benchmarks.perf.SPARSE_TOPK).
+SPARSE_DECODE = {"use_sparse_activations": True, "rescale_acts_by_decoder_norm": False}
+
+
+def step_sae(architecture: str, alignment: str | None = None, **config: Any) -> Any:
+    return make_sae(
+        architecture, alignment, d_in=STEP_D_IN, d_sae=STEP_D_SAE, k=STEP_K, **config
+    )
+
+
+def step_trainer(sae: Any) -> SAETrainer[Any, Any]:
+    """A trainer fed batch by batch (`trainer.step`), constant rate."""
+    cfg = in_process_trainer_config(10**9, STEP_BATCH)
+    return SAETrainer(cfg=cfg, sae=sae, data_provider=iter(()))
 
 
 def _weights(feature_major_layout: bool, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -127,7 +138,7 @@ def test_W_enc_stays_feature_major_through_training_folds_and_loading(
 ):
     sae = make_sae(architecture, alignment)
     assert is_feature_major(sae.W_enc)
-    trainer = build_trainer(sae, TINY_SETTINGS)
+    trainer = step_trainer(sae)
     batches = random_batches(sae.cfg.d_in)
     for _ in range(3):
         trainer.step(next(batches))
@@ -151,36 +162,14 @@ def test_W_enc_stays_feature_major_through_training_folds_and_loading(
             torch.testing.assert_close(q.grad, p.grad, atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("architecture,alignment", ALIGNED_CASES)
-def test_aligned_step_allocates_no_more_than_five_percent_above_its_base(
-    architecture, alignment
-):
-    # torch's allocator accounting (deterministic, unlike RSS), at shapes where the
-    # weight-sized buffers weigh more against the batch-sized ones than at scale.
-    aligned = build_sae(architecture, TINY_SETTINGS, alignment=alignment)
-    base = build_sae(same_step_base(aligned.cfg), TINY_SETTINGS)
-    batch = next(random_batches(TINY_SETTINGS.d_in, batch=TINY_SETTINGS.batch))
-    peaks = {}
-    for name, sae in (("aligned", aligned), ("base", base)):
-        trainer = build_trainer(sae, TINY_SETTINGS)
-        for _ in range(2):  # optimizer state exists from here
-            trainer.step(batch)
-        peaks[name] = step_peak_memory(trainer, batch)
-    assert peaks["base"]["resident"] < peaks["base"]["peak"]
-    assert peaks["aligned"]["peak"] <= 1.05 * peaks["base"]["peak"], peaks
-
-
 def _sparse_twin_saes(alignment: str, **config: Any) -> tuple[Any, Any]:
     # SAELens' own sparse decode (use_sparse_activations) on SAELens' dense step;
     # our sparse step is tested in test_sparse_topk.py.
     config = {**config, "sparse_training": False}
-    dense = build_sae(
-        "aligned_topk",
-        TINY_SETTINGS,
-        alignment=alignment,
-        **{**config, "use_sparse_activations": False},
+    dense = step_sae(
+        "aligned_topk", alignment, **{**config, "use_sparse_activations": False}
     )
-    sparse = build_sae("aligned_topk", TINY_SETTINGS, alignment=alignment, **config)
+    sparse = step_sae("aligned_topk", alignment, **config)
     sparse.load_state_dict(
         {k: v.detach().clone() for k, v in dense.state_dict().items()}
     )
@@ -189,8 +178,8 @@ def _sparse_twin_saes(alignment: str, **config: Any) -> tuple[Any, Any]:
 
 @pytest.mark.parametrize("alignment", ALIGNMENT_FORMS)
 def test_sparse_decode_trains_aligned_topk_as_the_dense_decode_does(alignment):
-    dense, sparse = _sparse_twin_saes(alignment, **SPARSE_TOPK)
-    x = next(random_batches(TINY_SETTINGS.d_in, batch=TINY_SETTINGS.batch))
+    dense, sparse = _sparse_twin_saes(alignment, **SPARSE_DECODE)
+    x = next(random_batches(STEP_D_IN, batch=STEP_BATCH))
     outputs = {}
     for name, sae in (("dense", dense), ("sparse", sparse)):
         out = sae.training_forward_pass(step_input(sae, x))
@@ -204,8 +193,8 @@ def test_sparse_decode_trains_aligned_topk_as_the_dense_decode_does(alignment):
         assert (p.grad is None) == (q.grad is None), name
         if p.grad is not None:
             torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4)
-    trainer = build_trainer(sparse, TINY_SETTINGS)
-    batches = random_batches(TINY_SETTINGS.d_in, batch=TINY_SETTINGS.batch)
+    trainer = step_trainer(sparse)
+    batches = random_batches(STEP_D_IN, batch=STEP_BATCH)
     for _ in range(5):
         trainer.step(next(batches))
     scores = sparse.alignment_scores_of_stored()
@@ -219,20 +208,14 @@ def test_sparse_decode_with_decoder_norm_rescaling_behaves_as_its_base(alignment
     # must neither fail where TopK works nor hide TopK's failure, on SAELens' dense
     # step. (Our sparse step trains it: test_sparse_topk.py.)
     config = {"use_sparse_activations": True, "rescale_acts_by_decoder_norm": True}
-    x = next(random_batches(TINY_SETTINGS.d_in, batch=TINY_SETTINGS.batch))
+    x = next(random_batches(STEP_D_IN, batch=STEP_BATCH))
     results = {}
     for name, sae in (
         (
             "aligned",
-            build_sae(
-                "aligned_topk",
-                TINY_SETTINGS,
-                alignment=alignment,
-                sparse_training=False,
-                **config,
-            ),
+            step_sae("aligned_topk", alignment, sparse_training=False, **config),
         ),
-        ("base", build_sae("topk", TINY_SETTINGS, **config)),
+        ("base", step_sae("topk", **config)),
     ):
         try:
             sae.training_forward_pass(step_input(sae, x)).loss.backward()

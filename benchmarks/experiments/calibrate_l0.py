@@ -123,7 +123,7 @@ def calibrate(
 ) -> Iterator[dict]:
     from sae_lens.training.sae_trainer import SAETrainer
 
-    from benchmarks.perf import plain_trainer_config
+    from saelens_aligned.pipeline.training import in_process_trainer_config
 
     config = load_sweep_config(preset)
     batches, held = calibration_data(preset, out_dir)
@@ -133,7 +133,7 @@ def calibrate(
         sae = initial_sae(run, held.shape[1], steps)
         start = time.perf_counter()
         settings = config.training(seed, run.lr)
-        trainer_cfg = plain_trainer_config(
+        trainer_cfg = in_process_trainer_config(
             steps * batch, batch, lr=run.lr, dead_feature_window=settings.dead_window
         )
         SAETrainer(

@@ -72,8 +72,8 @@ def train_from_start(
     from sae_lens.synthetic import eval_sae_on_synthetic_data
     from sae_lens.training.sae_trainer import SAETrainer
 
-    from benchmarks.perf import plain_trainer_config
     from benchmarks.synthetic_backend import ReplayedActivations, stored_batches
+    from saelens_aligned.pipeline.training import in_process_trainer_config
 
     sae_class, _ = get_sae_training_class(arch)
     torch.manual_seed(seed)
@@ -89,7 +89,7 @@ def train_from_start(
     if start is not None:  # aligned: the start; a stock base keeps SAELens' init
         apply_start(sae, start)
     batches = stored_batches(samples, model.feature_dict, setup.batch_size, 0, "cpu")
-    cfg = plain_trainer_config(
+    cfg = in_process_trainer_config(
         setup.steps * setup.batch_size,
         setup.batch_size,
         lr=setup.lr,

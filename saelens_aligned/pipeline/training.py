@@ -178,3 +178,38 @@ def train_sae(
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
     return out
+
+
+def in_process_trainer_config(
+    total_training_samples: int,
+    batch: int,
+    device: str = "cpu",
+    lr: float = 3e-4,
+    **overrides: Any,
+) -> Any:
+    """A `SAETrainerConfig` for driving SAELens' `SAETrainer` directly on batches
+    the caller feeds it (no runner, model or dataset): constant `lr`, no
+    checkpoints, no W&B. `overrides` are further SAETrainerConfig fields."""
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+
+    fields: dict[str, Any] = {
+        "n_checkpoints": 0,
+        "checkpoint_path": None,
+        "save_final_checkpoint": False,
+        "total_training_samples": total_training_samples,
+        "device": device,
+        "autocast": False,
+        "lr": lr,
+        "lr_end": lr,
+        "lr_scheduler_name": "constant",
+        "lr_warm_up_steps": 0,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.999,
+        "lr_decay_steps": 0,
+        "n_restart_cycles": 1,
+        "train_batch_size_samples": batch,
+        "dead_feature_window": SAELENS_DEAD_FEATURE_WINDOW,
+        "feature_sampling_window": 2000,
+        "logger": LoggingConfig(log_to_wandb=False),
+    }
+    return SAETrainerConfig(**{**fields, **overrides})
