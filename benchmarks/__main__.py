@@ -1,4 +1,5 @@
-"""`python -m benchmarks COMMAND`: sweep, report, eval, perf, sparse-perf, curves."""
+"""`python -m benchmarks COMMAND`: sweep, report, eval, perf, sparse-perf, curves,
+results."""
 
 import argparse
 import importlib
@@ -19,6 +20,10 @@ COMMANDS = {
     "curves": (
         "benchmarks.curves",
         "Learning curves and aligned-vs-control gaps of a checkpointed sweep.",
+    ),
+    "results": (
+        "benchmarks.published",
+        "Regenerate the results blocks of README.md and docs/results.md.",
     ),
 }
 

@@ -68,21 +68,3 @@ def test_differences_are_paired_by_seed_against_stock_and_the_fair_control(tmp_p
 def test_an_empty_folder_says_so(tmp_path):
     (tmp_path / "records").mkdir()
     assert "No run records" in render(tmp_path)
-
-
-def test_the_results_doc_holds_the_table_of_the_committed_probing_records():
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    doc = (root / "docs" / "results.md").read_text()
-    begin, end = (
-        "<!-- feature-quality table: begin -->",
-        "<!-- feature-quality table: end -->",
-    )
-    generated = doc.split(begin, 1)[1].split(end, 1)[0]
-    records = root / "benchmarks" / "results" / "probing_cpu"
-    assert generated.strip() == render(records).strip(), (
-        "docs/results.md is stale: paste the output of `python -m "
-        "benchmarks.feature_quality benchmarks/results/probing_cpu` between its "
-        "feature-quality markers."
-    )
