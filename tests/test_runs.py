@@ -8,9 +8,9 @@ import torch
 from sae_lens.registry import get_sae_training_class
 
 from benchmarks.config import ArchitectureSweep, SweepConfig, SweepConfigError
+from benchmarks.lr_grid import expand_lr_grid
 from benchmarks.runs import (
     arm_labels,
-    expand_lr_grid,
     expand_runs,
     initial_sae,
     middle_value,
@@ -213,7 +213,7 @@ def test_a_sweep_restricted_to_bases_keeps_their_arms_and_names_a_bad_one():
 
 
 def test_main_runs_start_with_every_arms_middle_sparsity():
-    from benchmarks.sweep import middle_sparsity_first
+    from benchmarks.lr_grid import middle_sparsity_first
 
     runs = expand_runs(
         config(
@@ -232,7 +232,7 @@ def test_main_runs_start_with_every_arms_middle_sparsity():
 
 
 def test_a_near_tie_in_the_grid_goes_to_the_sparser_rate_for_penalty_arms():
-    from benchmarks.runs import LR_TIE_TOLERANCE, best_learning_rate
+    from benchmarks.lr_grid import LR_TIE_TOLERANCE, best_learning_rate
 
     # The cpu preset's standard[init=projected] grid: 3e-4 wins explained
     # variance by 0.0001 only because it leaves 1.7x the active latents.
@@ -248,7 +248,7 @@ def test_a_near_tie_in_the_grid_goes_to_the_sparser_rate_for_penalty_arms():
 
 
 def test_only_penalty_set_sparsity_breaks_grid_ties_by_l0():
-    from benchmarks.runs import sparsity_set_by_penalty
+    from benchmarks.lr_grid import sparsity_set_by_penalty
 
     runs = expand_runs(
         config(
@@ -306,3 +306,28 @@ def test_the_sparse_stock_step_leaves_other_bases_alone():
     assert initial_sae(run, 16, 100, sparse_stock_step=True).cfg.architecture() == (
         "standard"
     )
+
+
+@pytest.mark.parametrize("base", ["topk", "batchtopk", "standard", "gated"])
+def test_tied_and_its_fair_control_compute_one_function_at_step_0(base):
+    """The fair control of `tied` (the base from the balanced init) shares its
+    directions and its step-0 reconstruction; only the scale of the free weights
+    (encoder norm 0.1 vs 1, decoder 10 vs 1) and the constraint differ."""
+    from saelens_aligned.architectures import aligned_variant
+
+    param, value = sparsity_of(base)
+    arms = (
+        ArchitectureSweep(base, param, [value], init_from="projected"),
+        ArchitectureSweep(aligned_variant(base), param, [value], alignments=["tied"]),
+    )
+    fair, tied = (
+        initial_sae([r for r in expand_runs(config(a)) if r.seed == 1][0], 16, 100)
+        for a in arms
+    )
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0)) * 3
+    out = [s.training_forward_pass(step_input(s, x)).sae_out for s in (fair, tied)]
+    torch.testing.assert_close(out[0], out[1], atol=1e-4, rtol=1e-4)
+    enc = [s.W_enc / s.W_enc.norm(dim=0, keepdim=True) for s in (fair, tied)]
+    torch.testing.assert_close(enc[0], enc[1])
+    assert fair.W_enc.norm(dim=0).mean().item() == pytest.approx(1.0, rel=1e-4)
+    assert tied.W_enc.norm(dim=0).mean().item() == pytest.approx(0.1, rel=1e-4)
