@@ -21,32 +21,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
-from benchmarks import records
+from benchmarks.run_table import (
+    STABILITY,
+    STABILITY_ALL,
+    STABILITY_ENC_DEC,
+    STABILITY_KEYS,
+    Arm,
+    PointKey,
+    StabilityRecord,
+    SweepRecords,
+)
+from benchmarks.verdicts.statistics import CONFIDENCE
 
-STABILITY = "stability"
-"""Pseudo-metric: shared-latent fraction across seeds (stability records) by the
-decoder criterion over latents alive in both SAEs; over all latents for records
-without alive latents (see `STABILITY_KEYS`)."""
-STABILITY_ALL = "stability_all_latents"
-"""Pseudo-metric: the decoder criterion over all latents, dead ones included."""
-STABILITY_ENC_DEC = "stability_enc_dec"
-"""Pseudo-metric: the encoder+decoder criterion over all latents (untied arms)."""
-STABILITY_KEYS: dict[str, tuple[str, ...]] = {
-    STABILITY: ("shared_fraction_decoder_alive", "shared_fraction_decoder"),
-    STABILITY_ALL: ("shared_fraction_decoder",),
-    STABILITY_ENC_DEC: (
-        "shared_fraction_enc_dec",
-        "shared_fraction",  # records written before #14: this criterion only
-    ),
-}
-"""Pseudo-metric -> keys of a stability record's per-pair details, first present
-(not None) wins. Alive latents are the headline because a dead latent is never
-shared: counting dead latents would credit an arm for having fewer of them, which
-"dead features eliminated" already judges."""
-CONFIDENCE = 0.95
-"""Level of every seed interval (two-sided, Student t)."""
+__all__ = ["STABILITY", "STABILITY_ALL", "STABILITY_ENC_DEC", "STABILITY_KEYS"]
+
 LOWER_IS_BETTER = frozenset(
     {
         "dead_fraction",
@@ -148,15 +139,6 @@ class PointSummary:
         return (self.label, self.sparsity_param, self.sparsity_value, self.d_sae)
 
 
-def _point_key(info: dict[str, Any]) -> tuple[str, str, float, int]:
-    return (
-        info["label"],
-        info["sparsity_param"],
-        float(info["sparsity_value"]),
-        int(info["d_sae"]),
-    )
-
-
 def t_interval(mean: float, sem: float, n: int) -> tuple[float, float]:
     """The CONFIDENCE t interval of a mean from `n` values (n - 1 degrees of
     freedom); NaN bounds below two values. With three seeds t = 4.30."""
@@ -182,7 +164,8 @@ def _stats(
 
 
 def _summary(
-    info: dict[str, Any],
+    arm: Arm,
+    point: PointKey,
     metric: str,
     values: Sequence[float],
     l0s: Sequence[float],
@@ -192,14 +175,14 @@ def _summary(
     mean, lo, hi, sem, ci_low, ci_high = _stats(values, n_eff)
     l0_mean, l0_min, l0_max, l0_sem, _, _ = _stats(l0s)
     return PointSummary(
-        label=info["label"],
-        architecture=info["architecture"],
-        alignment=info.get("alignment"),
-        base_architecture=info.get("base_architecture", info["architecture"]),
-        init_from=info.get("init_from"),
-        sparsity_param=info["sparsity_param"],
-        sparsity_value=float(info["sparsity_value"]),
-        d_sae=int(info["d_sae"]),
+        label=arm.label,
+        architecture=arm.architecture,
+        alignment=arm.alignment,
+        base_architecture=arm.base_architecture,
+        init_from=arm.init_from,
+        sparsity_param=point.sparsity_param,
+        sparsity_value=point.sparsity_value,
+        d_sae=point.d_sae,
         metric=metric,
         mean=mean,
         min=lo,
@@ -216,23 +199,74 @@ def _summary(
     )
 
 
-def stability_values(record: dict[str, Any], metric: str = STABILITY) -> list[float]:
-    """The per-pair values of a stability pseudo-metric in a stability record
-    (empty when the record has none, e.g. `stability_enc_dec` for a tied arm).
+POINT_COLUMNS = ["label", "sparsity_param", "sparsity_value", "d_sae"]
 
-    Args:
-        record: A stability record (`benchmarks.stability.point_stability`).
-        metric: A key of STABILITY_KEYS.
+
+def _none(value: Any) -> Any:
+    """A frame cell as the record held it (pandas reads a missing str as NaN)."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def point_summaries(frame: pd.DataFrame, metric: str) -> list[PointSummary]:
+    """One summary of `metric` per sweep point of the per-run table
+    (`run_table.run_frame`) that has a finite value of it.
+
+    A point is a label (architecture, alignment form or init control), sparsity
+    value and d_sae; its seeds are averaged. Seeds where the metric is NaN are
+    left out of the metric's statistics; L0 statistics cover the seeds that have
+    the metric. Sorted by d_sae, label and L0.
     """
-    values = []
-    for pair in record.get("eval_result_details", []):
-        value = next(
-            (pair[k] for k in STABILITY_KEYS[metric] if pair.get(k) is not None),
-            None,
+    summaries = []
+    for key, runs in frame.groupby(POINT_COLUMNS, sort=False, dropna=False):
+        first = runs.iloc[0]
+        arm = Arm(
+            str(first["label"]),
+            str(first["architecture"]),
+            _none(first["alignment"]),
+            str(first["base_architecture"]),
+            _none(first["init_from"]),
         )
-        if value is not None:
-            values.append(float(value))
-    return values
+        values = runs[metric].astype(float)
+        l0s = runs.loc[np.isfinite(values), "l0"].astype(float).tolist()
+        point = PointKey(str(key[0]), str(key[1]), float(key[2]), int(key[3]))
+        summary = _summary(arm, point, metric, values.tolist(), l0s, len(runs))
+        if math.isfinite(summary.mean):
+            summaries.append(summary)
+    return sorted(summaries, key=_sort_key)
+
+
+def stability_summaries(
+    stability: Iterable[StabilityRecord], frame: pd.DataFrame, metric: str = STABILITY
+) -> list[PointSummary]:
+    """One summary of a stability pseudo-metric (STABILITY_KEYS) per stability
+    record: the values are its seed pairs' shared fractions, the standard error
+    and interval use the number of seeds (pairs share seeds), and L0 covers every
+    seed of the point's runs in `frame`."""
+    l0 = {
+        tuple(key): runs["l0"].astype(float).tolist()
+        for key, runs in frame.groupby(POINT_COLUMNS)
+    }
+    summaries = []
+    for record in stability:
+        values = [p.values[metric] for p in record.pairs if metric in p.values]
+        l0s = l0.get(tuple(record.point), [])
+        seeds = {s for p in record.pairs for s in p.seeds}
+        n_seeds = len(l0s) or len(seeds)
+        summary = _summary(
+            record.arm, record.point, metric, values, l0s, n_seeds, n_eff=n_seeds
+        )
+        if math.isfinite(summary.mean):
+            summaries.append(summary)
+    return sorted(summaries, key=_sort_key)
+
+
+def summaries_of(
+    frame: pd.DataFrame, stability: Iterable[StabilityRecord], metric: str
+) -> list[PointSummary]:
+    """`point_summaries` or `stability_summaries`, by metric."""
+    if metric in STABILITY_KEYS:
+        return stability_summaries(stability, frame, metric)
+    return point_summaries(frame, metric)
 
 
 def aggregate(
@@ -240,66 +274,16 @@ def aggregate(
     metric: str,
     stability_records: Iterable[dict[str, Any]] = (),
 ) -> list[PointSummary]:
-    """One summary per sweep point that has a finite value of `metric`.
-
-    Args:
-        run_records: Run records.
-        metric: A name of `records.FLAT_METRICS`, or a key of STABILITY_KEYS.
-        stability_records: Needed for the stability pseudo-metrics only.
-
-    A point is a label (architecture, alignment form or init control), sparsity
-    value and d_sae; its seeds are averaged. Seeds where the metric is NaN are
-    left out of the metric's statistics; L0 statistics cover the seeds that have
-    the metric. For the stability pseudo-metrics the values are the seed pairs'
-    shared fractions (`stability_values`), the standard error and interval use
-    the number of seeds, and L0 covers every seed of the point. Sorted by d_sae,
-    label and L0.
-    """
-    by_point: dict[tuple[str, str, float, int], list[dict[str, Any]]] = defaultdict(
-        list
-    )
-    for record in run_records:
-        by_point[_point_key(records.run_info(record))].append(record)
-    summaries = []
-    if metric in STABILITY_KEYS:
-        for record in stability_records:
-            info = record["eval_config"]["point"]
-            runs = by_point.get(_point_key(info), [])
-            l0s = [records.flat_metrics(r)["l0"] for r in runs]
-            n_seeds = len(runs) or _seeds_of_pairs(record)
-            values = stability_values(record, metric)
-            summary = _summary(info, metric, values, l0s, n_seeds, n_eff=n_seeds)
-            if math.isfinite(summary.mean):
-                summaries.append(summary)
-    else:
-        for runs in by_point.values():
-            flat = [records.flat_metrics(r) for r in runs]
-            values = [f[metric] for f in flat]
-            l0s = [f["l0"] for f in flat if math.isfinite(f[metric])]
-            summary = _summary(
-                records.run_info(runs[0]), metric, values, l0s, len(runs)
-            )
-            if math.isfinite(summary.mean):
-                summaries.append(summary)
-    return sorted(summaries, key=_sort_key)
-
-
-def _seeds_of_pairs(record: dict[str, Any]) -> int:
-    """Distinct seeds in a stability record's pairs (its runs may be absent)."""
-    return len(
-        {s for pair in record.get("eval_result_details", []) for s in pair["seeds"]}
-    )
+    """`summaries_of` record dicts (every record counts: no learning-rate choice
+    is applied). Args: run records; a name of `records.FLAT_METRICS` or of
+    STABILITY_KEYS; stability records (for the stability pseudo-metrics)."""
+    sweep = SweepRecords.from_json(run_records, stability_records)
+    return summaries_of(sweep.frame(), sweep.stability, metric)
 
 
 def _sort_key(p: PointSummary) -> tuple[int, str, float, float]:
     l0 = p.l0_mean if math.isfinite(p.l0_mean) else math.inf
     return (p.d_sae, p.label, l0, p.sparsity_value)
-
-
-def has_data(run_records: Iterable[dict[str, Any]], metric: str) -> bool:
-    """Whether any run record has a finite value of `metric` (a name of
-    `records.FLAT_METRICS`)."""
-    return any(math.isfinite(records.flat_metrics(r)[metric]) for r in run_records)
 
 
 def _on_curve(point: PointSummary) -> bool:

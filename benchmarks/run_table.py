@@ -24,10 +24,25 @@ import pandas as pd
 
 from benchmarks import records
 
-STABILITY_FIELDS = ("shared_fraction_decoder_alive", "shared_fraction_decoder")
-"""Per-pair keys of the headline stability criterion, first present wins: the
-decoder criterion over latents alive in both SAEs (a dead latent is never shared,
-so counting dead ones would credit an arm for having fewer of them)."""
+STABILITY = "stability"
+"""Pseudo-metric: shared-latent fraction across seeds by the decoder criterion
+over latents alive in both SAEs (over all latents for records without alive
+latents). A dead latent is never shared, so counting dead ones would credit an
+arm for having fewer of them, which "dead features eliminated" already judges."""
+STABILITY_ALL = "stability_all_latents"
+"""Pseudo-metric: the decoder criterion over all latents, dead ones included."""
+STABILITY_ENC_DEC = "stability_enc_dec"
+"""Pseudo-metric: the encoder+decoder criterion over all latents (untied arms)."""
+STABILITY_KEYS: dict[str, tuple[str, ...]] = {
+    STABILITY: ("shared_fraction_decoder_alive", "shared_fraction_decoder"),
+    STABILITY_ALL: ("shared_fraction_decoder",),
+    STABILITY_ENC_DEC: (
+        "shared_fraction_enc_dec",
+        "shared_fraction",  # records written before #14: this criterion only
+    ),
+}
+"""Pseudo-metric -> keys of a stability record's per-pair details, first present
+(not None) wins."""
 
 
 class PointKey(NamedTuple):
@@ -130,10 +145,21 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class SeedPair:
-    """Two seeds of one point and the fraction of latents they share."""
+    """Two seeds of one point and the fraction of latents they share.
+
+    Args:
+        seeds: The two seeds, ascending.
+        values: Stability pseudo-metric (STABILITY_KEYS) -> shared fraction, for
+            the criteria the record has.
+    """
 
     seeds: tuple[int, int]
-    shared_fraction: float
+    values: dict[str, float]
+
+    @property
+    def shared_fraction(self) -> float:
+        """The headline criterion (STABILITY), NaN when not recorded."""
+        return self.values.get(STABILITY, math.nan)
 
 
 @dataclass(frozen=True)
@@ -145,7 +171,9 @@ class StabilityRecord:
         arm: Its arm.
         lr: Learning rate of its runs (NaN in records without one).
         pairs: Every seed pair with the headline shared fraction.
-        chance: Shared fraction of two untrained SAEs (NaN when not recorded).
+        chance: Shared fraction of two untrained SAEs, decoder criterion (NaN
+            when not recorded).
+        chance_enc_dec: The same by the encoder+decoder criterion.
     """
 
     point: PointKey
@@ -153,6 +181,7 @@ class StabilityRecord:
     lr: float
     pairs: tuple[SeedPair, ...]
     chance: float
+    chance_enc_dec: float = math.nan
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> "StabilityRecord":
@@ -172,21 +201,30 @@ class StabilityRecord:
         )
         pairs = []
         for detail in record.get("eval_result_details", []):
-            value = next(
-                (detail[k] for k in STABILITY_FIELDS if detail.get(k) is not None),
-                None,
-            )
-            if value is not None:
-                a, b = sorted(int(s) for s in detail["seeds"])
-                pairs.append(SeedPair((a, b), float(value)))
-        chance = (
-            record.get("eval_result_metrics", {})
-            .get("stability", {})
-            .get("chance_shared_fraction_decoder")
-        )
+            values = {}
+            for metric, keys in STABILITY_KEYS.items():
+                value = next(
+                    (detail[k] for k in keys if detail.get(k) is not None), None
+                )
+                if value is not None:
+                    values[metric] = float(value)
+            a, b = sorted(int(s) for s in detail["seeds"])
+            pairs.append(SeedPair((a, b), values))
+        summary = record.get("eval_result_metrics", {}).get("stability", {})
+
+        def number(key: str) -> float:
+            value = summary.get(key)
+            return math.nan if value is None else float(value)
+
         lr = float(info["lr"]) if info.get("lr") is not None else math.nan
-        chance_value = math.nan if chance is None else float(chance)
-        return cls(point, arm, lr, tuple(pairs), chance_value)
+        return cls(
+            point,
+            arm,
+            lr,
+            tuple(pairs),
+            number("chance_shared_fraction_decoder"),
+            number("chance_shared_fraction_enc_dec"),
+        )
 
 
 @dataclass(frozen=True)
@@ -342,8 +380,6 @@ class SweepRecords:
             stability = [
                 s for s in stability if _at_chosen_rate(s.arm.label, s.lr, lr_choice)
             ]
-        main = {r.point for r in runs}
-        stability = [s for s in stability if s.point in main]
         checkpoints = [RunRecord.from_json(r) for r in checkpoint_records]
         return cls(tuple(runs), tuple(stability), tuple(checkpoints), lr_choice)
 

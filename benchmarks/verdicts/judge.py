@@ -213,6 +213,8 @@ def stability_frame(
     for record in stability:
         arm, point = record.arm, record.point
         for pair in record.pairs:
+            if not math.isfinite(pair.shared_fraction):
+                continue
             keys = [
                 (point.label, point.sparsity_value, point.d_sae, s) for s in pair.seeds
             ]

@@ -5,6 +5,8 @@ Every rule is stated once here and quoted by the reports (`RULES_TEXT`).
 
 from dataclasses import dataclass
 
+from benchmarks.run_table import STABILITY
+
 MIN_SEEDS = 3
 """Paired seeds an aligned point needs to be compared."""
 MIN_POINTS = 3
@@ -48,9 +50,6 @@ class ClaimSpec:
 DEAD_CLAIM = "dead features eliminated"
 RECONSTRUCTION_CLAIM = "reconstruction improved"
 STABILITY_CLAIM = "stability improved"
-STABILITY = "stability"
-"""The stability pseudo-metric: shared fraction across seed pairs (decoder
-criterion, alive latents), from the stability records."""
 
 CLAIM_SPECS: tuple[ClaimSpec, ...] = (
     ClaimSpec(DEAD_CLAIM, "dead_fraction_long", False, "dead fraction (long window)"),
