@@ -78,6 +78,27 @@ class Arm:
     def is_stock(self) -> bool:
         return self.alignment is None and self.init_from is None
 
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> "Arm":
+        """From a record's `eval_config["run"]` or `eval_config["point"]`."""
+        return cls(
+            label=info["label"],
+            architecture=info["architecture"],
+            alignment=info.get("alignment"),
+            base_architecture=info.get("base_architecture", info["architecture"]),
+            init_from=info.get("init_from"),
+        )
+
+
+def point_of(info: dict[str, Any]) -> PointKey:
+    """The sweep point of a record's `eval_config["run"]` or `["point"]`."""
+    return PointKey(
+        info["label"],
+        info["sparsity_param"],
+        float(info["sparsity_value"]),
+        int(info["d_sae"]),
+    )
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -111,19 +132,7 @@ class RunRecord:
     def from_json(cls, record: dict[str, Any]) -> "RunRecord":
         run = records.run_info(record)
         sweep = record.get("eval_config", {}).get("sweep", {})
-        arm = Arm(
-            label=run["label"],
-            architecture=run["architecture"],
-            alignment=run.get("alignment"),
-            base_architecture=run.get("base_architecture", run["architecture"]),
-            init_from=run.get("init_from"),
-        )
-        point = PointKey(
-            run["label"],
-            run["sparsity_param"],
-            float(run["sparsity_value"]),
-            int(run["d_sae"]),
-        )
+        arm, point = Arm.from_info(run), point_of(run)
         stats = record.get("eval_result_metrics", {}).get("token_stats", {})
         return cls(
             arm=arm,
@@ -186,19 +195,7 @@ class StabilityRecord:
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> "StabilityRecord":
         info = record["eval_config"]["point"]
-        point = PointKey(
-            info["label"],
-            info["sparsity_param"],
-            float(info["sparsity_value"]),
-            int(info["d_sae"]),
-        )
-        arm = Arm(
-            label=info["label"],
-            architecture=info["architecture"],
-            alignment=info.get("alignment"),
-            base_architecture=info.get("base_architecture", info["architecture"]),
-            init_from=info.get("init_from"),
-        )
+        arm, point = Arm.from_info(info), point_of(info)
         pairs = []
         for detail in record.get("eval_result_details", []):
             values = {}
