@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from benchmarks import records
+from benchmarks.run_table import Arm
+from benchmarks.verdicts.statistics import mean_interval
 
 CURVE_METRICS = (
     "explained_variance",
@@ -51,14 +52,10 @@ class Interval:
 
 
 def t_interval(values: Iterable[float]) -> Interval:
-    x = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
-    if x.size == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    mean = float(x.mean())
-    if x.size < 2:
-        return Interval(mean, math.nan, math.nan, 1)
-    half = float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return Interval(mean, mean - half, mean + half, int(x.size))
+    """The seed mean of `values` with its CONFIDENCE t interval."""
+    finite = [v for v in values if math.isfinite(v)]
+    mean, low, high = mean_interval(finite)
+    return Interval(mean, low, high, len(finite))
 
 
 def _by_label_step_seed(
@@ -107,54 +104,27 @@ def paired_gaps(
     return gaps
 
 
-def _parse_label(label: str) -> tuple[str, dict[str, str], str | None]:
-    """(architecture, its `key=value` fields, the bare alignment form if any) of
-    a label: `topk[init=tied,lr=0.003]` -> ("topk", {"init": "tied", "lr":
-    "0.003"}, None); `aligned_topk[tied]` -> ("aligned_topk", {}, "tied")."""
-    if "[" not in label:
-        return label, {}, None
-    architecture, inside = label.rstrip("]").split("[", 1)
-    fields: dict[str, str] = {}
-    form = None
-    for part in inside.split(","):
-        if "=" in part:
-            key, value = part.split("=", 1)
-            fields[key] = value
-        else:
-            form = part
-    return architecture, fields, form
-
-
-def reference_pairs(labels: Iterable[str]) -> list[tuple[str, str, str]]:
+def reference_pairs(arms: Iterable[Arm]) -> list[tuple[str, str, str]]:
     """(aligned label, reference label, kind) for every aligned arm and each
-    reference present: its own init control, the base started from the aligned
-    form's initial weights (`aligned_topk[tied]` -> `topk[init=tied]`, also when
-    that arm's label carries its own fields such as `lr=0.003`; kind "init
-    control"), the base's other init controls (kind "init control from
-    <form>"), and its stock base (`topk`, kind "stock base")."""
-    from sae_lens.registry import get_sae_training_class
-
-    from saelens_aligned.architectures import base_architecture
-
-    parsed = {label: _parse_label(label) for label in set(labels)}
+    reference present among `arms`: the base from the aligned form's own start
+    (kind "init control"; the diagnostic for `tied`), the base's other init
+    controls ("init control from <form>"; from `projected` the fair control),
+    and its stock base ("stock base")."""
+    arms = sorted(set(arms), key=lambda a: a.label)
     pairs = []
-    for label, (architecture, fields, form) in sorted(parsed.items()):
-        if form is None or fields:
-            continue
-        try:
-            base = base_architecture(get_sae_training_class(architecture)[1])
-        except (KeyError, ValueError):
-            continue
-        for other, (other_arch, other_fields, other_form) in sorted(parsed.items()):
-            if other_arch != base or other_form is not None:
+    for aligned in (a for a in arms if a.alignment is not None):
+        for other in arms:
+            if other.alignment is not None:
                 continue
-            init = other_fields.get("init")
-            if init == form:
-                pairs.append((label, other, "init control"))
-            elif init is not None:
-                pairs.append((label, other, f"init control from {init}"))
-            elif not other_fields or set(other_fields) == {"lr"}:
-                pairs.append((label, other, "stock base"))
+            if other.architecture != aligned.base_architecture:
+                continue
+            if other.init_from == aligned.alignment:
+                pairs.append((aligned.label, other.label, "init control"))
+            elif other.init_from is not None:
+                kind = f"init control from {other.init_from}"
+                pairs.append((aligned.label, other.label, kind))
+            else:
+                pairs.append((aligned.label, other.label, "stock base"))
     order = {"init control": 0, "stock base": 2}
     return sorted(pairs, key=lambda p: (p[0], order.get(p[2], 1), p[1]))
 
@@ -176,7 +146,8 @@ def curves_markdown(
         for m in metrics
         if any(math.isfinite(records.flat_metrics(r)[m]) for r in run_records)
     ]
-    labels = sorted({records.run_info(r)["label"] for r in run_records})
+    arms = {Arm.from_info(records.run_info(r)) for r in run_records}
+    labels = sorted(a.label for a in arms)
     for metric in present:
         curves = curve_points(run_records, metric)
         steps = sorted({s for points in curves.values() for s, _ in points})
@@ -191,7 +162,7 @@ def curves_markdown(
             cells = [_fmt(by_step[s]) if s in by_step else "" for s in steps]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
-        for aligned, reference, kind in reference_pairs(labels):
+        for aligned, reference, kind in reference_pairs(arms):
             gaps = paired_gaps(run_records, metric, aligned, reference)
             if gaps:
                 lines.append(
