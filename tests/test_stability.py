@@ -6,9 +6,9 @@ from benchmarks.pareto import aggregate
 from benchmarks.stability import (
     match_latents,
     pair_stability,
-    point_stability,
     shared_latent_fraction,
 )
+from benchmarks.stability_records import point_stability
 
 D_IN, D_SAE = 64, 256
 
