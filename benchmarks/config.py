@@ -26,6 +26,9 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 # Every YAML file of configs/ is a preset, named by its stem.
 PRESETS = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
 ALIGNMENT_FORMS = ("tied", "projected")
+# Held-out data a saved SAE can be scored on: `eval` (what the reported metrics
+# read) or `validation` (held out from training and from eval; the lr grid's).
+EVAL_SPLITS = ("eval", "validation")
 SWEEP_KINDS = ("lm", "synthetic")
 
 
@@ -106,6 +109,12 @@ class EvalSettings(EvalBudget):
             also measured over all of them (no model pass per SAE). 0: off.
         synthetic_eval_samples: Samples for the ground-truth metrics (synthetic
             sweeps).
+        split: The held-out data the metrics read: `eval` (the reported
+            metrics') or `validation` (held out from training and from eval;
+            the learning-rate grid scores on it: `SweepConfig.lr_split`). LM:
+            the last tenth of the training split's rows, which the training
+            cache never reaches (`benchmarks.validation_split`); synthetic:
+            samples of their own seed.
     """
 
     batch_size_prompts: int = 4
@@ -124,6 +133,7 @@ class EvalSettings(EvalBudget):
     probing_sparsity_values: list[float] | None = None
     dead_window_tokens: int = 0
     synthetic_eval_samples: int = 50_000
+    split: str = "eval"
 
 
 @dataclass
@@ -171,7 +181,17 @@ class SweepConfig:
         lr_metric: What picks the best learning rate of the grid (a metric of
             `benchmarks.records.FLAT_METRICS`, higher is better; for arms whose
             L0 is set by a penalty, near-ties go to the sparser rate:
-            `benchmarks.runs.best_learning_rate`).
+            `benchmarks.lr_grid.best_learning_rate`).
+        lr_split: The data the grid's runs are scored on: `validation` (held
+            out from training and from the reported metrics' eval data, so the
+            choice does not select on the numbers it reports) or `eval` (how
+            sweeps before the validation split chose).
+        lr_floor: The lowest rate the grid may be extended to. An arm whose
+            best rate is its grid's lowest gets the next lower rate (one grid
+            step down) and is scored again, until the best is interior or
+            this bound is reached (`benchmarks.lr_grid`).
+        lr_ceiling: The highest rate the grid may be extended to (the same
+            rule upwards).
         activation_seed: Seed of the shared activation cache and of the batch
             order (fixed, so every SAE sees the same activations).
         model_batch_size: Prompts per LM forward pass when caching activations.
@@ -211,6 +231,9 @@ class SweepConfig:
     lr: float = 5e-4
     lr_grid: list[float] = field(default_factory=list)
     lr_metric: str = "explained_variance"
+    lr_split: str = "validation"
+    lr_floor: float = 1e-5
+    lr_ceiling: float = 1e-1
     activation_seed: int = 42
     model_batch_size: int = 16
     device: str = "cpu"
@@ -239,9 +262,11 @@ class SweepConfig:
         """The learning-rate grid's evaluation: enough to rank rates by
         `lr_metric` (explained variance, L0, ground truth), no CE/KL, no long
         window, no meta-SAE, no absorption or probing. The grid run at the chosen
-        rate is evaluated again with `eval` as a main run."""
+        rate is evaluated again with `eval` as a main run. It reads the
+        `lr_split` data."""
         return replace(
             self.eval,
+            split=self.lr_split,
             n_eval_reconstruction_batches=0,
             dead_window_tokens=0,
             meta_structure=False,
@@ -384,6 +409,30 @@ def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:
                 f"is {config.lr_grid}; give at least 3 positive learning rates "
                 "spanning at least 10x (e.g. [1e-4, 3e-4, 1e-3]), or none.",
             )
+    if config.lr_split not in EVAL_SPLITS:
+        fail("lr_split", f"is {config.lr_split!r}; choose one of {list(EVAL_SPLITS)}.")
+    if config.eval.split not in EVAL_SPLITS:
+        fail(
+            "eval.split",
+            f"is {config.eval.split!r}; choose one of {list(EVAL_SPLITS)}.",
+        )
+    if not 0 < config.lr_floor < config.lr_ceiling:
+        fail(
+            "lr_floor",
+            f"({config.lr_floor}) must be positive and below lr_ceiling "
+            f"({config.lr_ceiling}).",
+        )
+    if config.lr_grid and not (
+        config.lr_floor
+        <= min(config.lr_grid)
+        <= max(config.lr_grid)
+        <= config.lr_ceiling
+    ):
+        fail(
+            "lr_grid",
+            f"{config.lr_grid} reaches outside [lr_floor, lr_ceiling] = "
+            f"[{config.lr_floor}, {config.lr_ceiling}]; widen the bounds.",
+        )
     from benchmarks.records import FLAT_METRICS
 
     if config.lr_metric not in FLAT_METRICS:

@@ -200,6 +200,26 @@ class LMBackend:
         self._phase = "activations"
         self._absorption_model: Any = None
         self.reference_passes: ReferencePassCache | None = None
+        self._validation: ResolvedSource | None = None
+
+    def resolved_for(self, split: str) -> ResolvedSource:
+        """The source whose "eval" text is `split`'s: the corpus's own eval text,
+        or the validation rows (`benchmarks.validation_split`)."""
+        if split == "eval":
+            return self.resolved
+        if self._validation is None:
+            from dataclasses import replace
+
+            from benchmarks.validation_split import validation_corpus
+
+            tokenizer = self.model.tokenizer
+            corpus = validation_corpus(
+                self.resolved.corpus,
+                self.config.activation_tokens or self.config.training_tokens,
+                lambda text: len(tokenizer(text)["input_ids"]),
+            )
+            self._validation = replace(self.resolved, corpus=corpus)
+        return self._validation
 
     def absorption_setup(self) -> tuple[Any, Path] | str:
         """The TransformerLens view absorption and the probing evals run on (the
@@ -348,7 +368,7 @@ class LMBackend:
         result = lm_run_result(
             sae_dir,
             self.model,
-            self.resolved,
+            self.resolved_for(settings.split),
             settings,
             run.seed,
             run.run_id,
@@ -359,4 +379,5 @@ class LMBackend:
         result.metrics["training"] = training_details(
             self.config.training(run.seed, run.lr), run.seed, result.sae_cfg_dict
         )
+        result.unstructured["eval_split"] = settings.split
         return result

@@ -10,7 +10,6 @@ a config error naming both. Run ids add the sparsity value, d_sae, learning rate
 and seed.
 """
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -164,61 +163,6 @@ def expand_runs(
                 for value in arm.sparsity_values:
                     for seed in config.seeds:
                         runs.append(_run(arm, form, label, value, d_sae, seed, lr))
-    return runs
-
-
-LR_TIE_TOLERANCE = 0.002
-"""Grid scores closer than this to the best are ties. Explained variance varies
-about this much between seeds on the cpu presets (half the 95% interval of a
-3-seed mean: 0.001-0.002)."""
-
-
-def sparsity_set_by_penalty(run: RunSpec) -> bool:
-    """Whether the run's L0 is an outcome of training (an L1-style coefficient)
-    rather than fixed by the architecture (`k`)."""
-    return run.sparsity_param != "k"
-
-
-def best_learning_rate(
-    scores: dict[float, float], l0: dict[float, float] | None = None
-) -> float:
-    """The grid's best rate: the highest finite score; with `l0` (arms whose
-    sparsity is set by a penalty), the sparsest of the rates within
-    LR_TIE_TOLERANCE of the best.
-
-    At a fixed penalty a smaller rate also ends with more active latents, which
-    buys explained variance with sparsity: on the cpu preset standard's
-    projected-init control scored 0.9315 at 3e-4 with L0 157 and 0.9314 at 1e-3
-    with L0 92. The tie goes to the sparser rate, which is better on the
-    sparsity-fidelity front.
-    """
-    finite = {lr: s for lr, s in scores.items() if math.isfinite(s)}
-    if not finite:
-        return next(iter(scores))
-    best = max(finite, key=finite.__getitem__)
-    if l0 is None:
-        return best
-    tied = [lr for lr, s in finite.items() if s >= finite[best] - LR_TIE_TOLERANCE]
-    return min(tied, key=lambda lr: (l0.get(lr, math.inf), -finite[lr]))
-
-
-def expand_lr_grid(config: SweepConfig) -> list[RunSpec]:
-    """The learning-rate pass: every arm without its own `lr`, at its middle
-    sparsity value, the first seed and the first d_sae, at each rate of
-    `lr_grid`."""
-    from saelens_aligned.architectures import aligned_architectures
-
-    aligned = set(aligned_architectures())
-    runs = []
-    for arm, labels in zip(config.architectures, arm_labels(config)):
-        if arm.lr is not None:
-            continue
-        for form, label in zip(_forms(arm, aligned), labels):
-            value = middle_value(arm.sparsity_values)
-            for lr in config.lr_grid:
-                runs.append(
-                    _run(arm, form, label, value, config.d_sae[0], config.seeds[0], lr)
-                )
     return runs
 
 

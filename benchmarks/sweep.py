@@ -28,7 +28,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -37,29 +37,26 @@ import numpy as np
 
 from benchmarks.backend import Backend, RunResult
 from benchmarks.config import SweepConfig, load_sweep_config
+from benchmarks.lr_grid import (  # noqa: F401  (re-exported: the lr pass moved)
+    choose_learning_rates,
+    main_runs,
+    middle_sparsity_first,
+    point_runs,
+    run_lr_grid,
+)
 from benchmarks.records import (
     EVAL_TYPE_ID,
-    LR_CHOICE_FILENAME,
     SWEEP_FILENAME,
     checkpoint_record_path,
-    flat_metrics,
     grid_record_path,
     load_records,
     log_event,
-    read_lr_choice,
     read_record,
     record_path,
     stability_path,
     write_json_atomic,
 )
-from benchmarks.runs import (
-    RunSpec,
-    best_learning_rate,
-    expand_lr_grid,
-    expand_runs,
-    initial_sae,
-    sparsity_set_by_penalty,
-)
+from benchmarks.runs import RunSpec, initial_sae
 from saelens_aligned.pipeline.training import CHECKPOINTS_DIRNAME
 
 EXECUTORS = ("local", "ray")
@@ -367,88 +364,6 @@ def only_adds_arms(previous: dict[str, Any], current: dict[str, Any]) -> bool:
     return rest_equal and new_arms[: len(old_arms)] == old_arms
 
 
-def point_runs(runs: Iterable[RunSpec]) -> dict[str, list[RunSpec]]:
-    points: dict[str, list[RunSpec]] = {}
-    for run in runs:
-        points.setdefault(run.point_id, []).append(run)
-    return points
-
-
-def choose_learning_rates(config: SweepConfig, out_dir: Path) -> dict[str, float]:
-    """Each arm's best rate of `lr_grid` by `lr_metric` (higher is better; for
-    arms whose L0 is set by a penalty, near-ties go to the sparser rate:
-    `best_learning_rate`), from the grid's records; written with every grid
-    value and L0 to LR_CHOICE_FILENAME."""
-    scores: dict[str, dict[float, float]] = {}
-    l0s: dict[str, dict[float, float]] = {}
-    penalty_set: set[str] = set()
-    for run in expand_lr_grid(config):
-        metrics = flat_metrics(read_record(grid_record_path(out_dir, run.run_id)))
-        scores.setdefault(run.label, {})[run.lr] = metrics[config.lr_metric]
-        l0s.setdefault(run.label, {})[run.lr] = metrics["l0"]
-        if sparsity_set_by_penalty(run):
-            penalty_set.add(run.label)
-    chosen = {
-        label: best_learning_rate(values, l0s[label] if label in penalty_set else None)
-        for label, values in scores.items()
-    }
-    grid = {label: _by_rate(values) for label, values in scores.items()}
-    grid_l0 = {label: _by_rate(values) for label, values in l0s.items()}
-    # Arms chosen by an earlier part of the sweep (`--bases`) stay.
-    previous = read_lr_choice(out_dir) or {"grid": {}, "chosen": {}}
-    write_json_atomic(
-        out_dir / LR_CHOICE_FILENAME,
-        {
-            "metric": config.lr_metric,
-            "grid": {**previous["grid"], **grid},
-            "grid_l0": {**previous.get("grid_l0", {}), **grid_l0},
-            "chosen": {**previous["chosen"], **chosen},
-        },
-        indent=1,
-    )
-    return chosen
-
-
-def _format_lr(lr: float) -> str:
-    return f"{lr:g}"
-
-
-def _by_rate(values: dict[float, float]) -> dict[str, float]:
-    return {_format_lr(lr): value for lr, value in values.items()}
-
-
-def main_runs(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
-    """The multi-seed runs: every arm at its chosen learning rate (the grid-only
-    runs at other rates are left out)."""
-    choice = read_lr_choice(out_dir)
-    return middle_sparsity_first(
-        expand_runs(config, choice["chosen"] if choice else None)
-    )
-
-
-def middle_sparsity_first(runs: list[RunSpec]) -> list[RunSpec]:
-    """`runs` with every arm's middle sparsity first, then the values next to it,
-    and within one sparsity seed by seed (every arm's seed 0, then every arm's
-    seed 1, ...): a sweep cut short (or watched while it runs) already compares
-    every arm at one sparsity, paired by seed, and a learning-curve sweep has
-    every arm's curve for the seeds it reached."""
-    values: dict[str, list[float]] = {}
-    seeds: list[int] = []
-    for run in runs:
-        values.setdefault(run.label, [])
-        if run.sparsity_value not in values[run.label]:
-            values[run.label].append(run.sparsity_value)
-        if run.seed not in seeds:
-            seeds.append(run.seed)
-
-    def distance(run: RunSpec) -> tuple[float, int]:
-        ordered = sorted(values[run.label])
-        middle = abs(ordered.index(run.sparsity_value) - (len(ordered) - 1) / 2)
-        return middle, seeds.index(run.seed)
-
-    return sorted(runs, key=distance)
-
-
 # Seeds of the two untrained SAEs behind every stability record's chance baseline,
 # far from any sweep's own seeds.
 CHANCE_SEEDS = (10_000, 10_001)
@@ -486,7 +401,7 @@ def untrained_ground_truth(
     with tempfile.TemporaryDirectory() as tmp:
         sae.save_inference_model(tmp)
         result = _backend_for(config, out_dir).evaluate(
-            run, Path(tmp), config.grid_eval()
+            run, Path(tmp), replace(config.grid_eval(), split="eval")
         )
     return result.metrics.get("ground_truth", {})
 
@@ -566,10 +481,15 @@ def run_sweep(
     write_json_atomic(out_dir / SWEEP_FILENAME, config.to_dict())
     if bases:
         config = config.restricted_to(bases)
-    grid = expand_lr_grid(config) if config.lr_grid else []
-    if grid:
-        _execute(config, out_dir, grid, executor, workers, ray_address, grid=True)
-        chosen = choose_learning_rates(config, out_dir)
+    if config.lr_grid:
+        # Scored on the validation split; an arm at its grid's edge is extended.
+        chosen = run_lr_grid(
+            config,
+            out_dir,
+            lambda runs: _execute(
+                config, out_dir, runs, executor, workers, ray_address, grid=True
+            ),
+        )
         print(f"Chosen learning rates: {chosen}", file=sys.stderr, flush=True)
     _execute(
         config, out_dir, main_runs(config, out_dir), executor, workers, ray_address

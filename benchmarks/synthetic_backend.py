@@ -5,6 +5,8 @@ Layout under the sweep folder (besides what `benchmarks.sweep` writes):
     synthetic_model/            the `SyntheticModel` (SAELens' save format), built
                                 from `config.synthetic_model` with its own seed
     synthetic_data/eval.safetensors    the evaluation samples (every run's)
+    synthetic_data/validation.safetensors  the learning-rate grid's samples
+                                (their own seed: `benchmarks.validation_split`)
     synthetic_data/train.safetensors   the training samples, where pre-generated
 
 Every file and folder appears under its final name only when complete
@@ -302,6 +304,17 @@ class SyntheticBackend:
             self.config.activation_seed + 1,
         )
 
+    def validation_samples(self) -> StoredSamples:
+        """As many samples as eval's, of their own seed: what the learning-rate
+        grid is scored on (`benchmarks.validation_split`)."""
+        from benchmarks.validation_split import validation_seed
+
+        return self._samples(
+            "validation",
+            self.config.eval.synthetic_eval_samples,
+            validation_seed(self.config.activation_seed),
+        )
+
     def train_samples(self) -> StoredSamples:
         return self._samples(
             "train", self.training_samples, self.config.activation_seed
@@ -390,7 +403,11 @@ class SyntheticBackend:
 
         device = self.config.device
         sae = load_sae_dir(sae_dir, device=device)
-        samples = self.eval_samples()
+        samples = (
+            self.validation_samples()
+            if settings.split == "validation"
+            else self.eval_samples()
+        )
         result = eval_sae_on_synthetic_data(
             sae=sae,
             feature_dict=self.model.feature_dict,
@@ -429,6 +446,7 @@ class SyntheticBackend:
                 },
                 "synthetic_eval_samples": len(samples),
                 "training_data": "stored" if self.pregenerates() else "live",
+                "eval_split": settings.split,
                 "skipped_evals": skipped,
                 "sae_dir": str(sae_dir),
             },

@@ -224,14 +224,17 @@ def test_grid_controls_and_checkpoints_run_end_to_end(tmp_path: Path) -> None:
     runs use it (the grid run at that rate is one of them), the init control
     trains, AuxK's window and the seed protocol are recorded, and learning-curve
     checkpoints get records of their own."""
+    from benchmarks.lr_grid import main_runs
     from benchmarks.records import LR_CHOICE_FILENAME, load_checkpoint_records
-    from benchmarks.sweep import main_runs
 
     data = tiny_config().to_dict()
     data.update(
         name="tiny-grid",
         seeds=[0, 1, 2],
         lr_grid=[1e-3, 3e-3, 1e-2],
+        # Bounded at the grid: tests/test_lr_grid.py covers extending it.
+        lr_floor=1e-3,
+        lr_ceiling=1e-2,
         checkpoint_every_steps=5,
         eval_at_steps=[5, 10],
         lr_decay_steps=4,
