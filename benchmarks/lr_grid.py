@@ -437,7 +437,9 @@ def rerun_arms(
 
 
 def main(argv: list[str] | None = None) -> None:
+    from benchmarks.config import SweepConfigError
     from benchmarks.sweep import SweepError
+    from benchmarks.validation_split import ValidationSplitError
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.lr_grid")
     parser.add_argument("--preset", required=True, help="the folder's sweep preset")
@@ -450,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config = load_sweep_config(args.preset)
         rerun_arms(config, Path(args.out), args.arms.split(","), args.workers)
-    except (SweepError, ValueError) as e:
+    except (SweepError, SweepConfigError, ValidationSplitError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
 

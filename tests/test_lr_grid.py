@@ -251,3 +251,13 @@ def test_lm_validation_rows_are_the_training_splits_tail(tmp_path: Path, monkeyp
     ]
     with pytest.raises(ValidationSplitError, match="lr_split"):
         validation_corpus(corpus, 500, words)  # 900 < 2 x 500
+
+
+def test_rerunning_an_unknown_arm_is_one_line_and_exit_status_2(tmp_path, capsys):
+    from benchmarks.lr_grid import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--preset", "synthetic_cpu", "--out", str(tmp_path), "--arms", "nope"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--arms: ['nope']" in err
