@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from benchmarks import records
-from benchmarks.run_table import Arm
+from benchmarks import display, figures, records
+from benchmarks.figures import CaptionedFigure
+from benchmarks.run_table import Arm, RunRecord
 from benchmarks.verdicts.statistics import mean_interval
 
 CURVE_METRICS = (
@@ -217,30 +216,19 @@ def final_stability_markdown(stability_records: Sequence[dict[str, Any]]) -> str
     return "\n".join(lines + sorted(rows)) + "\n"
 
 
-def plot_curves(run_records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> Any:
-    """One panel per metric: seed mean and interval against step (log x)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False
+def plot_curves(
+    run_records: Sequence[dict[str, Any]], metrics: Sequence[str]
+) -> CaptionedFigure:
+    """`figures.plot_curves` of `metrics`: every arm against the training tokens
+    (samples on synthetic data) seen, the final learning-rate decay shaded."""
+    sweep = RunRecord.from_json(run_records[0]).sweep
+    steps = (sweep.training_tokens or 0) // (sweep.batch_tokens or 1)
+    return figures.plot_curves(
+        {metric: curve_points(run_records, metric) for metric in metrics},
+        inputs_per_step=float(sweep.batch_tokens or 1),
+        input_unit=display.INPUT_UNITS.get(sweep.kind or "lm", "token"),
+        decay_from_step=steps - sweep.lr_decay_steps if sweep.lr_decay_steps else None,
     )
-    for ax, metric in zip(axes[0], metrics):
-        for label, points in sorted(curve_points(run_records, metric).items()):
-            steps = [s for s, _ in points]
-            mean = np.array([p.mean for _, p in points])
-            low = np.array([p.low for _, p in points])
-            high = np.array([p.high for _, p in points])
-            (line,) = ax.plot(steps, mean, marker="o", label=label)
-            ax.fill_between(steps, low, high, alpha=0.2, color=line.get_color())
-        ax.set_xscale("log")
-        ax.set_xlabel("training step")
-        ax.set_title(metric)
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
 
 
 def all_step_records(out_dir: Path) -> list[dict[str, Any]]:
@@ -258,19 +246,23 @@ def render_curves(out_dir: Path) -> Path:
     step_records = all_step_records(out_dir)
     _, stability_records = records.load_records(out_dir)
     folder = out_dir / "report"
-    write_text_atomic(
-        folder / CURVES_FILENAME,
-        curves_markdown(step_records)
-        + "\n"
-        + final_stability_markdown(stability_records),
-    )
     shown = [
         m
         for m in ("explained_variance", "ce_loss_score", "mcc", "dead_fraction_long")
         if any(math.isfinite(records.flat_metrics(r)[m]) for r in step_records)
     ]
+    figure_text = ""
     if shown:
-        save_figure_atomic(plot_curves(step_records, shown), folder / CURVES_PLOT)
+        figure = plot_curves(step_records, shown)
+        save_figure_atomic(figure.figure, folder / CURVES_PLOT)
+        figure_text = f"![learning curves]({CURVES_PLOT})\n\n*{figure.caption}*\n\n"
+    write_text_atomic(
+        folder / CURVES_FILENAME,
+        curves_markdown(step_records)
+        + "\n"
+        + figure_text
+        + final_stability_markdown(stability_records),
+    )
     return folder / CURVES_FILENAME
 
 

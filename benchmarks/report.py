@@ -17,10 +17,10 @@ When the folder holds `lr_choice.json` and `sweep.json` (a sweep with a
 learning-rate grid), only the main runs are reported (`main_records`): each arm
 at its chosen learning rate.
 
-`report_markdown`, `main_records` and `plot_pareto` are pure (records in, text or
-a figure out); `render_report` does the I/O, every file through a temporary
-sibling and os.replace, so rerunning it (for instance while a sweep is still
-adding records) never leaves a half-written file.
+`report_markdown` and `main_records` are pure (records in, text out; the plots
+are `benchmarks.figures.plot_pareto`); `render_report` does the I/O, every file
+through a temporary sibling and os.replace, so rerunning it (for instance while
+a sweep is still adding records) never leaves a half-written file.
 """
 
 import argparse
@@ -32,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import pareto, records
+from benchmarks import display, figures, pareto, records
 from benchmarks.pareto import (
     STABILITY,
     STABILITY_ALL,
@@ -70,27 +70,11 @@ REPORT_METRICS = (
     "sae_probes_top1",
     "tpp_total",
 )
-METRIC_TITLES = {
-    "ce_loss_score": "CE-loss score",
-    "explained_variance": "explained variance",
-    "dead_fraction": "dead fraction",
-    "dead_fraction_long": "dead fraction (long window)",
-    STABILITY: "shared latents across seeds (decoder, alive)",
-    STABILITY_ALL: "shared latents (decoder, all latents)",
-    STABILITY_ENC_DEC: "shared latents (encoder+decoder, all latents)",
-    "mcc": "MCC (ground truth)",
-    "f1": "F1 (ground truth)",
-    "alignment_mean": "mean alignment score",
-    "absorption_fraction": "absorption fraction (SAEBench)",
-    "absorption_full": "full-absorption score (SAEBench)",
-    "sparse_probing_top1": "sparse probing top-1 accuracy (SAEBench, local sets)",
-    "sae_probes_top1": "sae-probes top-1 accuracy (SAEBench)",
-    "tpp_total": "TPP score, 20 latents (SAEBench, local sets)",
-}
+# Metric names in table headers and image titles (`benchmarks.display`).
+METRIC_TITLES = display.METRIC_NAMES
 # The stability table's pseudo-metrics, in this order.
 STABILITY_METRICS = (STABILITY, STABILITY_ALL, STABILITY_ENC_DEC)
 _LINESTYLES = {None: "-", "tied": "--", "projected": ":"}
-_MARKERS = {None: "o", "tied": "s", "projected": "^"}
 
 
 def report_points(
@@ -152,94 +136,6 @@ def _label_order(p: PointSummary) -> tuple[str, int, str]:
     """Each base architecture, then its aligned forms (tied, projected)."""
     form = list(_LINESTYLES).index(p.alignment) if p.alignment in _LINESTYLES else 3
     return (p.base_architecture, form, p.label)
-
-
-def _error_bars(
-    points: Sequence[tuple[float, float, float]],
-) -> list[list[float]]:
-    """Matplotlib's [[below], [above]] from (mean, low, high); never negative (a
-    mean can round past an equal bound) and 0 where a bound is NaN (one seed)."""
-
-    def gap(x: float) -> float:
-        return max(x, 0.0) if math.isfinite(x) else 0.0
-
-    return [
-        [gap(mean - lo) for mean, lo, _ in points],
-        [gap(hi - mean) for mean, _, hi in points],
-    ]
-
-
-def plot_pareto(points: Sequence[PointSummary], metric: str, d_sae: int) -> Any:
-    """Metric vs L0 (log x) at one d_sae: one line per label through the seed
-    means, error bars the 95% t interval of the metric's seed mean and the
-    min-max of L0 over seeds, the Pareto frontier (over every label) circled when
-    the metric has a better direction."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    curves = pareto.curves(p for p in points if p.d_sae == d_sae)
-    bases = sorted({c[0].base_architecture for c in curves.values()})
-    colors = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(bases)}
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for curve in sorted(curves.values(), key=lambda c: _label_order(c[0])):
-        first = curve[0]
-        x = [p.l0_mean for p in curve]
-        y = [p.mean for p in curve]
-        ax.errorbar(
-            x,
-            y,
-            xerr=_error_bars([(p.l0_mean, p.l0_min, p.l0_max) for p in curve]),
-            yerr=_error_bars([(p.mean, p.ci_low, p.ci_high) for p in curve]),
-            color=colors[first.base_architecture],
-            linestyle=_LINESTYLES.get(first.alignment, "-."),
-            marker=_MARKERS.get(first.alignment, "D"),
-            markersize=5,
-            capsize=2,
-            label=first.label,
-        )
-    higher = pareto.higher_is_better(metric)
-    if higher is not None:
-        frontier = pareto.pareto_frontier(
-            [p for c in curves.values() for p in c], higher_is_better=higher
-        )
-        ax.plot(
-            [p.l0_mean for p in frontier],
-            [p.mean for p in frontier],
-            color="0.5",
-            linewidth=6,
-            alpha=0.25,
-            zorder=0,
-            label="Pareto frontier",
-        )
-        ax.scatter(
-            [p.l0_mean for p in frontier],
-            [p.mean for p in frontier],
-            s=140,
-            facecolors="none",
-            edgecolors="k",
-            linewidths=1.0,
-            zorder=3,
-        )
-    ax.set_xscale("log")
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    ax.xaxis.set_major_formatter(plain)
-    l0s = [p.l0_mean for c in curves.values() for p in c]
-    if l0s and max(l0s) < 10 * min(l0s):  # under a decade: label minor ticks too
-        ax.xaxis.set_minor_formatter(plain)
-    ax.set_xlabel("L0 (seed mean; bars: min-max over seeds)")
-    title = METRIC_TITLES.get(metric, metric)
-    ax.set_ylabel(f"{title} (bars: 95% CI of the seed mean)")
-    direction = {True: "higher is better", False: "lower is better", None: ""}[higher]
-    ax.set_title(
-        f"{title} vs L0, d_sae {d_sae}" + (f" ({direction})" if direction else "")
-    )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    return fig
 
 
 def _cell(mean: float, lo: float, hi: float, digits: int = 3) -> str:
@@ -476,7 +372,7 @@ def report_markdown(
     stability_records: Sequence[dict[str, Any]],
     points: dict[str, list[PointSummary]],
     claims: Sequence[ClaimRow],
-    plots: dict[int, list[tuple[str, str]]],
+    plots: dict[int, list[tuple[str, str, str]]],
     lr_choice: dict[str, Any] | None = None,
     run_log: Sequence[dict[str, Any]] = (),
     degenerate: Sequence[DegeneratePoint] = (),
@@ -489,7 +385,7 @@ def report_markdown(
         stability_records: Their stability records.
         points: `report_points` of them.
         claims: `verdicts.judge.judge_sweep` of the sweep.
-        plots: d_sae -> (metric, file name) pairs.
+        plots: d_sae -> (metric, file name, caption) triples.
         lr_choice: `lr_choice.json` when the sweep ran a learning-rate grid.
         run_log: The sweep's run log (`records.read_run_log`), for run times.
         degenerate: The sweep's collapsed points (`verdicts.degenerate`).
@@ -538,8 +434,10 @@ def report_markdown(
     ]
     for d_sae in d_saes:
         parts.append(f"\n### d_sae {d_sae}\n\n")
-        for metric, filename in plots.get(d_sae, []):
-            parts.append(f"![{METRIC_TITLES.get(metric, metric)}]({filename})\n")
+        for metric, filename, caption in plots.get(d_sae, []):
+            parts.append(
+                f"![{METRIC_TITLES.get(metric, metric)}]({filename})\n\n*{caption}*\n\n"
+            )
     parts.append("\n## Points\n")
     for d_sae in d_saes:
         parts.append(f"\n### d_sae {d_sae}\n\n")
@@ -667,15 +565,17 @@ def render_report(out_dir: Path) -> Path:
     degenerate = degenerate_points(sweep.frame())
     comparisons = length_comparisons(sweep) if sweep.checkpoints else []
     lengths = verdict_tables.markdown(lengths_frame(comparisons)) if comparisons else ""
-    plots: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    kind = sweep.runs[0].sweep.kind if sweep.runs else None
+    plots: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
     for metric, summaries in points.items():
         for d_sae in sorted({d_sae for _, d_sae in pareto.curves(summaries)}):
             filename = plot_filename(metric, d_sae)
-            save_figure_atomic(
-                plot_pareto(summaries, metric, d_sae), report_dir / filename
+            figure = figures.plot_pareto(
+                summaries, metric, d_sae, display.INPUT_UNITS.get(kind or "lm", "token")
             )
-            plots[d_sae].append((metric, filename))
-    written = {name for pairs in plots.values() for _, name in pairs}
+            save_figure_atomic(figure.figure, report_dir / filename)
+            plots[d_sae].append((metric, filename, figure.caption))
+    written = {name for entries in plots.values() for _, name, _ in entries}
     for stale in report_dir.glob(f"{PLOT_PREFIX}*.png"):
         if stale.name not in written:
             stale.unlink(missing_ok=True)
