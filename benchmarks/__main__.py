@@ -38,7 +38,12 @@ def main(argv: list[str] | None = None) -> None:
         if argv and argv[0] == name:
             importlib.import_module(module).add_arguments(command_parser)
     args = parser.parse_args(argv)
-    importlib.import_module(COMMANDS[args.command][0]).main(args)
+    from saelens_aligned.errors import exit_on_input_error
+
+    # Bad input (saelens_aligned.errors.InputError) ends any command with one
+    # `python -m benchmarks COMMAND: error: ...` line and exit status 2.
+    with exit_on_input_error(f"python -m benchmarks {args.command}"):
+        importlib.import_module(COMMANDS[args.command][0]).main(args)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,17 @@ dictionary size x seed, each with a stable id that names its SAE folder and its
 record, so a rerun of the sweep finds what is already done.
 """
 
+import difflib
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from saelens_aligned.errors import InputError, one_line
 from saelens_aligned.pipeline.evaluation import EvalBudget
 from saelens_aligned.pipeline.source import Source
 from saelens_aligned.pipeline.training import TrainingSettings
@@ -32,7 +36,7 @@ EVAL_SPLITS = ("eval", "validation")
 SWEEP_KINDS = ("lm", "synthetic")
 
 
-class SweepConfigError(ValueError):
+class SweepConfigError(InputError):
     """A sweep config is unusable; the message names the field and the fix."""
 
 
@@ -317,19 +321,19 @@ class SweepConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "SweepConfig":
         data = dict(data)
-        _reject_unknown(cls, data, source)
+        _check_fields(cls, data, source)
         architectures = []
         for i, arch in enumerate(data.pop("architectures", [])):
             where = f"{source}: architectures[{i}]"
             if not isinstance(arch, dict):
                 raise SweepConfigError(f"{where} must be a mapping, got {arch!r}.")
-            _reject_unknown(ArchitectureSweep, arch, where)
+            _check_fields(ArchitectureSweep, arch, where)
             try:
                 architectures.append(ArchitectureSweep(**arch))
             except TypeError as e:
                 raise SweepConfigError(f"{where}: {e}") from e
         eval_data = data.pop("eval", {}) or {}
-        _reject_unknown(EvalSettings, eval_data, f"{source}: eval")
+        _check_fields(EvalSettings, eval_data, f"{source}: eval")
         config = cls(
             architectures=architectures, eval=EvalSettings(**eval_data), **data
         )
@@ -337,13 +341,74 @@ class SweepConfig:
         return config
 
 
-def _reject_unknown(cls: type, data: dict[str, Any], where: str) -> None:
+def _check_fields(cls: type, data: dict[str, Any], where: str) -> None:
+    """Every key of `data` a field of dataclass `cls`, each value of the field's
+    annotated type (a YAML typo fails here, naming the field, not deep inside)."""
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise SweepConfigError(
-            f"{where}: unknown field(s) {unknown}. Known fields: {sorted(known)}."
+            f"{where}: unknown field(s) {unknown}.{hint} Known fields: {sorted(known)}."
         )
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        if not _has_type(value, hints[name]):
+            raise SweepConfigError(
+                f"{where}: {name} is {value!r}; expected {_type_name(hints[name])}."
+                + _yaml_number_hint(value)
+            )
+
+
+def _yaml_number_hint(value: Any) -> str:
+    """YAML 1.1 (PyYAML) reads `1e-4` as text; say how to write the number."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return ""
+    if not isinstance(value, str):
+        return ""
+    return f" YAML reads {value} as text: write it with a dot, e.g. 1.0e-4."
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """Whether a value read from YAML fits annotation `hint` (a nested config
+    class is a mapping here; an int is a float)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin is types.UnionType:
+        return any(_has_type(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_has_type(v, args[0]) for v in value)
+    if origin is dict or is_dataclass(hint):
+        return isinstance(value, dict)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return not isinstance(hint, type) or isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is types.UnionType:
+        return " or ".join(_type_name(a) for a in args)
+    if hint is type(None):
+        return "null"
+    if origin is list:
+        plural = {int: "integers", float: "numbers", str: "strings"}
+        return f"a list of {plural.get(args[0], _type_name(args[0]))}"
+    if origin is dict or is_dataclass(hint):
+        return "a mapping"
+    return {bool: "true or false", int: "an integer", float: "a number"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
 
 
 def load_sweep_config(preset_or_path: str | Path) -> SweepConfig:
@@ -357,10 +422,26 @@ def load_sweep_config(preset_or_path: str | Path) -> SweepConfig:
             f"--preset {str(preset_or_path)!r} is neither a preset ({list(PRESETS)}) "
             "nor an existing YAML file."
         )
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SweepConfigError(f"{path}: not valid YAML ({one_line(e)}).") from e
     if not isinstance(data, dict):
         raise SweepConfigError(f"{path}: expected a mapping of config fields.")
     return SweepConfig.from_dict(data, source=str(path))
+
+
+def check_device(device: str) -> None:
+    """A CUDA device only where torch sees a GPU (checked when a sweep starts,
+    not when a preset loads: the GPU presets load anywhere)."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SweepConfigError(
+                f"device {device!r}: no GPU is visible; pass --device cpu or run "
+                "on a machine with one."
+            )
 
 
 def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:

@@ -17,30 +17,48 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sae_lens.constants import SAE_CFG_FILENAME
+
 from benchmarks.config import EvalSettings
 from benchmarks.records import record_path, write_json_atomic
 from benchmarks.runs import RunSpec
+from saelens_aligned.errors import InputError
+from saelens_aligned.io.sae_dirs import check_sae_dir
 from saelens_aligned.pipeline.source import Source, load_source_model, resolve_source
 
 
-class EvalInputError(ValueError):
+class EvalInputError(InputError):
     """An SAE folder or option is unusable; the message names it and the fix."""
 
 
 def read_sae_cfg(sae_dir: Path) -> dict[str, Any]:
-    cfg_path = sae_dir / "cfg.json"
-    if not sae_dir.is_dir():
-        raise EvalInputError(f"{str(sae_dir)!r} is not a folder; pass SAE folders.")
-    if not cfg_path.exists() or not (sae_dir / "sae_weights.safetensors").exists():
-        raise EvalInputError(
-            f"{str(sae_dir)!r} is not a SAELens SAE folder: it needs cfg.json and "
-            "sae_weights.safetensors (save with sae.save_model or "
-            "save_inference_model)."
-        )
+    """The folder's cfg.json, once `check_sae_dir` has found a parseable config
+    and complete safetensors weights (a pickle-only folder is refused)."""
     try:
-        return json.loads(cfg_path.read_text())
-    except ValueError as e:
-        raise EvalInputError(f"{cfg_path}: not valid JSON ({e}).") from e
+        check_sae_dir(sae_dir)
+    except FileNotFoundError as e:
+        raise EvalInputError(str(e)) from e
+    return json.loads((sae_dir / SAE_CFG_FILENAME).read_text())
+
+
+# Options that must be positive, and those that may be 0 (0 skips that part).
+_POSITIVE = ("batch_size_prompts", "sparsity_variance_batches")
+_NON_NEGATIVE = ("reconstruction_batches",)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """The options' checks, before any folder or model is read."""
+    for name in (*_POSITIVE, *_NON_NEGATIVE):
+        value = getattr(args, name)
+        if value < 0 or (value == 0 and name in _POSITIVE):
+            bound = "> 0" if name in _POSITIVE else ">= 0 (0 skips it)"
+            flag = "--" + name.replace("_", "-")
+            raise EvalInputError(f"{flag} {value}: must be {bound}.")
+    if args.context_size is not None and args.context_size <= 0:
+        raise EvalInputError(f"--context-size {args.context_size}: must be > 0.")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise EvalInputError(f"--out {str(out)!r} is a file; choose a folder.")
 
 
 def run_spec_for(cfg: dict[str, Any]) -> RunSpec:
@@ -89,6 +107,7 @@ def evaluate_sae_dirs(args: argparse.Namespace) -> list[Path]:
     from benchmarks.lm_backend import lm_run_result
     from benchmarks.sweep import build_record
 
+    check_options(args)
     out_dir = Path(args.out)
     dirs = [Path(d).expanduser() for d in args.sae_dirs]
     cfgs = [read_sae_cfg(d) for d in dirs]  # every folder checked before any work

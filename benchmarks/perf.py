@@ -40,6 +40,7 @@ from sae_lens.training.sae_trainer import SAETrainer
 import saelens_aligned
 from saelens_aligned.alignment import ALIGNMENT_FORMS
 from saelens_aligned.architectures import same_step_base
+from saelens_aligned.errors import InputError
 from saelens_aligned.pipeline.training import in_process_trainer_config
 from saelens_aligned.sae_config import build_sae_config
 
@@ -539,8 +540,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class PerfInputError(InputError):
+    """A perf option is unusable; the message names it and the fix."""
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The options' checks, before anything is built or timed."""
+    aligned = saelens_aligned.aligned_architectures()
+    for name in args.architectures or []:
+        if name not in aligned:
+            raise PerfInputError(
+                f"--architectures {name!r}: perf compares an aligned architecture "
+                f"with its base; choose from {sorted(aligned)}."
+            )
+    for form in args.alignment:
+        if form not in ALIGNMENT_FORMS:
+            raise PerfInputError(
+                f"--alignment {form!r}: choose from {list(ALIGNMENT_FORMS)}."
+            )
+    for flag, value in (("--steps", args.steps), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise PerfInputError(f"{flag} {value}: must be at least 1.")
+    if args.sweep_k < 0:
+        raise PerfInputError(f"--sweep-k {args.sweep_k}: must be >= 0 (0: off).")
+    if args.sweep_only and not args.sweep_k:
+        raise PerfInputError("--sweep-only needs --sweep-k K (the sweep to time).")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise PerfInputError(
+            f"--device {args.device!r}: no GPU is visible; pass --device cpu."
+        )
+
+
 def main(args: argparse.Namespace) -> None:
-    assert saelens_aligned  # registers the aligned architectures
+    check_args(args)
     if args.gpu_setting:
         start = time.perf_counter()
         for result in gpu_check(args.device, args.tiny, args.sweep_k or 8):

@@ -49,6 +49,12 @@ from benchmarks.verdicts.degenerate import (
 from benchmarks.verdicts.judge import ClaimRow, judge_sweep
 from benchmarks.verdicts.lengths import length_comparisons, lengths_frame
 from benchmarks.verdicts.rules import RULES_TEXT
+from saelens_aligned.errors import InputError
+
+
+class NoRunRecordsError(InputError, FileNotFoundError):
+    """A folder with no run records to report: bad input to `report`."""
+
 
 REPORT_DIRNAME = "report"
 REPORT_FILENAME = "report.md"
@@ -553,7 +559,7 @@ def render_report(out_dir: Path) -> Path:
     run_records = main_records(run_records, chosen)
     stability_records = main_records(stability_records, chosen)
     if not run_records:
-        raise FileNotFoundError(
+        raise NoRunRecordsError(
             f"{out_dir / records.RECORDS_DIRNAME}: no run records; run "
             "`python -m benchmarks sweep` into this folder first."
         )

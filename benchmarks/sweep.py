@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backend import Backend, RunResult
-from benchmarks.config import SweepConfig, load_sweep_config
+from benchmarks.config import SweepConfig, check_device, load_sweep_config
 from benchmarks.lr_grid import (  # noqa: F401  (re-exported: the lr pass moved)
     choose_learning_rates,
     main_runs,
@@ -57,12 +57,13 @@ from benchmarks.records import (
     write_json_atomic,
 )
 from benchmarks.runs import RunSpec, initial_sae
+from saelens_aligned.errors import InputError
 from saelens_aligned.pipeline.training import CHECKPOINTS_DIRNAME
 
 EXECUTORS = ("local", "ray")
 
 
-class SweepError(ValueError):
+class SweepError(InputError):
     """The sweep cannot start; the message names the field and the fix."""
 
 
@@ -310,6 +311,8 @@ def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
     that keeps every setting and every arm of the folder's sweep and adds arms
     extends it: runs are named by arm label, so the records already there stay
     valid and only the new arms train (gated added to a finished sweep, say)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SweepError(f"--out {str(out_dir)!r} is a file; choose a folder.")
     snapshot = out_dir / SWEEP_FILENAME
     if snapshot.exists():
         previous = json.loads(snapshot.read_text())
@@ -476,11 +479,15 @@ def run_sweep(
     out_dir = Path(out_dir)
     if executor not in EXECUTORS:
         raise SweepError(f"--executor {executor!r}: choose one of {list(EXECUTORS)}.")
+    if workers < 1:
+        raise SweepError(f"--workers {workers}: must be at least 1.")
+    check_device(config.device)
+    # Checked before the folder is touched; the folder keeps the whole sweep.
+    part = config.restricted_to(bases) if bases else config
     check_out_dir(config, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / SWEEP_FILENAME, config.to_dict())
-    if bases:
-        config = config.restricted_to(bases)
+    config = part
     if config.lr_grid:
         # Scored on the validation split; an arm at its grid's edge is extended.
         chosen = run_lr_grid(

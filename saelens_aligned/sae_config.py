@@ -17,6 +17,8 @@ from sae_lens.saes.sae import TrainingSAEConfig
 from sae_lens.util import str_to_dtype
 from typing_extensions import override
 
+from saelens_aligned.errors import InputError
+
 # The fields that set sparsity, in the order they are looked for: TopK-family k,
 # ReLU+L1 / Gated / p-annealing coefficient, JumpReLU's L0 coefficient.
 SPARSITY_FIELDS = ("k", "l1_coefficient", "l0_coefficient")
@@ -33,7 +35,7 @@ COEFFICIENT_FIELDS = (
 ANNEAL_START_FRACTION = 0.1
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """An invalid configuration value, raised before any expensive work."""
 
     def __init__(self, field: str, value: Any, accepted: str, hint: str = ""):

@@ -341,6 +341,7 @@ def test_training_cli_refuses_a_schedule_longer_or_shorter_than_the_run():
     from sae_lens.llm_sae_training_runner import _parse_cfg_args
 
     from saelens_aligned.cli.train import check_p_anneal_run_length
+    from saelens_aligned.errors import InputError
 
     base = [
         "--architecture",
@@ -357,7 +358,7 @@ def test_training_cli_refuses_a_schedule_longer_or_shorter_than_the_run():
         "unused",
     ]
     cfg = _parse_cfg_args([*base, "--p_anneal_total_steps", "5000"])
-    with pytest.raises(SystemExit, match="p_anneal_total_steps"):
+    with pytest.raises(InputError, match="p_anneal_total_steps"):
         check_p_anneal_run_length(cfg)
     steps = str(cfg.total_training_steps)
     check_p_anneal_run_length(_parse_cfg_args([*base, "--p_anneal_total_steps", steps]))

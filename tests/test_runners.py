@@ -309,9 +309,11 @@ def test_cli_trains_aligned_topk_with_saelens_flags(model_dir, text_dir, tmp_pat
     )
 
 
-def test_cli_rejects_an_unknown_architecture_before_loading_anything():
-    with pytest.raises(SystemExit, match="aligned_topk"):
+def test_cli_rejects_an_unknown_architecture_before_loading_anything(capsys):
+    with pytest.raises(SystemExit) as info:
         train_cli(["--architecture", "aligned_bogus", "--model_name", "/nonexistent"])
+    assert info.value.code == 2
+    assert "aligned_topk" in capsys.readouterr().err
 
 
 def test_cli_help_lists_the_aligned_architectures(capsys):

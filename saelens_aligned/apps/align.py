@@ -34,6 +34,13 @@ from sae_lens.saes.sae import SAE
 
 from saelens_aligned.aligned_sae import AlignedTrainingSAE
 from saelens_aligned.alignment import AlignmentForm
+from saelens_aligned.apps.align_inputs import (
+    AlignInputError,
+    check_align_config,
+    check_hook_width,
+    check_training_overrides,
+    load_stock_sae,
+)
 from saelens_aligned.apps.plotting import plot_alignment_histograms
 from saelens_aligned.architectures import aligned_architectures, aligned_variant
 from saelens_aligned.diagnostics import sae_alignment_scores
@@ -69,14 +76,18 @@ def aligned_architecture_for(sae: SAE[Any], requested: str | None = None) -> str
     names = aligned_architectures()
     if requested is not None:
         if requested not in names:
-            raise ValueError(
-                f"{requested!r} is not an aligned architecture; choose from {sorted(names)}."
+            raise AlignInputError(
+                f"--architecture {requested!r} is not an aligned architecture; "
+                f"choose from {sorted(names)}."
             )
         return requested
     own = sae.cfg.architecture()
     if own in names:
         return own
-    return aligned_variant(own)
+    try:
+        return aligned_variant(own)
+    except ValueError as e:
+        raise AlignInputError(f"{e} Pass --architecture to choose one.") from e
 
 
 def convert_to_aligned(
@@ -300,7 +311,9 @@ class AlignConfig:
         meta = sae.cfg.metadata
         hook = self.hook_name or meta.get("hook_name")
         if not hook:
-            raise ValueError("The SAE's metadata has no hook_name: pass --hook-name.")
+            raise AlignInputError(
+                "The SAE's metadata has no hook_name: pass --hook-name."
+            )
         model = self.model_name or meta.get("model_name")
         model_class = self.model_class_name or (
             meta.get("model_class_name") if not self.model_name else None
@@ -335,16 +348,23 @@ class AlignConfig:
 
 def run_align(cfg: AlignConfig, model: Any = None) -> AlignReport:
     """Load, convert, fine-tune, evaluate each stage, and write the report.
+    Inputs are checked (`check_align_config`, then the SAE, its conversion
+    settings and the source) before the model loads.
 
     `model` may be passed to reuse an already loaded SAELens model (tests).
     """
+    check_align_config(cfg)
     torch.manual_seed(cfg.seed)
+    stock = load_stock_sae(cfg)
+    check_training_overrides(
+        aligned_architecture_for(stock, cfg.architecture), cfg.training_overrides
+    )
+    resolved = resolve_source(cfg.lm_source(stock))
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stock = load_sae(cfg.source, cfg.sae_id, device=cfg.device).sae
-    resolved = resolve_source(cfg.lm_source(stock))
     if model is None:
         model = load_source_model(resolved)
+    check_hook_width(stock, model, resolved.source.hook)
     aligned = convert_to_aligned(
         stock,
         cfg.architecture,

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from saelens_aligned.architectures import aligned_architectures, base_architecture
 from saelens_aligned.diagnostics import sae_alignment_scores
+from saelens_aligned.errors import InputError
 from saelens_aligned.io.files import write_text_atomic
 from saelens_aligned.io.sae_dirs import load_sae_dir
 from saelens_aligned.pipeline.activations import ensure_activation_cache
@@ -44,7 +45,7 @@ RUN_FILENAME = "run.json"
 DEFAULT_OUTPUT_DIR = "saelens-aligned-demo"
 
 
-class DemoInputError(ValueError):
+class DemoInputError(InputError):
     """A demo input is unusable; the message says why and what to do instead."""
 
 

@@ -2,13 +2,16 @@
 
 Subcommands are small modules exposing `add_arguments(parser)` and `run(args)`;
 `SUBCOMMANDS` maps each name to its module path so heavy imports (torch, models)
-happen only for the command that runs.
+happen only for the command that runs. Bad input (`errors.InputError`) ends any
+of them with one `saelens-aligned COMMAND: error: ...` line and exit status 2.
 """
 
 import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from saelens_aligned.errors import exit_on_input_error
 
 # name -> (module, one-line help). `train` is special: it forwards raw arguments to
 # SAELens' own parser, so it is dispatched before argparse sees them.
@@ -67,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command is None:
         parser.print_help()
         raise SystemExit(2)
-    importlib.import_module(SUBCOMMANDS[args.command][0]).run(args)
+    with exit_on_input_error(f"saelens-aligned {args.command}"):
+        importlib.import_module(SUBCOMMANDS[args.command][0]).run(args)
 
 
 if __name__ == "__main__":

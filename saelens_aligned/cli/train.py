@@ -7,6 +7,7 @@ defaults it to true, which lets a Hugging Face dataset run its own loading
 script); `--dataset_trust_remote_code true` turns it back on.
 """
 
+import argparse
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from sae_lens.training._interruption import InterruptedException, interrupt_call
 from typing_extensions import override
 
 import saelens_aligned  # noqa: F401  (registers the aligned architectures)
+from saelens_aligned.errors import InputError, exit_on_input_error
 from saelens_aligned.io.validation import validate_runner_config
 from saelens_aligned.p_anneal import PAnnealTrainingSAEConfig
 
@@ -35,8 +37,8 @@ def check_architecture_arg(args: Sequence[str]) -> None:
         elif arg.startswith("--architecture="):
             value = arg.split("=", 1)[1]
         if value is not None and value not in SAE_TRAINING_CLASS_REGISTRY:
-            raise SystemExit(
-                f"error: --architecture {value!r} is not a registered SAELens "
+            raise InputError(
+                f"--architecture {value!r} is not a registered SAELens "
                 f"architecture. Valid choices: {sorted(SAE_TRAINING_CLASS_REGISTRY)}."
             )
 
@@ -65,10 +67,11 @@ def check_p_anneal_run_length(cfg: LanguageModelSAERunnerConfig[Any]) -> None:
         isinstance(sae_cfg, PAnnealTrainingSAEConfig)
         and sae_cfg.p_anneal_total_steps != cfg.total_training_steps
     ):
-        raise SystemExit(
-            f"error: --p_anneal_total_steps {sae_cfg.p_anneal_total_steps} does not "
+        raise InputError(
+            f"--p_anneal_total_steps {sae_cfg.p_anneal_total_steps} does not "
             f"match this run's {cfg.total_training_steps} training steps "
-            "(total_training_tokens // train_batch_size_tokens)."
+            "(training_tokens // train_batch_size_tokens); set it to "
+            f"{cfg.total_training_steps}."
         )
 
 
@@ -104,7 +107,16 @@ def parse_runner_config(args: Sequence[str]) -> LanguageModelSAERunnerConfig[Any
     SAELens' own parser (every flag, our safer defaults in front), then our checks.
     """
     check_architecture_arg(args)
-    cfg = _parse_cfg_args(with_safer_defaults(args))
+    try:
+        cfg = _parse_cfg_args(with_safer_defaults(args))
+    except argparse.ArgumentError as e:
+        # simple_parsing raises (not exits) on a bad value of a config flag.
+        raise InputError(str(e)) from e
+    except InputError:
+        raise
+    except ValueError as e:
+        # SAELens' config checks (__post_init__) name the field in the message.
+        raise InputError(f"SAELens rejects the config: {e}") from e
     validate_runner_config(cfg)
     check_p_anneal_run_length(cfg)
     return cfg
@@ -112,7 +124,8 @@ def parse_runner_config(args: Sequence[str]) -> LanguageModelSAERunnerConfig[Any
 
 def main(args: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if args is None else args)
-    cfg = parse_runner_config(args)
+    with exit_on_input_error("saelens-aligned train"):
+        cfg = parse_runner_config(args)
     try:
         CheckpointOnInterruptRunner(cfg=cfg).run()
     except (KeyboardInterrupt, InterruptedException):

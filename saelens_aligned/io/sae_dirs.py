@@ -17,6 +17,8 @@ from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 from sae_lens.saes.sae import SAE
 from safetensors import SafetensorError, safe_open
 
+from saelens_aligned.errors import InputError
+
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format
 PICKLE_PROTO = b"\x80"  # pickle protocol >= 2 starts PROTO <n>
@@ -29,11 +31,11 @@ RECOVERY_HINT = (
 T_SAE = TypeVar("T_SAE", bound=SAE[Any])
 
 
-class NotSafetensorsError(ValueError):
+class NotSafetensorsError(InputError):
     """A weights file that is not safetensors; we never unpickle weights."""
 
 
-class CorruptSAEError(ValueError):
+class CorruptSAEError(InputError):
     """A file of a saved SAE is damaged; the message names it and how to recover."""
 
 

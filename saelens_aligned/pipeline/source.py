@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from saelens_aligned.errors import InputError
 from saelens_aligned.io.cache import cache_root
 from saelens_aligned.pipeline.models import (
     DEFAULT_MODEL_NAME,
@@ -26,7 +27,7 @@ from saelens_aligned.pipeline.text import (
 )
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A model, hook or dataset is unusable; the message says why and the fix."""
 
 
