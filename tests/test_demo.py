@@ -1,6 +1,7 @@
 """The demo end to end on the real SmolLM2 model and the real default corpus, at a
 tiny budget, plus its input checks and pure helpers."""
 
+import copy
 import json
 import math
 import os
@@ -11,16 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from sae_lens.training.sae_trainer import SAETrainer
 
-from saelens_aligned import cli
+import saelens_aligned.apps.demo as demo
+from saelens_aligned import AlignedTopKTrainingSAE, AlignedTopKTrainingSAEConfig, cli
 from saelens_aligned.apps.demo import (
     RUN_FILENAME,
     DemoConfig,
     DemoInputError,
     check_output_dir,
+    demo_arms,
     run_demo,
 )
+from saelens_aligned.apps.findings import load_findings
 from saelens_aligned.apps.report import summary_table
 from saelens_aligned.pipeline.activations import (
     cache_buffer_size_gb,
@@ -58,6 +63,8 @@ TINY = DemoConfig(
     eval_reconstruction_batches=1,
     eval_sparsity_variance_batches=2,
 )
+ARMS = ("aligned_topk", "topk", "topk_balanced_init")
+CONTROL = "topk_balanced_init"
 
 
 def tiny_config(tmp: Path, **overrides: Any) -> DemoConfig:
@@ -69,7 +76,8 @@ def tiny_config(tmp: Path, **overrides: Any) -> DemoConfig:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run 1 is interrupted (Ctrl-C) during training; run 2, through the CLI,
-    must finish on the activation cache run 1 left behind."""
+    must finish on the activation cache run 1 left behind. Run 2 keeps a copy of
+    every SAE as it enters training (step 0)."""
     tmp = tmp_path_factory.mktemp("demo")
     model_dir = default_model_dir()
     corpus = default_corpus()
@@ -96,6 +104,14 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         raise AssertionError("the activation cache was regenerated")
 
     mp.setattr(car.CacheActivationsRunner, "run", no_recaching)
+    at_step_0: dict[str, Any] = {}
+    real_train_sae = demo.train_sae
+
+    def train_sae_keeping_step_0(*args: Any, **kwargs: Any) -> Path:
+        at_step_0[Path(args[4]).name] = copy.deepcopy(kwargs["override_sae"])
+        return real_train_sae(*args, **kwargs)
+
+    mp.setattr(demo, "train_sae", train_sae_keeping_step_0)
     argv = ["demo", *TINY_FLAGS, "--output", config.output_dir]
     argv += ["--activations-dir", str(config.activations_dir)]
     start = time.monotonic()
@@ -112,6 +128,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "corpus_path": Path(corpus.train[0]),
         "corpus_mtime": corpus_mtime,
         "seconds": time.monotonic() - start,
+        "at_step_0": at_step_0,
+        "d_in": 576,
     }
 
 
@@ -125,16 +143,67 @@ def test_demo_writes_every_report_file(demo_run: dict[str, Any]) -> None:
         "plots/feature_density_histograms.png",
     ):
         assert (out / name).stat().st_size > 0, name
-    for arch in ("aligned_topk", "topk"):
-        assert (out / "saes" / arch / "cfg.json").exists()
-        assert (out / "saes" / arch / "sae_weights.safetensors").exists()
-    assert "| CE-loss score |" in (out / "summary.md").read_text()
+    for arm in ARMS:
+        assert (out / "saes" / arm / "cfg.json").exists()
+        assert (out / "saes" / arm / "sae_weights.safetensors").exists()
+    summary = (out / "summary.md").read_text()
+    assert "| CE-loss score |" in summary
+    assert (
+        "| metric | `aligned_topk` | `topk` | "
+        "fair control (topk from the balanced init) |" in summary
+    )
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_demo_report_says_what_longer_training_showed(
+    demo_run: dict[str, Any],
+) -> None:
+    summary = (demo_run["out"] / "summary.md").read_text()
+    findings = load_findings()
+    assert findings.sentence() in summary
+    longest = findings.lengths[-1]
+    assert f"{longest.ce_gap.mean:+.3f}" in findings.sentence()
+    assert f"{longest.stock.dead_fraction:.3f}" in findings.sentence()
+
+
+def test_fair_control_starts_from_the_balanced_init(demo_run: dict[str, Any]) -> None:
+    saes = demo_run["at_step_0"]
+    assert list(saes) == list(ARMS)  # trained in the report's column order
+    control, aligned, stock = saes[CONTROL], saes["aligned_topk"], saes["topk"]
+    assert type(control) is type(stock) and type(control).__name__ == "TopKTrainingSAE"
+    # The balanced start built here from the aligned class itself: the
+    # `projected` form at the demo's seed, e_i = d_i at unit norm.
+    torch.manual_seed(TINY.seed)
+    cfg = AlignedTopKTrainingSAEConfig(
+        d_in=demo_run["d_in"], d_sae=TINY.d_sae, k=TINY.k, alignment="projected"
+    )
+    balanced = AlignedTopKTrainingSAE(cfg)
+    for key, tensor in balanced.state_dict().items():
+        torch.testing.assert_close(control.state_dict()[key], tensor)
+    torch.testing.assert_close(control.W_enc.T, control.W_dec)
+    torch.testing.assert_close(
+        control.W_dec.norm(dim=1), torch.ones(TINY.d_sae), atol=1e-5, rtol=0
+    )
+    # At step 0 it computes the aligned SAE's function; the stock base does not.
+    x = torch.randn(64, demo_run["d_in"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = {n: s.decode(s.encode(x)) for n, s in saes.items()}
+    torch.testing.assert_close(out[CONTROL], out["aligned_topk"], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(out[CONTROL], out["topk"], atol=1e-2)
+    assert not torch.allclose(control.W_dec, stock.W_dec)
+    assert aligned.cfg.alignment == "tied"
+    # ... and trains without the constraint: its saved decoder left that start.
+    from safetensors.torch import load_file
+
+    saved = load_file(demo_run["out"] / "saes" / CONTROL / "sae_weights.safetensors")
+    assert not torch.allclose(saved["W_dec"], control.W_dec, atol=1e-4)
+    meta = json.loads((demo_run["out"] / "metrics.json").read_text())["meta"]
+    assert meta["fair_control"] == CONTROL
 
 
 def test_demo_metrics_are_all_finite(demo_run: dict[str, Any]) -> None:
     results = json.loads((demo_run["out"] / "metrics.json").read_text())["results"]
-    assert set(results) == {"aligned_topk", "topk"}
+    assert list(results) == list(ARMS)
     for arch, result in results.items():
         for key, value in result["metrics"].items():
             assert math.isfinite(value), (arch, key, value)
@@ -345,6 +414,17 @@ def test_activation_cache_buffers_cover_the_budget_without_a_spare_buffer(
     assert tokens <= cached < tokens + cfg.n_buffers * prompts * context
 
 
+def test_only_an_aligned_architecture_gets_a_fair_control(tmp_path: Path) -> None:
+    arms = demo_arms(tiny_config(tmp_path, architecture="aligned"), "standard")
+    assert [(a.name, a.architecture, a.start_from) for a in arms] == [
+        ("aligned", "aligned", None),
+        ("standard", "standard", None),
+        ("standard_balanced_init", "standard", "projected"),
+    ]
+    arms = demo_arms(tiny_config(tmp_path, architecture="topk"), "standard")
+    assert [a.name for a in arms] == ["topk", "standard"]
+
+
 def test_baseline_defaults_to_the_aligned_architectures_base(tmp_path: Path) -> None:
     from saelens_aligned.apps.demo import validate
 
@@ -383,6 +463,7 @@ def test_demo_pretrained_evaluates_a_released_sae_without_training(
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
     summary = (out / "summary.md").read_text()
     assert f"Released SAE `{release}`" in summary
+    assert "no stock base or fair control" in summary
     assert "`model.layers.3` (d_in 576)" in summary
     assert not (out / "saes").exists()  # nothing trained, nothing saved
 

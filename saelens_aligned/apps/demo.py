@@ -1,4 +1,16 @@
-"""`saelens-aligned demo`: an aligned SAE against its base, side by side, on a real LM.
+"""`saelens-aligned demo`: an aligned SAE against its base and its fair control, side
+by side, on a real LM.
+
+The three SAEs (`demo_arms`) share the seed, the cached activations (so the batch
+order) and the evaluation tokens:
+- the aligned architecture (e.g. `aligned_topk`, form `tied`);
+- its baseline, by default the stock base (`topk`) from SAELens' own init;
+- the **fair control**: the stock base from the balanced init, exactly the weights
+  the aligned `projected` form starts from at the same seed (e_i = d_i at unit
+  norm, `saelens_aligned.initialisation`), trained without the constraint. At
+  step 0 it computes the same function as the aligned SAE, so what separates them
+  is the constraint during training; what separates it from the stock base is
+  the start alone.
 
 A thin app over the pipeline (`saelens_aligned.pipeline`):
 1. `validate` - cheap checks of every input (model, dataset, hook, output folder)
@@ -6,10 +18,12 @@ A thin app over the pipeline (`saelens_aligned.pipeline`):
 2. `pipeline.activations.ensure_activation_cache` - SAELens' CacheActivationsRunner,
    once per (model, corpus, hook, context, tokens, seed), reused by any rerun.
 3. `pipeline.training.train_sae` - SAELens' runner on the cached activations, once
-   per architecture, same data, same seed.
+   per arm, each from its `initialisation.initial_sae` at the demo's seed.
 4. `pipeline.evaluation.evaluate` - SAEBench's core eval against the live model on
-   held-out text, and the alignment scores of both SAEs.
-5. `saelens_aligned.apps.report.write_report` - table, plots, JSON.
+   held-out text, and the alignment scores of every SAE.
+5. `saelens_aligned.apps.report.write_report` - table, plots, JSON, and what the
+   benchmark found when the same comparison trained longer
+   (`saelens_aligned.apps.findings`).
 """
 
 import json
@@ -22,9 +36,11 @@ from typing import Any
 from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
 from tqdm.auto import tqdm
 
+from saelens_aligned.alignment import AlignmentForm
 from saelens_aligned.architectures import aligned_architectures, base_architecture
 from saelens_aligned.diagnostics import sae_alignment_scores
 from saelens_aligned.errors import InputError
+from saelens_aligned.initialisation import BALANCED_FORM, initial_sae
 from saelens_aligned.io.files import write_text_atomic
 from saelens_aligned.io.sae_dirs import load_sae_dir
 from saelens_aligned.pipeline.activations import ensure_activation_cache
@@ -86,7 +102,7 @@ class DemoConfig:
         activations_dir: Where activation caches live (default
             <cache root>/activations).
         overwrite: Replace an output folder that holds a different run.
-        pretrained: A released SAE to explore instead of training two,
+        pretrained: A released SAE to explore instead of training three,
             `RELEASE/SAE_ID` (e.g. the packaged
             `smollm2-135m-instruct-res-aligned-topk-8x/layer_3`): nothing is
             cached or trained; it is evaluated on held-out text at its own hook.
@@ -160,6 +176,45 @@ class DemoInputs:
     resolved: ResolvedSource
     baseline: str
     output_dir: Path
+
+
+@dataclass(frozen=True)
+class DemoArm:
+    """One SAE the demo trains.
+
+    Attributes:
+        name: Its key in the results and its folder under `saes/`.
+        architecture: The SAELens architecture it trains as.
+        label: Its column in the report.
+        start_from: None: its architecture's own init; an alignment form: the
+            weights the aligned variant starts from in that form (the balanced
+            init for `BALANCED_FORM`).
+    """
+
+    name: str
+    architecture: str
+    label: str
+    start_from: AlignmentForm | None = None
+
+
+def demo_arms(config: DemoConfig, baseline: str) -> list[DemoArm]:
+    """The aligned SAE, its baseline and, when the aligned architecture has a
+    stock base, the fair control: that base from the balanced init."""
+    arms = [
+        DemoArm(config.architecture, config.architecture, f"`{config.architecture}`"),
+        DemoArm(baseline, baseline, f"`{baseline}`"),
+    ]
+    if config.architecture in aligned_architectures():
+        base = base_architecture(SAE_TRAINING_CLASS_REGISTRY[config.architecture][1])
+        arms.append(
+            DemoArm(
+                f"{base}_balanced_init",
+                base,
+                f"fair control ({base} from the balanced init)",
+                start_from=BALANCED_FORM,
+            )
+        )
+    return arms
 
 
 def check_output_dir(config: DemoConfig) -> Path:
@@ -288,7 +343,7 @@ class DemoResult:
 
 
 def run_demo(config: DemoConfig) -> DemoResult:
-    """Validate, cache, train both SAEs, evaluate them and write the report."""
+    """Validate, cache, train the three SAEs, evaluate them and write the report."""
     from saelens_aligned.apps.report import write_report
 
     start = time.monotonic()
@@ -315,21 +370,22 @@ def run_demo(config: DemoConfig) -> DemoResult:
         config.seed,
         config.model_batch_size,
     )
-    architectures = [config.architecture, inputs.baseline]
-    sae_dirs = {
-        arch: train_sae(
+    arms = demo_arms(config, inputs.baseline)
+    sae_dirs = {}
+    for arm in arms:
+        cfg = sae_config(arm.architecture, config, d_in)
+        sae_dirs[arm.name] = train_sae(
             resolved,
-            sae_config(arch, config, d_in),
+            cfg,
             training,
             model,
-            inputs.output_dir / "saes" / arch,
+            inputs.output_dir / "saes" / arm.name,
             cached_activations=cache_dir,
+            override_sae=initial_sae(cfg, config.seed, arm.start_from),
         )
-        for arch in architectures
-    }
     results: dict[str, dict[str, Any]] = {}
-    for arch in tqdm(architectures, desc="SAEBench core eval", unit="SAE"):
-        results[arch] = evaluate_sae(inputs, model, sae_dirs[arch])
+    for arm in tqdm(arms, desc="SAEBench core eval", unit="SAE"):
+        results[arm.name] = evaluate_sae(inputs, model, sae_dirs[arm.name])
     seconds = time.monotonic() - start
     write_report(
         inputs.output_dir,
@@ -339,6 +395,10 @@ def run_demo(config: DemoConfig) -> DemoResult:
             "d_in": d_in,
             "activation_cache": str(cache_dir),
             "training": training.to_dict(),
+            "labels": {arm.name: arm.label for arm in arms},
+            "fair_control": next(
+                (arm.name for arm in arms if arm.start_from == BALANCED_FORM), None
+            ),
             "wall_seconds": round(seconds, 1),
             "config": _jsonable(asdict(config)),
         },

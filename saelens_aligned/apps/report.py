@@ -1,6 +1,9 @@
 """The demo's report folder: markdown table, PNG plots, raw metrics as JSON.
 
-`summary_table` is pure (results in, markdown out); `write_report` does the I/O.
+`summary_table` and `summary_markdown` are pure (results in, markdown out);
+`write_report` does the I/O. `meta["labels"]` names each result's column (a
+result without one is shown by its key) and `meta["fair_control"]` is the key of
+the fair control, if the run has one.
 Every file is written through a temporary sibling and os.replace
 (`saelens_aligned.io.files`).
 """
@@ -13,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from saelens_aligned.apps.findings import load_findings
 from saelens_aligned.io.files import save_figure_atomic, write_text_atomic
 
 SUMMARY_FILENAME = "summary.md"
@@ -50,13 +54,17 @@ def _format(value: float) -> str:
     return f"{value:.4f}"
 
 
-def summary_table(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """A markdown table, one column per SAE; the better value of each
-    directional row is bold."""
+def summary_table(
+    results: Mapping[str, Mapping[str, Any]],
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """A markdown table, one column per SAE (headed by `labels[name]`, else the
+    name); the better value of each directional row is bold."""
     names = list(results)
     rows = {name: table_values(results[name]) for name in names}
+    headers = [(labels or {}).get(n, f"`{n}`") for n in names]
     lines = [
-        "| metric | " + " | ".join(f"`{n}`" for n in names) + " |",
+        "| metric | " + " | ".join(headers) + " |",
         "|---|" + "---|" * len(names),
     ]
     for key, label, higher_is_better in TABLE_ROWS:
@@ -77,22 +85,37 @@ def summary_markdown(
     results: Mapping[str, Mapping[str, Any]], meta: Mapping[str, Any]
 ) -> str:
     config = meta.get("config", {})
+    labels = meta.get("labels", {})
+    longer = ""
     if meta.get("pretrained"):
         trained = (
             f"Released SAE `{meta['pretrained']}` (folder `{meta.get('sae_dir')}`), "
-            "not trained here. "
+            "not trained here, so there is no stock base or fair control beside it: "
+            "those would have to be trained at its seed on its data; the demo "
+            "without `--pretrained` trains all three. "
         )
         files = "`metrics.json` (every metric, per-feature densities and alignment "
     else:
+        fair_control = meta.get("fair_control")
+        control = (
+            f" The {labels.get(fair_control, fair_control)} starts from exactly the weights the aligned "
+            "`projected` form starts from at this seed (encoder column = decoder "
+            "row at unit norm) and trains without the constraint: at step 0 it "
+            "computes the aligned SAE's function, so it separates what the start "
+            "does from what the constraint does."
+            if fair_control
+            else ""
+        )
         trained = (
-            f"Both SAEs: d_sae {config.get('d_sae')}, trained on the same "
+            f"Every SAE: d_sae {config.get('d_sae')}, trained on the same "
             f"{config.get('training_tokens'):,} cached activations "
             f"(context {config.get('context_size')}, batch "
             f"{config.get('train_batch_size_tokens')} tokens, lr {config.get('lr')}, "
-            f"seed {config.get('seed')}). "
+            f"seed {config.get('seed')}), evaluated on the same tokens.{control} "
         )
+        longer = f"{load_findings().sentence()}\n\n"
         files = (
-            "`saes/<architecture>/` (SAELens SAE folders, load with "
+            "`saes/<name>/` (SAELens SAE folders, load with "
             "`SAE.load_from_disk`), `metrics.json` (every metric, per-feature "
             "densities and alignment "
         )
@@ -106,8 +129,10 @@ def summary_markdown(
         f"{meta.get('eval_text', 'held-out documents')} against the live model; a "
         "latent is dead when it never fired on the evaluated tokens. Wall time "
         f"{meta.get('wall_seconds')} s.\n\n"
-        + summary_table(results)
-        + "\n![alignment scores](plots/alignment_histograms.png)\n"
+        + summary_table(results, labels)
+        + "\n"
+        + longer
+        + "![alignment scores](plots/alignment_histograms.png)\n"
         "\n![feature densities](plots/feature_density_histograms.png)\n"
         f"\nFiles: {files}scores).\n"
     )
@@ -139,6 +164,11 @@ def plot_feature_densities(densities_by_name: Mapping[str, list[float]]) -> Any:
     return fig
 
 
+def _plain(label: str) -> str:
+    # A plot title: no markdown backticks, long labels on two lines.
+    return label.replace("`", "").replace(" (", "\n(")
+
+
 def write_report(
     output_dir: Path,
     results: Mapping[str, Mapping[str, Any]],
@@ -156,12 +186,13 @@ def write_report(
         "alignment_plot": output_dir / ALIGNMENT_PLOT,
         "density_plot": output_dir / DENSITY_PLOT,
     }
+    titles = {name: _plain(meta.get("labels", {}).get(name, name)) for name in results}
     fig = plot_alignment_histograms(
-        {name: np.asarray(r["alignment_scores"]) for name, r in results.items()}
+        {titles[n]: np.asarray(r["alignment_scores"]) for n, r in results.items()}
     )
     save_figure_atomic(fig, paths["alignment_plot"])
     fig = plot_feature_densities(
-        {name: r["feature_density"] for name, r in results.items()}
+        {titles[n]: r["feature_density"] for n, r in results.items()}
     )
     save_figure_atomic(fig, paths["density_plot"])
     write_text_atomic(
