@@ -8,9 +8,9 @@ the report writes under it. Nothing here reads records (`benchmarks.report` and
 `benchmarks.curves` do); names come from `benchmarks.display`.
 
 Every axis is labelled with its unit. Log axes get a few round ticks only (1, 2,
-5 times a power of ten, denser only where the data span less than a decade;
-linear where they span a few percent) and no minor labels, so tick labels
-never run into each other.
+5 times a power of ten; evenly stepped round numbers where the data span less
+than a decade; a linear axis where they span under 20%) and no minor labels,
+so tick labels never run into each other.
 """
 
 import math
@@ -53,14 +53,8 @@ _ROLE_SHADES = {
     "tied": 0.8,
     "projected": 0.55,
 }
-# Tick mantissas tried from sparse to dense on a log axis.
-_LOG_MANTISSAS = (
-    (1,),
-    (1, 2, 5),
-    (1, 2, 3, 5),
-    (1, 2, 3, 4, 5, 6, 7, 8, 9),
-    tuple(m / 2 for m in range(2, 20)),  # 1, 1.5, 2, ..., 9.5
-)
+# Tick mantissas tried from sparse to dense on a log axis spanning a decade or more.
+_LOG_MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 5))
 _MOST_LOG_TICKS = 7
 
 
@@ -137,10 +131,23 @@ def _arm_styles(labels: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def log_ticks(low: float, high: float) -> list[float]:
-    """Round ticks inside [low, high]: the sparsest of `_LOG_MANTISSAS` giving
-    four or more, else the densest with at most `_MOST_LOG_TICKS`."""
+    """Round ticks inside [low, high] for a log axis. Over a decade or more:
+    the sparsest of `_LOG_MANTISSAS` giving four or more, else the densest
+    with at most `_MOST_LOG_TICKS`. Under a decade, evenly stepped round
+    numbers (8, 10, 12, ...), which a log axis still spaces apart."""
+    import matplotlib.ticker as ticker
+
     if not (low > 0 and high >= low):
         return []
+    if high < 10 * low:
+        ticks: list[float] = []
+        for bins in range(4, _MOST_LOG_TICKS + 1):
+            locator = ticker.MaxNLocator(nbins=bins, steps=[1, 2, 5, 10])
+            values = locator.tick_values(low, high)
+            ticks = [float(f"{v:.12g}") for v in values if low <= v <= high]
+            if len(ticks) >= 4:
+                break
+        return ticks
     exponents = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
     best: list[float] = []
     for mantissas in _LOG_MANTISSAS:
@@ -168,20 +175,18 @@ def compact_number(value: float) -> str:
 
 def _x_axis(ax: Any, formatter: Any) -> str:
     """Log x with `log_ticks` on the drawn range and no minor labels; linear
-    when fewer than two round ticks fall inside the range (the data span a few
-    percent: a log scale shows nothing there). Returns the scale's name for the
-    axis label."""
+    when the data span under 20% (a log scale shows nothing there). Returns
+    the scale's name for the axis label."""
     import matplotlib.ticker as ticker
 
     ax.set_xscale("log")
     low, high = ax.get_xlim()
-    ticks = log_ticks(low, high)
-    if len(ticks) < 2:
+    if high < 1.2 * low:
         ax.set_xscale("linear")
         ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
         ax.xaxis.set_major_formatter(ticker.ScalarFormatter(useOffset=False))
         return "linear scale"
-    ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_locator(ticker.FixedLocator(log_ticks(low, high)))
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: formatter(v)))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlim(low, high)

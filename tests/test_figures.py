@@ -153,7 +153,8 @@ def test_display_names_of_the_arms_the_reports_name():
 def test_log_ticks_are_round_and_few_at_any_span():
     assert figures.log_ticks(128_000, 2_048_000) == [2e5, 5e5, 1e6, 2e6]
     assert figures.log_ticks(9, 450) == [10, 20, 50, 100, 200]
-    assert figures.log_ticks(7, 13) == [7, 8, 9, 10]  # under a decade: denser
+    # Under a decade: evenly stepped round numbers over the whole range.
+    assert figures.log_ticks(6.5, 17) == [8, 10, 12, 14, 16]
     assert figures.log_ticks(29.5, 46) == [30, 35, 40, 45]
     assert figures.log_ticks(1, 1e6) == [1, 10, 100, 1e3, 1e4, 1e5, 1e6]
     assert [figures.compact_number(v) for v in (2e5, 1e6, 2.5e6, 12)] == [
