@@ -8,13 +8,13 @@ what a sweep needs on top: per-run SAE configs and seeds, and the evals beyond c
 the reason).
 """
 
-import fcntl
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 from benchmarks.backend import (
     RunResult,
@@ -63,8 +63,7 @@ def absorption_metrics(
     work_dir.mkdir(parents=True, exist_ok=True)
     # Parallel workers share the probes: the first trains them, the others wait
     # for it rather than train (and half-read) their own.
-    with open(work_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(work_dir / ".lock"):
         result = run_absorption(
             sae,
             hooked_model,

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from benchmarks.backend import Backend, RunResult
 from benchmarks.config import SweepConfig, check_device, load_sweep_config
@@ -440,30 +441,6 @@ def write_stability_records(config: SweepConfig, out_dir: Path) -> int:
     return written
 
 
-class ProgressPrinter:
-    """`[done/total] run_id status (seconds) ETA` after every run."""
-
-    def __init__(self, total: int, already_done: int) -> None:
-        self.total = total
-        self.done = already_done
-        self.timed = 0
-        self.start = time.monotonic()
-
-    def __call__(self, run: RunSpec, status: str) -> None:
-        self.done += 1
-        if status != "skipped":
-            self.timed += 1
-        elapsed = time.monotonic() - self.start
-        left = self.total - self.done
-        eta = elapsed / self.timed * left if self.timed else 0.0
-        print(
-            f"[{self.done}/{self.total}] {run.run_id}: {status}, "
-            f"elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
 def run_sweep(
     config: SweepConfig,
     out_dir: Path,
@@ -534,11 +511,23 @@ def _execute(
         return
     # The shared data is made here, once, before any worker starts.
     _backend_for(config, out_dir).prepare()
-    progress = ProgressPrinter(len(runs), len(runs) - len(todo))
-    if executor == "ray":
-        run_ray(config, out_dir, todo, progress, address=ray_address, grid=grid)
-    else:
-        run_local(config, out_dir, todo, progress, workers=workers, grid=grid)
+    # Runs already done count toward the bar, not toward its rate and ETA.
+    with tqdm(
+        total=len(runs),
+        initial=len(runs) - len(todo),
+        desc=what,
+        unit="run",
+        file=sys.stderr,
+    ) as bar:
+
+        def progress(run: RunSpec, status: str) -> None:
+            bar.set_postfix_str(f"{run.run_id}: {status}", refresh=False)
+            bar.update()
+
+        if executor == "ray":
+            run_ray(config, out_dir, todo, progress, address=ray_address, grid=grid)
+        else:
+            run_local(config, out_dir, todo, progress, workers=workers, grid=grid)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
