@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from benchmarks import records, report
+from benchmarks.run_table import SweepRecords
 from tests.record_factory import collapse, make_stability, sweep
 
 
@@ -127,6 +128,7 @@ def test_report_renders_tables_claims_and_valid_plots(tmp_path):
             assert image.format == "PNG" and image.size[0] > 100
     assert summary["degenerate_points"] == []
     assert set(summary["points"]) == {
+        "stability_all_latents",  # tabulated, not plotted
         "ce_loss_score",
         "explained_variance",
         "dead_fraction",
@@ -194,12 +196,18 @@ def grid_sweep(out_dir):
 
 def test_main_records_keep_each_arm_at_its_chosen_rate(tmp_path):
     main, grid, chosen = grid_sweep(tmp_path)
-    assert report.main_records(main + grid, chosen) == main
-    assert report.main_records(main + grid, None) == main + grid
-    info = {"label": "other", "lr": 0.1}
-    assert report.is_main_run(info, chosen)  # no choice for this label
-    assert not report.is_main_run({"label": "topk"}, chosen)  # no lr recorded
-    assert report.is_main_run({"label": "topk", "lr": 0.001 * (1 + 1e-12)}, chosen)
+    sweep = SweepRecords.read(tmp_path)
+    assert sorted(r.run_id for r in sweep.runs) == sorted(
+        records.run_info(r)["run_id"] for r in main
+    )
+    assert all(math.isclose(r.lr, chosen[r.arm.label]) for r in sweep.runs)
+    everything = SweepRecords.from_json(main + grid)  # no choice: every record
+    assert len(everything.runs) == len(main) + len(grid)
+    # a rate that differs from the chosen one by float rounding is the chosen one
+    rounded = copy.deepcopy(main[0])
+    records.run_info(rounded)["lr"] *= 1 + 1e-12
+    with_choice = SweepRecords.from_json([rounded], lr_choice=sweep.lr_choice)
+    assert len(with_choice.runs) == 1
 
 
 def test_report_with_a_learning_rate_grid_reports_main_runs_only(tmp_path):
