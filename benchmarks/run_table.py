@@ -101,50 +101,97 @@ def point_of(info: dict[str, Any]) -> PointKey:
 
 
 @dataclass(frozen=True)
+class SweepInfo:
+    """The sweep settings a record carries (`eval_config["sweep"]`).
+
+    Args:
+        name: Sweep name.
+        kind: `lm` or `synthetic`.
+        model: Model name (None: the embedded default).
+        hook: Hook point.
+        training_tokens: Tokens (samples) each SAE trains on.
+        batch_tokens: Tokens (samples) per step.
+        lr_decay_steps: Steps of the final learning-rate decay (0: none).
+        lr: The sweep's default rate.
+        seeds: Its seeds.
+    """
+
+    name: str | None = None
+    kind: str | None = None
+    model: str | None = None
+    hook: str | None = None
+    training_tokens: int | None = None
+    batch_tokens: int | None = None
+    lr_decay_steps: int = 0
+    lr: float | None = None
+    seeds: tuple[int, ...] = ()
+
+    @classmethod
+    def from_json(cls, sweep: dict[str, Any]) -> "SweepInfo":
+        return cls(
+            name=sweep.get("name"),
+            kind=sweep.get("kind"),
+            model=sweep.get("model"),
+            hook=sweep.get("hook"),
+            training_tokens=sweep.get("training_tokens"),
+            batch_tokens=sweep.get("train_batch_size_tokens"),
+            lr_decay_steps=int(sweep.get("lr_decay_steps") or 0),
+            lr=sweep.get("lr"),
+            seeds=tuple(sweep.get("seeds") or ()),
+        )
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One evaluated run (a learning-curve checkpoint is one too, at its step).
 
     Args:
+        run_id: The run's id (file name of its record).
         arm: What was trained.
         point: The sweep point.
         seed: Training seed.
         lr: Learning rate.
         step: Training step the SAE was evaluated at (None in old records).
-        training_tokens: Tokens (or samples) the sweep trains each SAE on.
-        batch_tokens: Tokens (or samples) per training step.
-        lr_decay_steps: Steps of the final learning-rate decay (0: none).
+        sweep: The sweep's settings.
         metrics: `records.FLAT_METRICS` name -> value, NaN where absent.
-        eval_windows: `token_stats` of the record (tokens behind each eval).
+        eval_windows: Tokens (samples) behind each evaluation, by window name.
+        skipped_evals: Eval name -> why it did not run.
     """
 
+    run_id: str
     arm: Arm
     point: PointKey
     seed: int
     lr: float
     step: int | None
-    training_tokens: int | None
-    batch_tokens: int | None
-    lr_decay_steps: int
+    sweep: SweepInfo
     metrics: dict[str, float]
     eval_windows: dict[str, float] = field(default_factory=dict)
+    skipped_evals: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def training_tokens(self) -> int | None:
+        return self.sweep.training_tokens
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> "RunRecord":
         run = records.run_info(record)
         sweep = record.get("eval_config", {}).get("sweep", {})
         arm, point = Arm.from_info(run), point_of(run)
-        stats = record.get("eval_result_metrics", {}).get("token_stats", {})
+        metrics = record.get("eval_result_metrics", {})
+        windows = metrics.get("eval_windows") or {}
+        skipped = (record.get("eval_result_unstructured") or {}).get("skipped_evals")
         return cls(
+            run_id=run.get("run_id", ""),
             arm=arm,
             point=point,
             seed=int(run["seed"]),
             lr=float(run.get("lr") or sweep.get("lr") or math.nan),
             step=run.get("step"),
-            training_tokens=sweep.get("training_tokens"),
-            batch_tokens=sweep.get("train_batch_size_tokens"),
-            lr_decay_steps=int(sweep.get("lr_decay_steps") or 0),
+            sweep=SweepInfo.from_json(sweep),
             metrics=records.flat_metrics(record),
-            eval_windows={k: float(v) for k, v in stats.items()},
+            eval_windows={k: float(v) for k, v in windows.items()},
+            skipped_evals={k: str(v) for k, v in (skipped or {}).items()},
         )
 
     @classmethod
@@ -322,7 +369,7 @@ def run_frame(runs: Iterable[RunRecord]) -> pd.DataFrame:
                 "step": run.step,
                 "training_tokens": run.training_tokens,
                 "tokens_seen": _tokens_seen(run),
-                "lr_decay_steps": run.lr_decay_steps,
+                "lr_decay_steps": run.sweep.lr_decay_steps,
                 **run.metrics,
             }
         )
@@ -333,8 +380,8 @@ def run_frame(runs: Iterable[RunRecord]) -> pd.DataFrame:
 def _tokens_seen(run: RunRecord) -> float:
     """Tokens the SAE had trained on when evaluated (its whole budget for a
     record without a step)."""
-    if run.step is not None and run.batch_tokens:
-        return float(run.step * run.batch_tokens)
+    if run.step is not None and run.sweep.batch_tokens:
+        return float(run.step * run.sweep.batch_tokens)
     return float(run.training_tokens) if run.training_tokens else math.nan
 
 
