@@ -67,8 +67,8 @@ class DemoInputError(InputError):
 
 @dataclass
 class DemoConfig:
-    """Settings of `saelens-aligned demo`. Defaults finish in about 15 minutes on
-    two CPU cores.
+    """Settings of `saelens-aligned demo`. Defaults finished in 11-12 minutes on two
+    CPU cores that other jobs shared (README.md, "Command line").
 
     Attributes:
         model: Local model directory or Hugging Face model name; None means the
@@ -82,8 +82,8 @@ class DemoConfig:
         architecture: The aligned architecture to train.
         baseline: The architecture it is compared with; None means its base
             (`aligned_topk` -> `topk`).
-        k: Active latents per token for TopK-family SAEs (both get the same k, so
-            the comparison is at equal L0).
+        k: Active latents per token for TopK-family SAEs (every SAE gets the same
+            k, so the comparison is at equal L0).
         l1_coefficient: Sparsity coefficient for ReLU+L1 SAEs (`standard`, `aligned`).
         d_sae: Number of latents.
         context_size: Tokens per sequence.

@@ -1,7 +1,8 @@
-"""`saelens-aligned demo`: an aligned SAE against its base on a real LM, offline.
+"""`saelens-aligned demo`: an aligned SAE against its base and its fair control on a
+real LM, offline.
 
 With no flags it uses the embedded SmolLM2-135M-Instruct and the Python standard
-library's source as text, and finishes in about 15 minutes on two CPU cores.
+library's source as text, and finished in 11-12 minutes on two busy CPU cores.
 """
 
 import argparse
@@ -39,7 +40,7 @@ FLAGS: dict[str, tuple[str, str]] = {
         "The architecture it is compared with (default: its base, "
         "e.g. topk for aligned_topk).",
     ),
-    "--k": ("k", "Active latents per token for TopK-family SAEs (same for both)."),
+    "--k": ("k", "Active latents per token for TopK-family SAEs (same for every SAE)."),
     "--l1-coefficient": ("l1_coefficient", "L1 coefficient for ReLU+L1 SAEs."),
     "--d-sae": ("d_sae", "Number of SAE latents."),
     "--context-size": ("context_size", "Tokens per sequence."),
@@ -68,7 +69,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     ),
     "--pretrained": (
         "pretrained",
-        "Explore a released SAE instead of training two: RELEASE/SAE_ID, e.g. "
+        "Explore a released SAE instead of training three: RELEASE/SAE_ID, e.g. "
         "smollm2-135m-instruct-res-aligned-topk-8x/layer_3 (shipped with the "
         "package; evaluated on held-out text at its own hook, in about a minute).",
     ),
