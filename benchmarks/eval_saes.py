@@ -105,7 +105,7 @@ def source_for(cfg: dict[str, Any], args: argparse.Namespace) -> Source:
 def evaluate_sae_dirs(args: argparse.Namespace) -> list[Path]:
     """Evaluate every folder in `args.sae_dirs`; returns the record paths."""
     from benchmarks.lm_backend import lm_run_result
-    from benchmarks.sweep import build_record
+    from benchmarks.sweep_records import build_record
 
     check_options(args)
     out_dir = Path(args.out)

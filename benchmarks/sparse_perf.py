@@ -9,7 +9,7 @@ Adam, and for aligned arms the re-alignment) on the same batch, interleaved A B 
 in one process; the medians and their ratios come from the same run. The clock
 (`--clock cpu`, `--threads 1`) is the process' CPU time, so other jobs on the
 machine do not distort a ratio. Peak memory is torch's allocator accounting
-(`perf.step_peak_memory`). The trainer is fresh, so no latent is dead yet and
+(`perf_memory.step_peak_memory`). The trainer is fresh, so no latent is dead yet and
 AuxK is off in the timed steps (its cost is one extra sparse decode over the dead
 latents; tests/test_sparse_topk.py checks it exact).
 
@@ -35,14 +35,14 @@ from typing import Any
 import torch
 
 import saelens_aligned
-from benchmarks.perf import (
+from benchmarks.perf_memory import step_peak_memory
+from benchmarks.perf_setup import (
     SPARSE_TOPK,
     PerfSettings,
     build_sae,
     build_trainer,
     load_average,
     machine,
-    step_peak_memory,
 )
 
 

@@ -1,9 +1,10 @@
-"""benchmarks.perf's peak-memory accounting: the aligned step allocates no more
+"""benchmarks.perf_memory's peak-memory accounting: the aligned step allocates no more
 than its base's."""
 
 import pytest
 
-from benchmarks.perf import TINY_SETTINGS, build_sae, build_trainer, step_peak_memory
+from benchmarks.perf_memory import step_peak_memory
+from benchmarks.perf_setup import TINY_SETTINGS, build_sae, build_trainer
 from saelens_aligned.architectures import same_step_base
 from tests.conftest import ALIGNED_CASES, random_batches
 

@@ -155,7 +155,7 @@ def test_the_lr_grid_runs_each_arm_once_per_rate_and_shares_the_chosen_run():
     ],
 )
 def test_bad_sweep_settings_name_the_field(field, value, message):
-    from benchmarks.config import validate_sweep_config
+    from benchmarks.config_checks import validate_sweep_config
 
     sweep = config(ArchitectureSweep("topk", "k", [4]), **{field: value})
     with pytest.raises(SweepConfigError, match=message):
@@ -174,7 +174,7 @@ def test_bad_sweep_settings_name_the_field(field, value, message):
     ],
 )
 def test_bad_arms_name_the_field(arm, message):
-    from benchmarks.config import validate_sweep_config
+    from benchmarks.config_checks import validate_sweep_config
 
     with pytest.raises(SweepConfigError, match=message):
         validate_sweep_config(config(arm))

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file
 
 from benchmarks.records import flat_metrics, load_records, run_info
-from benchmarks.sweep import alive_latents
+from benchmarks.sweep_stability import alive_latents
 
 
 def nearest_cosines(W_dec: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 
 from benchmarks.config import ArchitectureSweep, SweepConfig, load_sweep_config
 from benchmarks.lm_backend import LMBackend
-from benchmarks.perf import load_average, machine
+from benchmarks.perf_setup import load_average, machine
 from benchmarks.runs import expand_runs
 from saelens_aligned.apps.demo import DemoConfig
 
