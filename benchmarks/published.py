@@ -182,7 +182,7 @@ def learning_rate_edges() -> str:
                     "chosen": f"{choice.chosen[label]:g}",
                     "edge": edge,
                     "explained by a bound": choice.bound_edges.get(label) == edge,
-                    "chosen on": choice.split,
+                    "chosen on": choice.splits.get(label, "eval"),
                 }
             )
     return markdown(pd.DataFrame(out))

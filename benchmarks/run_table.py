@@ -13,7 +13,6 @@ string path:
   per report and handed to the verdicts, tables and figures.
 """
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -281,15 +280,26 @@ class LearningRateChoice:
         chosen: Arm label -> the rate its main runs use.
         bound_edges: Arm label -> `low` / `high` where the sweep stopped extending
             the grid at a stated bound (the edge is then explained).
-        split: Which data ranked the rates (`eval` in sweeps written before the
-            validation split existed).
+        splits: Arm label -> which data ranked its rates: `validation`, or
+            `eval` (the reported metrics' own data) for arms chosen before the
+            validation split existed.
     """
 
     metric: str
     grid: dict[str, dict[float, float]]
     chosen: dict[str, float]
     bound_edges: dict[str, str]
-    split: str
+    splits: dict[str, str]
+
+    @property
+    def split(self) -> str:
+        """The splits in words: `validation`, or `validation (3 arms), eval (19)`."""
+        counts: dict[str, int] = {}
+        for split in self.splits.values():
+            counts[split] = counts.get(split, 0) + 1
+        if len(counts) <= 1:
+            return next(iter(counts), "eval")
+        return ", ".join(f"{k} ({n} arms)" for k, n in sorted(counts.items()))
 
     @classmethod
     def read(cls, out_dir: Path) -> "LearningRateChoice | None":
@@ -298,6 +308,8 @@ class LearningRateChoice:
             return None
         edges = raw.get("edge", {})
         split = raw.get("split", "eval")
+        if isinstance(split, str):  # one split for every arm (or none recorded)
+            split = dict.fromkeys(raw["chosen"], split)
         return cls(
             metric=raw["metric"],
             grid={
@@ -306,7 +318,7 @@ class LearningRateChoice:
             },
             chosen={label: float(lr) for label, lr in raw["chosen"].items()},
             bound_edges={k: v for k, v in edges.items() if v} if edges else {},
-            split=split if isinstance(split, str) else json.dumps(split),
+            splits=dict(split),
         )
 
     def edge(self, label: str) -> str | None:

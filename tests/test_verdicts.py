@@ -239,7 +239,7 @@ def test_an_arm_at_the_edge_of_its_grid_is_flagged():
         },
         chosen={"aligned_topk[tied]": 1e-3, "topk": 1e-3},
         bound_edges={},
-        split="validation",
+        splits={"aligned_topk[tied]": "validation", "topk": "validation"},
     )
     r = row(rows_of(runs, lr_choice=choice), "explained_variance")
     assert r.edges == ("aligned_topk[tied] (high)",)
