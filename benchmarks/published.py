@@ -185,6 +185,8 @@ def learning_rate_edges() -> str:
                     "chosen on": choice.splits.get(label, "eval"),
                 }
             )
+    if not out:
+        return "None: every arm's chosen rate is interior to its grid."
     return markdown(pd.DataFrame(out))
 
 

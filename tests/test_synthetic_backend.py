@@ -305,17 +305,18 @@ def test_grid_controls_and_checkpoints_run_end_to_end(tmp_path: Path) -> None:
 
 def test_curve_gaps_pair_each_aligned_arm_with_its_control_and_stock_base():
     from benchmarks.curves import reference_pairs
+    from benchmarks.run_table import Arm
 
-    labels = [
-        "topk",
-        "topk[init=tied,lr=0.003]",
-        "topk[init=projected]",
-        "aligned_topk[tied]",
-        "aligned_topk[projected]",
-        "batchtopk[init=tied]",
-        "standard",
+    arms = [
+        Arm("topk", "topk", None, "topk", None),
+        Arm("topk[init=tied,lr=0.003]", "topk", None, "topk", "tied"),
+        Arm("topk[init=projected]", "topk", None, "topk", "projected"),
+        Arm("aligned_topk[tied]", "aligned_topk", "tied", "topk", None),
+        Arm("aligned_topk[projected]", "aligned_topk", "projected", "topk", None),
+        Arm("batchtopk[init=tied]", "batchtopk", None, "batchtopk", "tied"),
+        Arm("standard", "standard", None, "standard", None),
     ]
-    assert reference_pairs(labels) == [
+    assert reference_pairs(arms) == [
         ("aligned_topk[projected]", "topk[init=projected]", "init control"),
         (
             "aligned_topk[projected]",
