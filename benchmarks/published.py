@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 TEXT_SWEEP, SYNTHETIC_SWEEP = "cpu", "synthetic_cpu"
 CLAIM_SWEEPS = ("cpu", "synthetic_cpu", "cpu_code")
-CURVE_SWEEPS = ("curves_cpu", "curves_synthetic_cpu")
+CURVE_SWEEPS = ("curves_cpu", "curves_synthetic_cpu", "curves_gated_synthetic_cpu")
 
 
 @cache
