@@ -21,16 +21,20 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from benchmarks.records import flat_metrics, load_records, run_info
+from benchmarks.verdicts.rules import FAIR_CONTROL_START
+from benchmarks.verdicts.statistics import (
+    ALPHA,
+    benjamini_hochberg,
+    mean_interval,
+    paired_difference,
+)
 
-CONFIDENCE = 0.95
-FAIR_CONTROL_INIT = "projected"
+FAIR_CONTROL_INIT = FAIR_CONTROL_START["tied"]
 """`init_from` of the fair control of either form: the balanced init."""
-FDR = 0.05
+FDR = ALPHA
 """Benjamini-Hochberg level at which a paired difference counts as better/worse."""
 
 
@@ -124,16 +128,15 @@ def per_run_table(out_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def mean_interval(values: pd.Series) -> str:
+def interval_text(values: pd.Series) -> str:
     """`mean [low, high]` over the finite values (t interval), or n/a."""
     x = values.dropna().to_numpy(dtype=float)
     if x.size == 0:
         return "n/a"
     if x.size == 1:
         return f"{x[0]:.3f}"
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, x.size - 1) * x.std(ddof=1)
-    half /= math.sqrt(x.size)
-    return f"{x.mean():.3f} [{x.mean() - half:.3f}, {x.mean() + half:.3f}]"
+    mean, low, high = mean_interval(x.tolist())
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def arm_table(runs: pd.DataFrame) -> str:
@@ -151,14 +154,14 @@ def arm_table(runs: pd.DataFrame) -> str:
             "L0": f"{group['l0'].mean():.1f}",
         }
         for metric in METRICS:
-            row[metric.title] = mean_interval(group[metric.name])
+            row[metric.title] = interval_text(group[metric.name])
         for name in SECONDS:
             row[f"{name.removesuffix('_seconds')} s/SAE"] = (
                 f"{group[name].mean():.0f}" if group[name].notna().any() else "n/a"
             )
         rows.append(row)
     baselines = {
-        f"residual stream: {m.baseline_title or m.title}": mean_interval(
+        f"residual stream: {m.baseline_title or m.title}": interval_text(
             runs[m.baseline]
         )
         for m in METRICS
@@ -210,34 +213,25 @@ def paired_differences(runs: pd.DataFrame) -> list[PairedDifference]:
                 d = (pairs[metric.name] - pairs[f"{metric.name}_ref"]).dropna()
                 if len(d) < 2:
                     continue
-                mean, sem = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
-                half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(d) - 1) * sem
-                if sem > 1e-12 * max(abs(mean), 1e-12):
-                    p = float(stats.ttest_1samp(d, 0.0).pvalue)
-                else:  # every seed the same difference: no spread to test
-                    p = 0.0 if mean != 0 else 1.0
+                diff = paired_difference(d.tolist())
                 out.append(
                     PairedDifference(
                         metric.title,
                         name,
                         str(ref["arm"].iloc[0]),
                         sparsity,
-                        len(d),
-                        mean,
-                        mean - half,
-                        mean + half,
-                        p,
+                        diff.n,
+                        diff.mean,
+                        diff.low,
+                        diff.high,
+                        diff.p_value,
                     )
                 )
-    if out:
-        adjusted = stats.false_discovery_control(
-            np.array([d.p_value for d in out]), method="bh"
-        )
-        out = [
-            PairedDifference(**{**d.__dict__, "p_adjusted": float(p)})
-            for d, p in zip(out, adjusted, strict=True)
-        ]
-    return out
+    adjusted = benjamini_hochberg([d.p_value for d in out])
+    return [
+        PairedDifference(**{**d.__dict__, "p_adjusted": p})
+        for d, p in zip(out, adjusted, strict=True)
+    ]
 
 
 def difference_table(differences: list[PairedDifference]) -> str:

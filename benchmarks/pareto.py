@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from benchmarks.run_table import (
     STABILITY,
@@ -34,7 +33,7 @@ from benchmarks.run_table import (
     StabilityRecord,
     SweepRecords,
 )
-from benchmarks.verdicts.statistics import CONFIDENCE
+from benchmarks.verdicts.statistics import t_bounds
 
 __all__ = ["STABILITY", "STABILITY_ALL", "STABILITY_ENC_DEC", "STABILITY_KEYS"]
 
@@ -139,15 +138,6 @@ class PointSummary:
         return (self.label, self.sparsity_param, self.sparsity_value, self.d_sae)
 
 
-def t_interval(mean: float, sem: float, n: int) -> tuple[float, float]:
-    """The CONFIDENCE t interval of a mean from `n` values (n - 1 degrees of
-    freedom); NaN bounds below two values. With three seeds t = 4.30."""
-    if n < 2 or not (math.isfinite(mean) and math.isfinite(sem)):
-        return math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sem
-    return mean - half, mean + half
-
-
 def _stats(
     values: Sequence[float], n_eff: int | None = None
 ) -> tuple[float, float, float, float, float, float]:
@@ -160,7 +150,7 @@ def _stats(
     n = x.size if n_eff is None else min(n_eff, x.size)
     mean = float(x.mean())
     sem = float(x.std(ddof=1) / math.sqrt(n)) if x.size > 1 and n > 1 else math.nan
-    return (mean, float(x.min()), float(x.max()), sem, *t_interval(mean, sem, n))
+    return (mean, float(x.min()), float(x.max()), sem, *t_bounds(mean, sem, n))
 
 
 def _summary(
