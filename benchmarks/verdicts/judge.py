@@ -194,7 +194,9 @@ class ClaimRow:
         return "; ".join(parts)
 
 
-def _reference_mask(frame: pd.DataFrame, base: str, form: str, role: str) -> pd.Series:
+def reference_mask(frame: pd.DataFrame, base: str, form: str, role: str) -> pd.Series:
+    """Rows of `frame` that are the `role` reference (stock base or fair
+    control) of an aligned `form` arm whose base architecture is `base`."""
     stock = frame["alignment"].isna() & (frame["architecture"] == base)
     if role == STOCK_BASE:
         return stock & frame["init_from"].isna()
@@ -270,7 +272,7 @@ def _raw_comparisons(
     out, no_overlap, any_reference, arms = [], 0, False, set()
     for (label, d_sae), runs in aligned.groupby(["label", "d_sae"]):
         base = str(runs["base_architecture"].iloc[0])
-        mask = _reference_mask(has_metric, base, form, role)
+        mask = reference_mask(has_metric, base, form, role)
         reference = has_metric[mask & (has_metric["d_sae"] == d_sae)]
         if reference.empty:
             continue

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.run_table import SweepRecords
-from benchmarks.verdicts.judge import BETTER, NO_OVERLAP, TIE, WORSE, _reference_mask
+from benchmarks.verdicts.judge import BETTER, NO_OVERLAP, TIE, WORSE, reference_mask
 from benchmarks.verdicts.matching import pair_at_matched_l0
 from benchmarks.verdicts.rules import CLAIM_SPECS, MIN_SEEDS, ROLES, ClaimSpec
 from benchmarks.verdicts.statistics import (
@@ -79,7 +79,7 @@ def length_comparisons(sweep: SweepRecords) -> list[LengthComparison]:
             for label, runs in aligned.groupby("label"):
                 base = runs["base_architecture"].iloc[0]
                 form = runs["alignment"].iloc[0]
-                ref = frame[_reference_mask(frame, base, form, role)]
+                ref = frame[reference_mask(frame, base, form, role)]
                 if ref.empty:
                     continue
                 steps = sorted(set(runs["step"]) & set(ref["step"]))
