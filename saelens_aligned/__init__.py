@@ -19,7 +19,8 @@ from saelens_aligned.alignment import (
 )
 
 # The apps, after the layers they use.
-from saelens_aligned.apps.align import AlignConfig, convert_to_aligned, run_align  # noqa: I001
+from saelens_aligned.apps.align import convert_to_aligned, run_align
+from saelens_aligned.apps.align_inputs import AlignConfig
 from saelens_aligned.apps.demo import DemoConfig, run_demo
 from saelens_aligned.architectures import (
     AlignedBatchTopKTrainingSAE,

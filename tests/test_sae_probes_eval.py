@@ -17,13 +17,9 @@ import torch
 from sae_lens import TopKSAE, TopKSAEConfig
 
 from saelens_aligned.pipeline.models import default_model_dir
+from saelens_aligned.pipeline.probing_results import ProbeMetrics, SaeProbesResult
 from saelens_aligned.pipeline.sae_probes_data import balanced_subsample
-from saelens_aligned.pipeline.sae_probes_eval import (
-    ProbeMetrics,
-    SaeProbesResult,
-    SaeProbesSettings,
-    run_sae_probes,
-)
+from saelens_aligned.pipeline.sae_probes_eval import SaeProbesSettings, run_sae_probes
 
 # sae-probes' probes pass sklearn 1.8's deprecated `penalty`; it is still honoured.
 pytestmark = pytest.mark.filterwarnings(

@@ -23,7 +23,6 @@ formatting) are separate from I/O (model, data, files) and from plotting.
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from sae_lens.saes.sae import SAE
 from saelens_aligned.aligned_sae import AlignedTrainingSAE
 from saelens_aligned.alignment import AlignmentForm
 from saelens_aligned.apps.align_inputs import (
+    AlignConfig,
     AlignInputError,
     check_align_config,
     check_hook_width,
@@ -46,9 +46,9 @@ from saelens_aligned.architectures import aligned_architectures, aligned_variant
 from saelens_aligned.diagnostics import sae_alignment_scores
 from saelens_aligned.io.files import atomic_dir, write_json_atomic, write_text_atomic
 from saelens_aligned.io.pretrained import load_sae
-from saelens_aligned.pipeline.evaluation import EvalBudget, evaluate
-from saelens_aligned.pipeline.source import Source, load_source_model, resolve_source
-from saelens_aligned.pipeline.training import TrainingSettings, train_sae
+from saelens_aligned.pipeline.evaluation import evaluate
+from saelens_aligned.pipeline.source import load_source_model, resolve_source
+from saelens_aligned.pipeline.training import train_sae
 
 # The metrics each stage reports (keys of `pipeline.evaluation.EvalResult.metrics`).
 CORE_METRICS = (
@@ -242,108 +242,6 @@ def save_inference_sae_atomic(sae: SAE[Any], path: str | Path) -> Path:
 
 # ---------------------------------------------------------------------------
 # I/O: model, data, evaluation, fine-tuning
-
-
-@dataclass
-class AlignConfig:
-    """Settings of one align run.
-
-    Args:
-        source: the stock SAE: SAELens dir, HF-layout folder, release or HF repo id.
-        output_dir: where report.json, report.md, alignment_histograms.png and the
-            converted and fine-tuned SAEs are written.
-        dataset: local .txt/.jsonl/.json files, or one Hugging Face dataset path.
-        sae_id: which SAE of a folder, release or repo.
-        alignment: "projected" (keep the decoder; default) or "tied" (re-derive
-            the decoder from the encoder).
-        architecture: aligned architecture to convert into; default: the aligned
-            variant of the SAE's own architecture.
-        model_name: model to run; default: the SAE's metadata model_name, else the
-            embedded SmolLM2-135M-Instruct.
-        model_class_name: SAELens model class; default: the SAE's metadata, else
-            "AutoModelForCausalLM".
-        hook_name: default: the SAE's metadata hook_name.
-        text_column: the dataset column holding text.
-        context_size: tokens per sequence.
-        training_tokens: fine-tuning budget; 0 skips fine-tuning.
-        train_batch_size_tokens: tokens per training step.
-        lr: Adam learning rate of the fine-tuning.
-        eval_batches: batches of `eval_batch_size_prompts` sequences for explained
-            variance, L0 and dead fraction, per stage (the same sequences for every
-            stage; needs the model only up to the hook).
-        eval_ce_batches: batches for the CE-loss and KL scores; each costs three
-            full forward passes (clean, SAE spliced in, zero-ablated), the
-            dominant cost on CPU.
-        eval_batch_size_prompts: sequences per evaluation batch.
-        eval_fraction: fraction of dataset rows held out for evaluation only
-            (a fixed-seed split, the same for every run on that dataset).
-        device: torch device for model and SAE.
-        seed: seed of the fine-tuning (batch order).
-        training_overrides: extra training-config fields of the aligned SAE (e.g.
-            l1_coefficient for standard SAEs whose metadata lacks it).
-    """
-
-    source: str
-    output_dir: str
-    dataset: Sequence[str]
-    sae_id: str | None = None
-    alignment: AlignmentForm = "projected"
-    architecture: str | None = None
-    model_name: str | None = None
-    model_class_name: str | None = None
-    hook_name: str | None = None
-    text_column: str = "text"
-    context_size: int = 128
-    training_tokens: int = 200_000
-    train_batch_size_tokens: int = 1024
-    lr: float = 3e-4
-    eval_batches: int = 16
-    eval_ce_batches: int = 4
-    eval_batch_size_prompts: int = 8
-    eval_fraction: float = 0.1
-    device: str = "cpu"
-    seed: int = 42
-    training_overrides: dict[str, Any] = field(default_factory=dict)
-
-    def lm_source(self, sae: SAE[Any]) -> Source:
-        """The model, hook and text: given, else the SAE's metadata, else the
-        embedded SmolLM2-135M-Instruct."""
-        meta = sae.cfg.metadata
-        hook = self.hook_name or meta.get("hook_name")
-        if not hook:
-            raise AlignInputError(
-                "The SAE's metadata has no hook_name: pass --hook-name."
-            )
-        model = self.model_name or meta.get("model_name")
-        model_class = self.model_class_name or (
-            meta.get("model_class_name") if not self.model_name else None
-        )
-        return Source(
-            model=model,
-            model_class=model_class or "AutoModelForCausalLM",
-            hook=hook,
-            dataset=",".join(str(d) for d in self.dataset),
-            text_column=self.text_column,
-            eval_fraction=self.eval_fraction,
-            context_size=self.context_size,
-            device=self.device,
-        )
-
-    def training(self) -> TrainingSettings:
-        return TrainingSettings(
-            training_tokens=max(self.training_tokens, self.train_batch_size_tokens),
-            train_batch_size_tokens=self.train_batch_size_tokens,
-            lr=self.lr,
-            seed=self.seed,
-            model_batch_size=self.eval_batch_size_prompts,
-        )
-
-    def eval_budget(self) -> EvalBudget:
-        return EvalBudget(
-            batch_size_prompts=self.eval_batch_size_prompts,
-            n_eval_reconstruction_batches=self.eval_ce_batches,
-            n_eval_sparsity_variance_batches=self.eval_batches,
-        )
 
 
 def run_align(cfg: AlignConfig, model: Any = None) -> AlignReport:

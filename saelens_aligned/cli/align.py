@@ -102,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import datasets
 
-    from saelens_aligned.apps.align import AlignConfig, format_report, run_align
+    from saelens_aligned.apps.align import format_report, run_align
+    from saelens_aligned.apps.align_inputs import AlignConfig
 
     # datasets' torch formatter imports a torchvision API that no longer exists.
     datasets.config.TORCHVISION_AVAILABLE = False

@@ -1,5 +1,6 @@
-"""The typed results of SAEBench's sparse probing and TPP evals
-(`local_probing`), as records hold them."""
+"""The typed results of SAEBench's probing evals, as records hold them: sparse
+probing and TPP (`local_probing`) and sae-probes' k-sparse probing
+(`sae_probes_eval`)."""
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -95,3 +96,72 @@ class TppResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": self.metrics(), **asdict(self)}
+
+
+@dataclass(frozen=True)
+class ProbeMetrics:
+    """Test metrics of one probe (or their mean over datasets).
+
+    Attributes:
+        k: SAE latents read; None for the residual-stream baseline.
+        test_accuracy: Accuracy on sae-probes' balanced test split.
+        test_auc: ROC AUC there.
+        test_f1: Weighted F1 there.
+    """
+
+    k: int | None
+    test_accuracy: float
+    test_auc: float
+    test_f1: float
+
+
+@dataclass(frozen=True)
+class SaeProbesDatasetResult:
+    """One dataset's probes.
+
+    Attributes:
+        dataset_name: The sae-probes dataset.
+        n_examples: Prompts sae-probes saw (after `max_examples`).
+        n_train: Of which its probes trained on.
+        n_test: And were tested on.
+        sae: The SAE's k-sparse probes, by increasing k.
+        llm: The residual-stream baseline; None without it.
+    """
+
+    dataset_name: str
+    n_examples: int
+    n_train: int
+    n_test: int
+    sae: tuple[ProbeMetrics, ...]
+    llm: ProbeMetrics | None
+
+
+@dataclass(frozen=True)
+class SaeProbesResult:
+    """SAEBench's sae-probes metrics for one SAE.
+
+    Attributes:
+        sae: Mean over datasets of the k-sparse probes' metrics, by increasing k.
+        llm: Mean of the residual-stream baseline (what a dense probe on the
+            activations the SAE encodes achieves); None without it.
+        datasets: The datasets evaluated.
+        details: Per dataset.
+        seconds: Wall time of SAEBench's run_eval, including model activations
+            and baseline probes when they were not cached yet.
+        model_activations_reused: Whether every dataset's model activations were
+            read from work_dir's cache (no model pass).
+        baseline_reused: Whether the baseline probes' results were too.
+        settings: The settings it ran with.
+    """
+
+    sae: tuple[ProbeMetrics, ...]
+    llm: ProbeMetrics | None
+    datasets: tuple[str, ...]
+    details: tuple[SaeProbesDatasetResult, ...]
+    seconds: float
+    model_activations_reused: bool
+    baseline_reused: bool
+    settings: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

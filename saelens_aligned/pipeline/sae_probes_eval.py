@@ -37,6 +37,11 @@ from typing import Any
 import numpy as np
 from sae_lens.saes.sae import SAE
 
+from saelens_aligned.pipeline.probing_results import (
+    ProbeMetrics,
+    SaeProbesDatasetResult,
+    SaeProbesResult,
+)
 from saelens_aligned.pipeline.sae_probes_data import (
     read_dataset,
     write_subsamples,
@@ -232,75 +237,6 @@ class SaeProbesSettings:
             results_path=str(results_path),
             model_cache_path=str(model_cache_path),
         )
-
-
-@dataclass(frozen=True)
-class ProbeMetrics:
-    """Test metrics of one probe (or their mean over datasets).
-
-    Attributes:
-        k: SAE latents read; None for the residual-stream baseline.
-        test_accuracy: Accuracy on sae-probes' balanced test split.
-        test_auc: ROC AUC there.
-        test_f1: Weighted F1 there.
-    """
-
-    k: int | None
-    test_accuracy: float
-    test_auc: float
-    test_f1: float
-
-
-@dataclass(frozen=True)
-class SaeProbesDatasetResult:
-    """One dataset's probes.
-
-    Attributes:
-        dataset_name: The sae-probes dataset.
-        n_examples: Prompts sae-probes saw (after `max_examples`).
-        n_train: Of which its probes trained on.
-        n_test: And were tested on.
-        sae: The SAE's k-sparse probes, by increasing k.
-        llm: The residual-stream baseline; None without it.
-    """
-
-    dataset_name: str
-    n_examples: int
-    n_train: int
-    n_test: int
-    sae: tuple[ProbeMetrics, ...]
-    llm: ProbeMetrics | None
-
-
-@dataclass(frozen=True)
-class SaeProbesResult:
-    """SAEBench's sae-probes metrics for one SAE.
-
-    Attributes:
-        sae: Mean over datasets of the k-sparse probes' metrics, by increasing k.
-        llm: Mean of the residual-stream baseline (what a dense probe on the
-            activations the SAE encodes achieves); None without it.
-        datasets: The datasets evaluated.
-        details: Per dataset.
-        seconds: Wall time of SAEBench's run_eval, including model activations
-            and baseline probes when they were not cached yet.
-        model_activations_reused: Whether every dataset's model activations were
-            read from work_dir's cache (no model pass).
-        baseline_reused: Whether the baseline probes' results were too.
-        settings: The settings it ran with.
-    """
-
-    sae: tuple[ProbeMetrics, ...]
-    llm: ProbeMetrics | None
-    datasets: tuple[str, ...]
-    details: tuple[SaeProbesDatasetResult, ...]
-    seconds: float
-    model_activations_reused: bool
-    baseline_reused: bool
-    settings: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _check_residual_hook(sae: SAE[Any]) -> None:
