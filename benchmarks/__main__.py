@@ -6,23 +6,32 @@ import importlib
 import sys
 
 COMMANDS = {
-    "sweep": ("benchmarks.sweep", "Train and evaluate a sweep of SAEs (resumable)."),
-    "report": ("benchmarks.report", "Re-render a sweep's report from its records."),
+    "sweep": (
+        "benchmarks.sweeps.sweep",
+        "Train and evaluate a sweep of SAEs (resumable).",
+    ),
+    "report": (
+        "benchmarks.reports.report",
+        "Re-render a sweep's report from its records.",
+    ),
     "eval": (
-        "benchmarks.eval_saes",
+        "benchmarks.sweeps.eval_saes",
         "Evaluate existing SAE folders (any SAELens SAE).",
     ),
-    "perf": ("benchmarks.perf", "Step-time, memory and roofline of aligned vs base."),
+    "perf": (
+        "benchmarks.perf.aligned_cost",
+        "Step-time, memory and roofline of aligned vs base.",
+    ),
     "sparse-perf": (
-        "benchmarks.sparse_perf",
+        "benchmarks.perf.sparse_step",
         "Step time and memory of the sparse TopK step vs SAELens' own steps.",
     ),
     "curves": (
-        "benchmarks.curves",
+        "benchmarks.reports.curves",
         "Learning curves and aligned-vs-control gaps of a checkpointed sweep.",
     ),
     "results": (
-        "benchmarks.published",
+        "benchmarks.reports.published",
         "Regenerate the results blocks of README.md and docs/results.md.",
     ),
 }

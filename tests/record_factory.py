@@ -1,6 +1,6 @@
-"""Sweep records in `benchmarks.records`' layout for the benchmark's tests."""
+"""Sweep records in `benchmarks.records.layout`' layout for the benchmark's tests."""
 
-from benchmarks import records
+from benchmarks.records import layout
 
 
 def make_record(
@@ -28,10 +28,10 @@ def make_record(
         point_id += f"-lr{lr:g}"
     groups: dict = {}
     for name, value in metrics.items():
-        group, key = records.FLAT_METRICS[name]
+        group, key = layout.FLAT_METRICS[name]
         groups.setdefault(group, {})[key] = value
     return {
-        "eval_type_id": records.EVAL_TYPE_ID,
+        "eval_type_id": layout.EVAL_TYPE_ID,
         "eval_config": {
             "run": {
                 "architecture": architecture,
@@ -62,7 +62,7 @@ def make_stability(
     """A stability record for the point of `run`: per-pair decoder fractions over
     all latents (`shared`) and over alive latents (`alive`)."""
     info = {
-        k: v for k, v in records.run_info(run).items() if k not in ("seed", "run_id")
+        k: v for k, v in layout.run_info(run).items() if k not in ("seed", "run_id")
     }
     details = [
         {
@@ -76,7 +76,7 @@ def make_stability(
     ]
     headline = shared if alive is None else alive
     return {
-        "eval_type_id": records.STABILITY_TYPE_ID,
+        "eval_type_id": layout.STABILITY_TYPE_ID,
         "eval_config": {"point": info, "threshold": 0.7, "method": "hungarian"},
         "eval_result_metrics": {
             "stability": {
@@ -146,7 +146,7 @@ def sweep(
 def collapse(runs: list[dict], label: str, k: float, seeds=(0, 1, 2)) -> None:
     """Make the seeds of one point degenerate (SAELens' standard l1=128 numbers)."""
     for r in runs:
-        info = records.run_info(r)
+        info = layout.run_info(r)
         if (info["label"], info["sparsity_value"]) == (label, k) and info[
             "seed"
         ] in seeds:

@@ -6,8 +6,9 @@ import math
 import pytest
 from PIL import Image
 
-from benchmarks import records, report
-from benchmarks.run_table import SweepRecords
+from benchmarks.records import layout
+from benchmarks.records.run_table import SweepRecords
+from benchmarks.reports import report
 from tests.record_factory import collapse, make_stability, sweep
 
 
@@ -30,7 +31,7 @@ def write_sweep(out_dir, runs=None):
             aligned_ev=-0.05, aligned_dead=0.5, form="projected"
         )
     for r in runs:
-        info = records.run_info(r)
+        info = layout.run_info(r)
         r["eval_result_metrics"]["alignment"] = {
             "mean": 1.0 if info["alignment"] else 0.4
         }
@@ -43,15 +44,15 @@ def write_sweep(out_dir, runs=None):
             r["eval_result_unstructured"]["skipped_evals"] = {
                 "absorption": "needs a HookedTransformer model"
             }
-        records.write_json_atomic(records.record_path(out_dir, info["run_id"]), r)
+        layout.write_json_atomic(layout.record_path(out_dir, info["run_id"]), r)
     first_of_point = {}
     for r in runs:
-        first_of_point.setdefault(records.run_info(r)["point_id"], r)
+        first_of_point.setdefault(layout.run_info(r)["point_id"], r)
     for point_id, r in first_of_point.items():
         aligned_tied = point_id.startswith("aligned_topk-tied")
         alive = [0.8, 0.9, 0.85] if aligned_tied else [0.3, 0.4, 0.35]
-        records.write_json_atomic(
-            records.stability_path(out_dir, point_id),
+        layout.write_json_atomic(
+            layout.stability_path(out_dir, point_id),
             make_stability(r, [0.5, 0.6, 0.55], alive=alive, chance=0.004),
         )
     return runs
@@ -162,14 +163,14 @@ def grid_sweep(out_dir):
     the other rate, whose bad numbers must not reach the claims."""
     main = sweep(aligned_ev=0.1, aligned_dead=0.0)
     for r in main:
-        info = records.run_info(r)
+        info = layout.run_info(r)
         info["lr"] = 3e-4 if info["alignment"] else 1e-3
     grid = []
     for r in main:
-        info = records.run_info(r)
+        info = layout.run_info(r)
         if info["seed"] == 0 and info["sparsity_value"] == 8:
             other = copy.deepcopy(r)
-            other_info = records.run_info(other)
+            other_info = layout.run_info(other)
             other_info["lr"] = 1e-3 if info["alignment"] else 3e-4
             other_info["run_id"] += "-grid"
             other["eval_result_metrics"]["reconstruction_quality"][
@@ -198,14 +199,14 @@ def test_main_records_keep_each_arm_at_its_chosen_rate(tmp_path):
     main, grid, chosen = grid_sweep(tmp_path)
     sweep = SweepRecords.read(tmp_path)
     assert sorted(r.run_id for r in sweep.runs) == sorted(
-        records.run_info(r)["run_id"] for r in main
+        layout.run_info(r)["run_id"] for r in main
     )
     assert all(math.isclose(r.lr, chosen[r.arm.label]) for r in sweep.runs)
     everything = SweepRecords.from_json(main + grid)  # no choice: every record
     assert len(everything.runs) == len(main) + len(grid)
     # a rate that differs from the chosen one by float rounding is the chosen one
     rounded = copy.deepcopy(main[0])
-    records.run_info(rounded)["lr"] *= 1 + 1e-12
+    layout.run_info(rounded)["lr"] *= 1 + 1e-12
     with_choice = SweepRecords.from_json([rounded], lr_choice=sweep.lr_choice)
     assert len(with_choice.runs) == 1
 
@@ -244,15 +245,15 @@ def test_report_command_and_missing_records(tmp_path, capsys):
 
 def test_report_gives_each_run_s_training_and_whole_run_seconds(tmp_path):
     runs = write_sweep(tmp_path)
-    first, second = (records.run_info(r)["run_id"] for r in runs[:2])
+    first, second = (layout.run_info(r)["run_id"] for r in runs[:2])
     for r in runs:
         r["eval_result_metrics"]["training"] = {"seconds": 12.4}
-    records.write_json_atomic(records.record_path(tmp_path, first), runs[0])
-    records.log_event(tmp_path, first, "start")
-    records.log_event(tmp_path, first, "finished", seconds=99.6)
+    layout.write_json_atomic(layout.record_path(tmp_path, first), runs[0])
+    layout.log_event(tmp_path, first, "start")
+    layout.log_event(tmp_path, first, "finished", seconds=99.6)
     # a rerun's finished event replaces the first
-    records.log_event(tmp_path, first, "finished", seconds=80.2)
-    records.log_event(tmp_path, second, "start")  # killed: never finished
+    layout.log_event(tmp_path, first, "finished", seconds=80.2)
+    layout.log_event(tmp_path, second, "start")  # killed: never finished
 
     text = report.render_report(tmp_path).read_text()
 

@@ -4,7 +4,7 @@ benchmark records give, and the sentence reads its numbers from it."""
 import re
 from dataclasses import replace
 
-from benchmarks.demo_findings import TARGET, arm_of, build_findings, main
+from benchmarks.release.demo_findings import TARGET, arm_of, build_findings, main
 from saelens_aligned.apps.findings import (
     BenchmarkFindings,
     PairedGap,
@@ -17,7 +17,7 @@ def test_committed_findings_are_what_the_records_give() -> None:
     expected = build_findings().to_json()
     assert TARGET.read_text() == expected, (
         "saelens_aligned/apps/benchmark_findings.json differs from the records: "
-        "run `python -m benchmarks.demo_findings` and commit the file."
+        "run `python -m benchmarks.release.demo_findings` and commit the file."
     )
     assert main(["--check"]) == 0
 

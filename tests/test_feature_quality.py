@@ -4,8 +4,8 @@ against the stock base and the fair control, BH-corrected."""
 import json
 import math
 
-from benchmarks import feature_quality
-from benchmarks.feature_quality import paired_differences, per_run_table, render
+from benchmarks.reports import feature_quality
+from benchmarks.reports.feature_quality import paired_differences, per_run_table, render
 from tests.record_factory import make_record
 
 

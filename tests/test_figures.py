@@ -16,9 +16,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from benchmarks import curves, display, figures  # noqa: E402
-from benchmarks.curves import Interval  # noqa: E402
-from benchmarks.pareto import PointSummary  # noqa: E402
+from benchmarks.analysis.curves import Interval  # noqa: E402
+from benchmarks.analysis.pareto import PointSummary  # noqa: E402
+from benchmarks.reports import (
+    curves,
+    display,
+    figures,  # noqa: E402
+)
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = (

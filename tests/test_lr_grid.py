@@ -8,16 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.config import SweepConfig, SweepConfigError
-from benchmarks.lr_grid import (
-    bound_edge,
-    expand_lr_grid,
-    ladder_step,
-    next_rate,
-    record_split,
-    run_lr_grid,
-)
-from benchmarks.records import (
+from benchmarks.records.layout import (
     EVAL_TYPE_ID,
     LR_CHOICE_FILENAME,
     SWEEP_FILENAME,
@@ -25,12 +16,16 @@ from benchmarks.records import (
     read_record,
     write_json_atomic,
 )
-from benchmarks.runs import RunSpec
-from benchmarks.validation_split import (
+from benchmarks.sweeps.backends.validation_split import (
     ValidationSplitError,
     validation_corpus,
     validation_rows,
 )
+from benchmarks.sweeps.config import SweepConfig, SweepConfigError
+from benchmarks.sweeps.lr_grid import expand_lr_grid, record_split, run_lr_grid
+from benchmarks.sweeps.lr_rule import bound_edge, ladder_step, next_rate
+from benchmarks.sweeps.presets import sweep_config_from_dict
+from benchmarks.sweeps.runs import RunSpec
 from saelens_aligned.pipeline.corpora import TextCorpus
 from saelens_aligned.pipeline.text import load_corpus_split
 from tests.test_synthetic_backend import tiny_config
@@ -53,7 +48,7 @@ def config(**overrides: object) -> SweepConfig:
         ],
         **overrides,
     }
-    return SweepConfig.from_dict(data)
+    return sweep_config_from_dict(data)
 
 
 def test_the_ladder_repeats_the_grids_leading_digits_in_every_decade():
@@ -187,7 +182,7 @@ def test_grid_records_scored_on_eval_data_are_scored_again(tmp_path: Path):
 
 
 def test_synthetic_validation_samples_are_not_the_eval_samples(tmp_path: Path):
-    from benchmarks.synthetic_backend import SyntheticBackend
+    from benchmarks.sweeps.backends.synthetic import SyntheticBackend
 
     backend = SyntheticBackend(tiny_config(), tmp_path)
     validation, evaluation = backend.validation_samples(), backend.eval_samples()
@@ -202,15 +197,15 @@ def test_synthetic_validation_samples_are_not_the_eval_samples(tmp_path: Path):
 def test_a_synthetic_grid_run_is_scored_on_validation_and_its_main_run_on_eval(
     tmp_path: Path,
 ):
-    from benchmarks.lr_grid import main_runs
-    from benchmarks.records import record_path
-    from benchmarks.sweep import run_sweep
+    from benchmarks.records.layout import record_path
+    from benchmarks.sweeps.runs import main_runs
+    from benchmarks.sweeps.sweep import run_sweep
 
     data = tiny_config().to_dict()
     data.update(seeds=[0], lr_grid=[1e-3, 3e-3, 1e-2], lr_floor=1e-3, lr_ceiling=1e-2)
     data["eval"] = {**data["eval"], "meta_structure": False}
     data["architectures"] = data["architectures"][:1]
-    sweep = SweepConfig.from_dict(data)
+    sweep = sweep_config_from_dict(data)
     run_sweep(sweep, tmp_path, report=False)
     grid = [read_record(p) for p in (tmp_path / "records" / "lr_grid").glob("*.json")]
     assert {record_split(r) for r in grid} == {"validation"}
@@ -254,7 +249,7 @@ def test_lm_validation_rows_are_the_training_splits_tail(tmp_path: Path, monkeyp
 
 
 def test_rerunning_an_unknown_arm_is_one_line_and_exit_status_2(tmp_path, capsys):
-    from benchmarks.lr_grid import main
+    from benchmarks.sweeps.rerun_arms import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["--preset", "synthetic_cpu", "--out", str(tmp_path), "--arms", "nope"])

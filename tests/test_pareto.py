@@ -1,10 +1,10 @@
-"""Point summaries and Pareto frontiers (`benchmarks.pareto`)."""
+"""Point summaries and Pareto frontiers (`benchmarks.analysis.pareto`)."""
 
 import math
 
 import pytest
 
-from benchmarks.pareto import aggregate, interpolate_at_l0, pareto_frontier
+from benchmarks.analysis.pareto import aggregate, interpolate_at_l0, pareto_frontier
 from tests.record_factory import make_record, make_stability
 
 # ------------------------------------------------------------------ point summaries

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from benchmarks.perf import gpu_check, run
-from benchmarks.perf_setup import SPARSE_TOPK_CASE, TINY_SETTINGS
+from benchmarks.perf.aligned_cost import gpu_check, run
+from benchmarks.perf.settings import SPARSE_TOPK_CASE, TINY_SETTINGS
 from saelens_aligned.alignment import ALIGNMENT_FORMS
 from saelens_aligned.diagnostics import sae_alignment_scores
 from tests.conftest import (
@@ -135,7 +135,7 @@ def test_compiled_training_forward_pass_works_for_aligned_topk(alignment):
 
 
 def test_sweep_lm_time_measures_the_shared_cache_against_a_single_run():
-    from benchmarks.sweep_lm_time import sweep_lm_time
+    from benchmarks.perf.sweep_lm_time import sweep_lm_time
 
     result = sweep_lm_time(k=4, tiny=True)
     assert result["k"] == 4 and result["single"]["runs"] == 1

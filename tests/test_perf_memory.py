@@ -1,10 +1,10 @@
-"""benchmarks.perf_memory's peak-memory accounting: the aligned step allocates no more
+"""benchmarks.perf.memory's peak-memory accounting: the aligned step allocates no more
 than its base's."""
 
 import pytest
 
-from benchmarks.perf_memory import step_peak_memory
-from benchmarks.perf_setup import TINY_SETTINGS, build_sae, build_trainer
+from benchmarks.perf.memory import step_peak_memory
+from benchmarks.perf.settings import TINY_SETTINGS, build_sae, build_trainer
 from saelens_aligned.architectures import same_step_base
 from tests.conftest import ALIGNED_CASES, random_batches
 

@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from benchmarks.config import ArchitectureSweep, load_sweep_config
-from benchmarks.feature_quality import render
-from benchmarks.records import flat_metrics, load_records, run_info
-from benchmarks.sweep import run_sweep
+from benchmarks.records.layout import flat_metrics, load_records, run_info
+from benchmarks.reports.feature_quality import render
+from benchmarks.sweeps.config import ArchitectureSweep
+from benchmarks.sweeps.presets import load_sweep_config
+from benchmarks.sweeps.sweep import run_sweep
 
 
 @pytest.fixture(scope="module")

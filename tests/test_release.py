@@ -131,7 +131,7 @@ def test_a_deleted_packaged_file_gives_an_error_that_says_what_to_do(
             load()
 
 
-# The shipped release (benchmarks/release.py builds it).
+# The shipped release (benchmarks/release/build.py builds it).
 SHIPPED = {
     name: lookup
     for name, lookup in load_release_registry().items()
@@ -182,8 +182,8 @@ print(json.dumps([sae.cfg.architecture(), sae.cfg.d_sae, int((acts > 0).sum(-1).
 
 
 def test_the_release_build_trains_evaluates_and_packages_every_layer(tmp_path):
-    from benchmarks.config import EvalSettings
-    from benchmarks.release import ReleasePaths, ReleaseSpec, build, render
+    from benchmarks.release.build import ReleasePaths, ReleaseSpec, build, render
+    from benchmarks.sweeps.config import EvalSettings
 
     spec = ReleaseSpec(
         name="test-tiny-release",
@@ -237,7 +237,7 @@ def test_the_shipped_release_stays_within_its_size_budget():
 
 
 def test_the_pretrained_doc_holds_the_table_of_the_committed_records():
-    from benchmarks.release import render
+    from benchmarks.release.build import render
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
     begin, end = "<!-- release table: begin -->", "<!-- release table: end -->"

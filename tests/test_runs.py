@@ -7,9 +7,9 @@ import pytest
 import torch
 from sae_lens.registry import get_sae_training_class
 
-from benchmarks.config import ArchitectureSweep, SweepConfig, SweepConfigError
-from benchmarks.lr_grid import expand_lr_grid
-from benchmarks.runs import (
+from benchmarks.sweeps.config import ArchitectureSweep, SweepConfig, SweepConfigError
+from benchmarks.sweeps.lr_grid import expand_lr_grid
+from benchmarks.sweeps.runs import (
     arm_labels,
     expand_runs,
     initial_sae,
@@ -155,7 +155,7 @@ def test_the_lr_grid_runs_each_arm_once_per_rate_and_shares_the_chosen_run():
     ],
 )
 def test_bad_sweep_settings_name_the_field(field, value, message):
-    from benchmarks.config_checks import validate_sweep_config
+    from benchmarks.sweeps.config_checks import validate_sweep_config
 
     sweep = config(ArchitectureSweep("topk", "k", [4]), **{field: value})
     with pytest.raises(SweepConfigError, match=message):
@@ -174,7 +174,7 @@ def test_bad_sweep_settings_name_the_field(field, value, message):
     ],
 )
 def test_bad_arms_name_the_field(arm, message):
-    from benchmarks.config_checks import validate_sweep_config
+    from benchmarks.sweeps.config_checks import validate_sweep_config
 
     with pytest.raises(SweepConfigError, match=message):
         validate_sweep_config(config(arm))
@@ -213,7 +213,7 @@ def test_a_sweep_restricted_to_bases_keeps_their_arms_and_names_a_bad_one():
 
 
 def test_main_runs_start_with_every_arms_middle_sparsity():
-    from benchmarks.lr_grid import middle_sparsity_first
+    from benchmarks.sweeps.runs import middle_sparsity_first
 
     runs = expand_runs(
         config(
@@ -232,7 +232,7 @@ def test_main_runs_start_with_every_arms_middle_sparsity():
 
 
 def test_a_near_tie_in_the_grid_goes_to_the_sparser_rate_for_penalty_arms():
-    from benchmarks.lr_grid import LR_TIE_TOLERANCE, best_learning_rate
+    from benchmarks.sweeps.lr_rule import LR_TIE_TOLERANCE, best_learning_rate
 
     # The cpu preset's standard[init=projected] grid: 3e-4 wins explained
     # variance by 0.0001 only because it leaves 1.7x the active latents.
@@ -248,7 +248,7 @@ def test_a_near_tie_in_the_grid_goes_to_the_sparser_rate_for_penalty_arms():
 
 
 def test_only_penalty_set_sparsity_breaks_grid_ties_by_l0():
-    from benchmarks.lr_grid import sparsity_set_by_penalty
+    from benchmarks.sweeps.lr_rule import sparsity_set_by_penalty
 
     runs = expand_runs(
         config(

@@ -4,7 +4,7 @@ import json
 import math
 from pathlib import Path
 
-from benchmarks.sparse_perf import TINY_PLAN, read_records, render, run
+from benchmarks.perf.sparse_step import TINY_PLAN, read_records, render, run
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "benchmarks" / "results" / "perf" / "sparse_cpu.jsonl"

@@ -1,14 +1,15 @@
 import numpy as np
 import pytest
 
-from benchmarks import records, stability
-from benchmarks.pareto import aggregate
-from benchmarks.stability import (
+from benchmarks.analysis import stability
+from benchmarks.analysis.pareto import aggregate
+from benchmarks.analysis.stability import (
     match_latents,
     pair_stability,
     shared_latent_fraction,
 )
-from benchmarks.stability_records import point_stability
+from benchmarks.records import layout
+from benchmarks.sweeps.stability_record import point_stability
 
 D_IN, D_SAE = 64, 256
 
@@ -276,7 +277,7 @@ def test_point_stability_record_covers_every_pair_of_seeds(tmp_path):
     dec_a, dec_b = random_sae(10)[1], random_sae(11)[1]
     untrained = ((dec_a.T, dec_a), (dec_b.T, dec_b))
     record = point_stability(entries[::-1], threshold=0.7, chance=untrained)
-    assert record["eval_type_id"] == records.STABILITY_TYPE_ID
+    assert record["eval_type_id"] == layout.STABILITY_TYPE_ID
     config = record["eval_config"]
     point = config["point"]
     assert "seed" not in point and "run_id" not in point
@@ -308,9 +309,9 @@ def test_point_stability_record_covers_every_pair_of_seeds(tmp_path):
     assert summary.mean == pytest.approx(np.mean(alive_values))
     assert summary.n_seeds == 3
     # the record goes through records' JSON round trip
-    path = records.stability_path(tmp_path, point["point_id"])
-    records.write_json_atomic(path, record)
-    assert records.load_records(tmp_path) == ([], [record])
+    path = layout.stability_path(tmp_path, point["point_id"])
+    layout.write_json_atomic(path, record)
+    assert layout.load_records(tmp_path) == ([], [record])
 
 
 def test_tied_point_has_no_encoder_criterion_and_no_alive_without_masks(tmp_path):

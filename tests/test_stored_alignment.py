@@ -27,7 +27,7 @@ D_IN, D_SAE = 12, 30
 # Training-step shapes: k small against d_sae, a batch distinct from both widths.
 STEP_D_IN, STEP_D_SAE, STEP_K, STEP_BATCH = 32, 128, 8, 64
 # SAELens' sparse decode for TopK (a COO tensor times W_dec), which SAELens trains
-# only with rescale_acts_by_decoder_norm off (see benchmarks.perf_setup.SPARSE_TOPK).
+# only with rescale_acts_by_decoder_norm off (see benchmarks.perf.settings.SPARSE_TOPK).
 SPARSE_DECODE = {"use_sparse_activations": True, "rescale_acts_by_decoder_norm": False}
 
 

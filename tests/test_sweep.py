@@ -13,21 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.config import (
-    PRESETS,
-    ArchitectureSweep,
-    SweepConfigError,
-    load_sweep_config,
-)
-from benchmarks.records import (
+from benchmarks.records.layout import (
     RUN_LOG,
     flat_metrics,
     load_records,
     read_run_log,
     run_info,
 )
-from benchmarks.runs import expand_runs
-from benchmarks.sweep import SweepError, check_out_dir, run_sweep
+from benchmarks.sweeps.config import ArchitectureSweep, SweepConfigError, SweepError
+from benchmarks.sweeps.folder import check_out_dir
+from benchmarks.sweeps.presets import PRESETS, load_sweep_config
+from benchmarks.sweeps.runs import expand_runs
+from benchmarks.sweeps.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_METRICS = (
@@ -323,7 +320,7 @@ def test_ray_executor_runs_a_sweep_on_a_local_ray_instance(tmp_path):
     """Runs are Ray tasks; the records match a local run of the same config."""
     from dataclasses import replace
 
-    from benchmarks.config import ArchitectureSweep
+    from benchmarks.sweeps.config import ArchitectureSweep
 
     config = replace(
         load_sweep_config("ci"),

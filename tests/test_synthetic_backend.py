@@ -6,16 +6,17 @@ from typing import Any
 import pytest
 import torch
 
-from benchmarks.config import SweepConfig, load_sweep_config
-from benchmarks.records import flat_metrics, load_records, read_run_log, run_info
-from benchmarks.runs import expand_runs
-from benchmarks.sweep import run_sweep
-from benchmarks.synthetic_backend import (
+from benchmarks.records.layout import flat_metrics, load_records, read_run_log, run_info
+from benchmarks.sweeps.backends.synthetic import (
     LM_ONLY_EVALS,
     NO_LM_REASON,
     StoredSamples,
     load_or_build_synthetic_model,
 )
+from benchmarks.sweeps.config import SweepConfig
+from benchmarks.sweeps.presets import load_sweep_config, sweep_config_from_dict
+from benchmarks.sweeps.runs import expand_runs
+from benchmarks.sweeps.sweep import run_sweep
 
 TINY_MODEL: dict[str, Any] = {
     "num_features": 256,
@@ -48,7 +49,7 @@ TINY_MODEL: dict[str, Any] = {
 
 
 def tiny_config() -> SweepConfig:
-    return SweepConfig.from_dict(
+    return sweep_config_from_dict(
         {
             "name": "tiny-synthetic",
             "kind": "synthetic",
@@ -144,7 +145,7 @@ def test_tiny_synthetic_sweep_writes_ground_truth_records_and_stability(
 def test_seeds_see_the_same_training_samples_in_different_orders(
     tmp_path: Path,
 ) -> None:
-    from benchmarks.synthetic_backend import SyntheticBackend, stored_batches
+    from benchmarks.sweeps.backends.synthetic import SyntheticBackend, stored_batches
 
     backend = SyntheticBackend(tiny_config(), tmp_path)
     samples = backend.train_samples()
@@ -199,7 +200,7 @@ def test_live_sampling_trains_the_same_sae_for_the_same_seed(
 ) -> None:
     from safetensors.torch import load_file
 
-    import benchmarks.synthetic_backend as synthetic_backend
+    import benchmarks.sweeps.backends.synthetic as synthetic_backend
 
     # Too big to store: every run samples live (as on an accelerator).
     monkeypatch.setattr(synthetic_backend, "PREGENERATE_MAX_BYTES", 0)
@@ -224,8 +225,8 @@ def test_grid_controls_and_checkpoints_run_end_to_end(tmp_path: Path) -> None:
     runs use it (the grid run at that rate is one of them), the init control
     trains, AuxK's window and the seed protocol are recorded, and learning-curve
     checkpoints get records of their own."""
-    from benchmarks.lr_grid import main_runs
-    from benchmarks.records import LR_CHOICE_FILENAME, load_checkpoint_records
+    from benchmarks.records.layout import LR_CHOICE_FILENAME, load_checkpoint_records
+    from benchmarks.sweeps.runs import main_runs
 
     data = tiny_config().to_dict()
     data.update(
@@ -256,7 +257,7 @@ def test_grid_controls_and_checkpoints_run_end_to_end(tmp_path: Path) -> None:
             "lr": 3e-3,
         },
     ]
-    config = SweepConfig.from_dict(data)
+    config = sweep_config_from_dict(data)
     out = tmp_path / "out"
     run_sweep(config, out, report=False)
 
@@ -286,7 +287,8 @@ def test_grid_controls_and_checkpoints_run_end_to_end(tmp_path: Path) -> None:
         run_info(r)["run_id"] for r in records
     }
 
-    from benchmarks.curves import paired_gaps, render_curves
+    from benchmarks.analysis.curves import paired_gaps
+    from benchmarks.reports.curves import render_curves
 
     gaps = paired_gaps(
         checkpoints + records,
@@ -304,8 +306,8 @@ def test_grid_controls_and_checkpoints_run_end_to_end(tmp_path: Path) -> None:
 
 
 def test_curve_gaps_pair_each_aligned_arm_with_its_control_and_stock_base():
-    from benchmarks.curves import reference_pairs
-    from benchmarks.run_table import Arm
+    from benchmarks.analysis.curves import reference_pairs
+    from benchmarks.records.run_table import Arm
 
     arms = [
         Arm("topk", "topk", None, "topk", None),

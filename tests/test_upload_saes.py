@@ -1,4 +1,4 @@
-"""benchmarks.upload_saes: a sweep's SAEs staged in release layout and registered."""
+"""benchmarks.release.upload_saes: a sweep's SAEs staged in release layout and registered."""
 
 import json
 
@@ -6,7 +6,7 @@ from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_direc
 from sae_lens.saes.sae import SAE
 
 import saelens_aligned
-from benchmarks.upload_saes import (
+from benchmarks.release.upload_saes import (
     add_release_to_registry,
     find_sae_dirs,
     release_saes,

@@ -7,14 +7,21 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmarks import records
-from benchmarks.run_table import LearningRateChoice, SweepRecords
-from benchmarks.verdicts.judge import POOLED, ClaimRow, Verdict, judge_sweep
-from benchmarks.verdicts.lengths import length_comparisons, lengths_frame
-from benchmarks.verdicts.matching import SeedCurve
-from benchmarks.verdicts.rules import FAIR_CONTROL, STOCK_BASE
-from benchmarks.verdicts.statistics import benjamini_hochberg, paired_difference
-from benchmarks.verdicts.summary import claim_frame, composition_rows, pareto_rows
+from benchmarks.analysis.verdicts.judge import POOLED, ClaimRow, Verdict, judge_sweep
+from benchmarks.analysis.verdicts.lengths import length_comparisons, lengths_frame
+from benchmarks.analysis.verdicts.matching import SeedCurve
+from benchmarks.analysis.verdicts.rules import FAIR_CONTROL, STOCK_BASE
+from benchmarks.analysis.verdicts.statistics import (
+    benjamini_hochberg,
+    paired_difference,
+)
+from benchmarks.analysis.verdicts.summary import (
+    claim_frame,
+    composition_rows,
+    pareto_rows,
+)
+from benchmarks.records import layout
+from benchmarks.records.run_table import LearningRateChoice, SweepRecords
 from tests.record_factory import collapse, make_record, make_stability, sweep
 
 
@@ -84,7 +91,7 @@ def test_the_fair_control_is_the_base_from_the_balanced_init_not_the_tied_init()
         for r in sweep(
             aligned_ev=0.05, aligned_dead=0.0, control_ev=-0.3, control_init="tied"
         )
-        if records.run_info(r)["init_from"] == "tied"
+        if layout.run_info(r)["init_from"] == "tied"
     ]
     rows = rows_of(runs)
     assert (
@@ -106,7 +113,7 @@ def test_without_a_fair_control_the_row_says_no_control():
 def test_verdicts_say_which_way_and_how_often():
     runs = sweep(aligned_ev=0.05, aligned_dead=0.0, ks=(8, 16, 32, 64))
     for r in runs:  # worse at the sparsest point only
-        info = records.run_info(r)
+        info = layout.run_info(r)
         if info["alignment"] and info["sparsity_value"] == 8:
             r["eval_result_metrics"]["reconstruction_quality"][
                 "explained_variance"
@@ -121,7 +128,7 @@ def test_a_difference_within_seed_noise_is_a_tie():
     runs = sweep(aligned_ev=0.0, aligned_dead=0.3)
     rng = np.random.default_rng(0)
     for r in runs:
-        if records.run_info(r)["alignment"]:
+        if layout.run_info(r)["alignment"]:
             r["eval_result_metrics"]["reconstruction_quality"][
                 "explained_variance"
             ] += rng.normal(0, 0.01)
@@ -147,7 +154,7 @@ def test_every_metric_is_compared_at_matched_l0_dead_fraction_included():
     # Aligned at L0 = 2k: compared with the base's curve there, not at the same k.
     runs = sweep(aligned_ev=0.0, aligned_dead=0.0, ks=(8, 16, 32, 64))
     for r in runs:
-        info = records.run_info(r)
+        info = layout.run_info(r)
         if info["alignment"]:
             r["eval_result_metrics"]["sparsity"]["l0"] *= 2
     rows = rows_of(runs)
@@ -162,7 +169,7 @@ def test_every_metric_is_compared_at_matched_l0_dead_fraction_included():
 def test_no_overlap_at_all_is_no_result():
     runs = sweep(aligned_ev=0.1, aligned_dead=0.0)
     for r in runs:
-        if records.run_info(r)["alignment"]:
+        if layout.run_info(r)["alignment"]:
             r["eval_result_metrics"]["sparsity"]["l0"] *= 10
     v = row(rows_of(runs), "explained_variance").verdict
     assert v.status == "no overlap" and v.n == 0
@@ -175,7 +182,7 @@ def test_a_base_with_too_few_points_gets_its_own_row_and_leaves_the_pool():
     runs = sweep(aligned_ev=0.05, aligned_dead=0.0)
     l1 = sweep(aligned_ev=-0.05, aligned_dead=0.0, architecture="standard", ks=(8,))
     for r in l1:
-        info = records.run_info(r)
+        info = layout.run_info(r)
         if info["alignment"]:
             r["eval_config"]["run"]["architecture"] = "aligned"
             r["eval_config"]["run"]["label"] = "aligned[tied]"
@@ -199,12 +206,12 @@ def test_stability_pairs_seed_pairs_at_matched_l0():
     runs = sweep(aligned_ev=0.0, aligned_dead=0.3)
     first = {}
     for r in runs:
-        first.setdefault(records.run_info(r)["point_id"], r)
+        first.setdefault(layout.run_info(r)["point_id"], r)
     stability = [
         make_stability(
             r,
             [0.5, 0.6],
-            alive=[0.7, 0.8] if records.run_info(r)["alignment"] else [0.3, 0.4],
+            alive=[0.7, 0.8] if layout.run_info(r)["alignment"] else [0.3, 0.4],
         )
         for r in first.values()
     ]
@@ -273,8 +280,8 @@ def test_verdicts_by_length_put_the_shortest_and_longest_side_by_side():
 def test_a_sweep_folder_gives_the_same_rows_as_its_records(tmp_path):
     runs = sweep(aligned_ev=0.05, aligned_dead=0.0, control_ev=0.0)
     for r in runs:
-        records.write_json_atomic(
-            records.record_path(tmp_path, records.run_info(r)["run_id"]), r
+        layout.write_json_atomic(
+            layout.record_path(tmp_path, layout.run_info(r)["run_id"]), r
         )
     from_folder = judge_sweep(SweepRecords.read(tmp_path))
     assert [r.verdict for r in from_folder] == [r.verdict for r in rows_of(runs)]

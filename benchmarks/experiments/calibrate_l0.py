@@ -13,7 +13,7 @@ explained variance and dead fraction on held-out activations.
         "standard[init=tied]:l1_coefficient:2" ...
 
 The preset's activation cache is made first if it does not exist. Each run starts
-as the sweep's would (`benchmarks.runs.initial_sae`, init controls included) and
+as the sweep's would (`benchmarks.sweeps.runs.initial_sae`, init controls included) and
 trains with the sweep's steps, batch, dead-feature window and learning rate. The
 presets' coefficients come from this command; its output is in
 benchmarks/results/README.md.
@@ -29,8 +29,8 @@ from typing import Any
 import torch
 import yaml
 
-from benchmarks.config import load_sweep_config
-from benchmarks.runs import RunSpec, initial_sae
+from benchmarks.sweeps.presets import load_sweep_config
+from benchmarks.sweeps.runs import RunSpec, initial_sae
 
 HELD_OUT_ROWS = 8192
 
@@ -87,7 +87,10 @@ def calibration_data(
     config = load_sweep_config(preset)
     batch = config.train_batch_size_tokens
     if config.kind == "synthetic":
-        from benchmarks.synthetic_backend import SyntheticBackend, stored_batches
+        from benchmarks.sweeps.backends.synthetic import (
+            SyntheticBackend,
+            stored_batches,
+        )
 
         backend = SyntheticBackend(config, out_dir)
         backend.prepare()
@@ -101,7 +104,7 @@ def calibration_data(
             ),
             x_held,
         )
-    from benchmarks.lm_backend import LMBackend
+    from benchmarks.sweeps.backends.lm import LMBackend
     from saelens_aligned.pipeline.activations import load_cached_activations
 
     lm = LMBackend(config, out_dir=out_dir)

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from benchmarks.records import flat_metrics, load_records, run_info
-from benchmarks.sweep_stability import alive_latents
+from benchmarks.records.layout import flat_metrics, load_records, run_info
+from benchmarks.sweeps.stability_phase import alive_latents
 
 
 def nearest_cosines(W_dec: torch.Tensor) -> torch.Tensor:

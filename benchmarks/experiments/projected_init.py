@@ -25,8 +25,8 @@ import torch
 from sae_lens.registry import get_sae_training_class
 
 import saelens_aligned
+from benchmarks.analysis.stability import match_latents
 from benchmarks.experiments.synthetic import SyntheticSetup, build_synthetic_model
-from benchmarks.stability import match_latents
 from saelens_aligned.aligned_sae import AlignedTrainingSAE
 from saelens_aligned.sae_config import build_sae_config
 
@@ -72,7 +72,7 @@ def train_from_start(
     from sae_lens.synthetic import eval_sae_on_synthetic_data
     from sae_lens.training.sae_trainer import SAETrainer
 
-    from benchmarks.synthetic_backend import ReplayedActivations, stored_batches
+    from benchmarks.sweeps.backends.synthetic import ReplayedActivations, stored_batches
     from saelens_aligned.pipeline.training import in_process_trainer_config
 
     sae_class, _ = get_sae_training_class(arch)
@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
     assert saelens_aligned  # registers the aligned architectures
-    from benchmarks.synthetic_backend import StoredSamples
+    from benchmarks.sweeps.backends.synthetic import StoredSamples
 
     setup = SyntheticSetup(steps=args.steps, eval_samples=20_000, lr=args.lr)
     model = build_synthetic_model(setup)

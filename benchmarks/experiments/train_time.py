@@ -28,10 +28,11 @@ from typing import Any
 
 import torch
 
-from benchmarks.config import ArchitectureSweep, SweepConfig, load_sweep_config
-from benchmarks.lm_backend import LMBackend
-from benchmarks.perf_setup import load_average, machine
-from benchmarks.runs import expand_runs
+from benchmarks.perf.settings import load_average, machine
+from benchmarks.sweeps.backends.lm import LMBackend
+from benchmarks.sweeps.config import ArchitectureSweep, SweepConfig
+from benchmarks.sweeps.presets import load_sweep_config
+from benchmarks.sweeps.runs import expand_runs
 from saelens_aligned.apps.demo import DemoConfig
 
 

@@ -4,7 +4,7 @@ the demo's report prints from it.
 
 The demo trains for a few minutes; the benchmark's committed records
 (`benchmarks/results/`, not in the wheel) trained the same three arms (stock base,
-fair control, aligned) much longer. `python -m benchmarks.demo_findings` writes
+fair control, aligned) much longer. `python -m benchmarks.release.demo_findings` writes
 the file from those records and a test fails when the committed file differs, so
 the sentence is never typed by hand.
 """

@@ -1,0 +1,103 @@
+"""The claims the benchmark judges, what each is judged on, and against whom.
+
+Every rule is stated once here and quoted by the reports (`RULES_TEXT`).
+"""
+
+from dataclasses import dataclass
+
+from benchmarks.records.run_table import STABILITY
+
+MIN_SEEDS = 3
+"""Paired seeds an aligned point needs to be compared."""
+MIN_POINTS = 3
+"""Compared points a base needs before its comparisons make a verdict."""
+DEAD_ELIMINATED = 0.01
+"""Dead fraction at or below which a seed has no dead features to speak of; two
+arms both at or below it tie."""
+
+STOCK_BASE = "stock base"
+FAIR_CONTROL = "fair control"
+DIAGNOSTIC = "tied-init diagnostic"
+ROLES = (STOCK_BASE, FAIR_CONTROL)
+"""The references a verdict is judged against, in table order."""
+FAIR_CONTROL_START: dict[str, str] = {"tied": "projected", "projected": "projected"}
+"""Alignment form -> the start (`init_from`) of its fair control: the base
+architecture from the balanced init (e_i = d_i at unit norm), the start `tied`
+shares its step-0 function with (docs/method.md, "The fair control")."""
+DIAGNOSTIC_START: dict[str, str] = {"tied": "tied"}
+"""Form -> a control shown but never judged against: the base from `tied`'s own
+start (encoder norm 0.1, decoder norm 10), which collapses because Adam cannot
+move a norm-10 decoder at these rates."""
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One claim on one metric.
+
+    Args:
+        claim: The paper's claim, in the table's words.
+        metric: The per-run column (`records.FLAT_METRICS`) or `stability`.
+        higher_is_better: The metric's better direction.
+        display: The metric's name in tables.
+    """
+
+    claim: str
+    metric: str
+    higher_is_better: bool
+    display: str
+
+
+DEAD_CLAIM = "dead features eliminated"
+RECONSTRUCTION_CLAIM = "reconstruction improved"
+STABILITY_CLAIM = "stability improved"
+
+CLAIM_SPECS: tuple[ClaimSpec, ...] = (
+    ClaimSpec(DEAD_CLAIM, "dead_fraction_long", False, "dead fraction (long window)"),
+    ClaimSpec(DEAD_CLAIM, "dead_fraction", False, "dead fraction"),
+    ClaimSpec(RECONSTRUCTION_CLAIM, "explained_variance", True, "explained variance"),
+    ClaimSpec(RECONSTRUCTION_CLAIM, "ce_loss_score", True, "CE-loss score"),
+    ClaimSpec("ground truth improved", "mcc", True, "MCC"),
+    ClaimSpec("ground truth improved", "f1", True, "F1"),
+    ClaimSpec(STABILITY_CLAIM, STABILITY, True, "shared fraction"),
+    ClaimSpec("absorption reduced", "absorption_fraction", False, "absorption"),
+    ClaimSpec("absorption reduced", "absorption_full", False, "full absorption"),
+    ClaimSpec("sparse probing improved", "sparse_probing_top1", True, "top-1 probe"),
+    ClaimSpec("sparse probing improved", "sae_probes_top1", True, "sae-probes top-1"),
+    ClaimSpec("TPP improved", "tpp_total", True, "TPP"),
+)
+"""Each claim once per metric: correlated metrics (explained variance and CE-loss
+score) are separate rows, never one pooled count. Dead features are judged on
+the long window where recorded, else on SAEBench's window."""
+PARETO_METRICS = ("explained_variance", "ce_loss_score")
+"""The Pareto row: reconstruction against L0, one count per metric."""
+COMPOSITIONS: dict[str, str] = {
+    "composes with TopK": "topk",
+    "composes with BatchTopK": "batchtopk",
+    "composes with p-annealing": "panneal",
+}
+"""Claim -> the base architecture whose rows it summarises."""
+
+RULES_TEXT = f"""\
+- **References.** Each aligned arm is judged against its **stock base** (the base
+  architecture as SAELens starts it) and its **fair control** (the base
+  architecture from the balanced init, e_i = d_i at unit norm, trained without the
+  constraint: the start `projected` takes and the one `tied` shares its step-0
+  function with). The base from `tied`'s own start collapses (its norm-10 decoder
+  never moves) and is shown as a diagnostic, never judged against.
+- **Matched L0, paired by seed.** An aligned seed is compared with the
+  reference's same seed (arms share seeds, data order and evaluation tokens),
+  read off that seed's own curve at the aligned seed's L0 (linear in log L0, up
+  to 5% beyond its end points); outside it, "no overlap". A point needs
+  {MIN_SEEDS} paired seeds; stability pairs seed pairs likewise.
+- **Outcome of a point.** Student t on the per-seed differences; better or worse
+  when the Benjamini-Hochberg corrected p-value, over every comparison of the
+  claim's metric for that form and reference, is below 0.05; else a tie. Two dead
+  fractions both at or below {DEAD_ELIMINATED:.0%} tie.
+- **Verdict.** Says which way and how often ("better at 5 of 6, never worse").
+  Each base has its own row; a base with fewer than {MIN_POINTS} compared points
+  is "insufficient data" there and is left out of the pooled row, which lists
+  the bases behind it. A point whose seed mean collapses (L2 ratio < 0.3, CE-loss
+  score or explained variance < 0) is left out of both sides and named.
+- **Learning rates.** An arm whose chosen rate is the lowest or highest of its
+  grid, with no stated bound there, is flagged on every row it enters.
+"""

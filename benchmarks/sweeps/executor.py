@@ -1,0 +1,251 @@
+"""Where a sweep's runs execute: `SweepExecutor.execute` takes a list of runs,
+skips those already recorded, makes the shared data once and runs the rest (one
+run: `execute_run`, train unless its SAE is saved, evaluate, write its record) in
+this process, in local worker processes, or as Ray tasks. Each process keeps one
+backend per sweep, so a worker loads the model once. Every phase of a sweep's
+plan (`benchmarks.sweeps.plan`) runs its runs through one executor."""
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from benchmarks.records.layout import (
+    checkpoint_record_path,
+    log_event,
+    write_json_atomic,
+)
+from benchmarks.sweeps.backends.base import Backend
+from benchmarks.sweeps.config import SweepConfig, SweepError
+from benchmarks.sweeps.run_records import (
+    build_record,
+    is_complete_sae_dir,
+    is_valid_record,
+    run_record_path,
+)
+from benchmarks.sweeps.runs import RunSpec
+from saelens_aligned.pipeline.training import CHECKPOINTS_DIRNAME
+
+EXECUTORS = ("local", "ray")
+
+
+def make_backend(config: SweepConfig, out_dir: Path) -> Backend:
+    if config.kind == "synthetic":
+        from benchmarks.sweeps.backends.synthetic import SyntheticBackend
+
+        return SyntheticBackend(config, out_dir)
+    from benchmarks.sweeps.backends.lm import LMBackend
+
+    return LMBackend(config, out_dir)
+
+
+LOADED_BACKENDS: dict[str, Backend] = {}
+
+
+def backend_for(config: SweepConfig, out_dir: Path) -> Backend:
+    """One backend per process and sweep: a worker loads the model once."""
+    key = f"{out_dir}:{json.dumps(config.to_dict(), sort_keys=True)}"
+    if key not in LOADED_BACKENDS:
+        LOADED_BACKENDS[key] = make_backend(config, out_dir)
+    return LOADED_BACKENDS[key]
+
+
+def execute_run(
+    config: SweepConfig, out_dir: Path, run: RunSpec, grid: bool = False
+) -> str:
+    """Train (unless its SAE is already saved) and evaluate one run, then write its
+    record: a main run's with the sweep's evaluation, a learning-rate grid run's
+    with the grid's (`SweepConfig.grid_eval`) into `records/lr_grid/`. Returns
+    "skipped", "evaluated" or "trained"."""
+    out_dir = Path(out_dir)
+    path = run_record_path(out_dir, run, grid)
+    if is_valid_record(path):
+        return "skipped"
+    backend = backend_for(config, out_dir)
+    settings = config.grid_eval() if grid else config.eval
+    sae_dir = out_dir / "saes" / run.run_id
+    start = time.monotonic()
+    status = "evaluated"
+    log_event(out_dir, run.run_id, "start")
+    if not is_complete_sae_dir(sae_dir):
+        backend.train(run, sae_dir)
+        status = "trained"
+        log_event(out_dir, run.run_id, "trained")
+    train_seconds = time.monotonic() - start
+    # Checkpoints first: the run's own record marks the whole run as done.
+    for step, checkpoint in checkpoints_to_evaluate(config, sae_dir).items():
+        checkpoint_path = checkpoint_record_path(out_dir, run.run_id, step)
+        if grid or is_valid_record(checkpoint_path):
+            continue
+        result = backend.evaluate(run, checkpoint, settings)
+        record = build_record(config.to_dict(), run, result, train_seconds)
+        record["eval_config"]["run"]["step"] = step
+        write_json_atomic(checkpoint_path, record)
+    result = backend.evaluate(run, sae_dir, settings)
+    record = build_record(config.to_dict(), run, result, train_seconds)
+    record["eval_config"]["run"]["step"] = config.training_steps
+    write_json_atomic(path, record)
+    log_event(out_dir, run.run_id, "finished", seconds=time.monotonic() - start)
+    return status
+
+
+def checkpoints_to_evaluate(config: SweepConfig, sae_dir: Path) -> dict[int, Path]:
+    """step -> checkpoint folder for each of `config.eval_at_steps`: the first
+    checkpoint SAELens saved at or after that step (it names checkpoints by the
+    samples seen, one step after each threshold)."""
+    folder = sae_dir / CHECKPOINTS_DIRNAME
+    if not config.eval_at_steps or not folder.is_dir():
+        return {}
+    batch = config.train_batch_size_tokens
+    saved = sorted(
+        (int(p.name) // batch, p)
+        for p in folder.iterdir()
+        if p.name.isdigit() and is_complete_sae_dir(p)
+    )
+    chosen = {}
+    for step in config.eval_at_steps:
+        later = [(s, p) for s, p in saved if s >= step]
+        if later:
+            chosen[later[0][0]] = later[0][1]
+    return chosen
+
+
+Progress = Callable[[RunSpec, str], None]
+
+
+def run_local(
+    config: SweepConfig,
+    out_dir: Path,
+    runs: list[RunSpec],
+    progress: Progress,
+    workers: int = 1,
+    grid: bool = False,
+) -> None:
+    """In this process, one run after another; or `workers` processes (each loads
+    the model once) where memory allows."""
+    if workers <= 1:
+        for run in runs:
+            progress(run, execute_run(config, out_dir, run, grid))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {
+            pool.submit(execute_run, config, out_dir, run, grid): run for run in runs
+        }
+        for future in as_completed(futures):
+            progress(futures[future], future.result())
+
+
+def run_ray(
+    config: SweepConfig,
+    out_dir: Path,
+    runs: list[RunSpec],
+    progress: Progress,
+    address: str | None = None,
+    cpus_per_run: float = 1.0,
+    grid: bool = False,
+) -> None:
+    """Each run a Ray task (`ray.init(address=...)`; None starts a local Ray).
+    Workers read the shared data from `out_dir` and the activation cache, so both
+    must be on a filesystem every node sees."""
+    try:
+        import ray
+    except ImportError as e:
+        raise SweepError(
+            "--executor ray needs Ray: pip install 'saelens-aligned[ray]'."
+        ) from e
+    started_here = not ray.is_initialized()
+    if started_here:
+        # A local instance (address None) gets one CPU per core of this machine.
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=cpus_per_run)(execute_run)
+        pending = {remote.remote(config, str(out_dir), run, grid): run for run in runs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                progress(pending.pop(ref), ray.get(ref))
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def pending_runs(
+    out_dir: Path, runs: list[RunSpec], grid: bool = False
+) -> list[RunSpec]:
+    """The runs of `runs` without a valid record (of the grid's kind when
+    `grid`): what resuming a sweep still has to do."""
+    return [r for r in runs if not is_valid_record(run_record_path(out_dir, r, grid))]
+
+
+@dataclass(frozen=True)
+class SweepExecutor:
+    """How a sweep's runs execute.
+
+    Args:
+        kind: `local` (this process, or `workers` processes) or `ray`.
+        workers: Local worker processes (each loads the model).
+        ray_address: Ray cluster address; None starts a local Ray.
+    """
+
+    kind: str = "local"
+    workers: int = 1
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise SweepError(
+                f"--executor {self.kind!r}: choose one of {list(EXECUTORS)}."
+            )
+        if self.workers < 1:
+            raise SweepError(f"--workers {self.workers}: must be at least 1.")
+
+    def execute(
+        self,
+        config: SweepConfig,
+        out_dir: Path,
+        runs: list[RunSpec],
+        grid: bool = False,
+    ) -> None:
+        """Every run of `runs` without a valid record (of the grid's kind when
+        `grid`), with a progress bar on which runs already done count."""
+        todo = pending_runs(out_dir, runs, grid)
+        what = "learning-rate grid" if grid else "runs"
+        print(
+            f"Sweep {config.name!r}, {what}: {len(runs)} runs, {len(runs) - len(todo)} "
+            f"already done, {len(todo)} to run -> {out_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if not todo:
+            return
+        # The shared data is made here, once, before any worker starts.
+        backend_for(config, out_dir).prepare()
+        # Runs already done count toward the bar, not toward its rate and ETA.
+        with tqdm(
+            total=len(runs),
+            initial=len(runs) - len(todo),
+            desc=what,
+            unit="run",
+            file=sys.stderr,
+        ) as bar:
+
+            def progress(run: RunSpec, status: str) -> None:
+                bar.set_postfix_str(f"{run.run_id}: {status}", refresh=False)
+                bar.update()
+
+            if self.kind == "ray":
+                run_ray(
+                    config, out_dir, todo, progress, address=self.ray_address, grid=grid
+                )
+            else:
+                run_local(
+                    config, out_dir, todo, progress, workers=self.workers, grid=grid
+                )
