@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install corpora demo test lint
+.PHONY: install corpora demo test lint dashboard-screenshot
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,17 @@ corpora: install
 
 demo: install
 	$(VENV)/bin/saelens-aligned demo
+
+# The README's screenshot: one feature page of the packaged release, drawn offline
+# by headless Chromium (Debian's `chromium`).
+SHOT_DIR := .cache/dashboard-screenshot
+SHOT_PAGE := smollm2-135m-instruct-res-aligned-topk-8x__layer_3.html
+dashboard-screenshot: install
+	$(VENV)/bin/saelens-aligned dashboard \
+		smollm2-135m-instruct-res-aligned-topk-8x/layer_3 --feature-ids 0 --out $(SHOT_DIR)
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
+		--window-size=1400,900 --screenshot=docs/dashboard.png \
+		"file://$(CURDIR)/$(SHOT_DIR)/$(SHOT_PAGE)#0"
 
 lint: install
 	$(PY) -m ruff check saelens_aligned benchmarks tests notebooks

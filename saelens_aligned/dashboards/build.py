@@ -13,6 +13,7 @@
 5. `comparison_page` - `index.html`, the overview with the comparisons.
 """
 
+import importlib.util
 import json
 import re
 import shutil
@@ -226,6 +227,13 @@ def validate(config: DashboardConfig) -> DashboardInputs:
     """Every check that can fail, before the model runs on any text."""
     from transformers import AutoConfig
 
+    if importlib.util.find_spec("sae_dashboard") is None:
+        raise DashboardInputError(
+            "Feature pages need SAEDashboard: `make install`, or `pip install "
+            "--no-deps sae-dashboard==0.8.0 'saelens-aligned[dashboard]'` (--no-deps: "
+            "it declares transformer-lens<3 and transformers<4.57, which would move "
+            "our pins; its modules run on ours)."
+        )
     if not config.saes:
         raise DashboardInputError("Pass at least one SAE.")
     if config.features <= 0:
