@@ -7,7 +7,7 @@ Heavy imports happen in `run`, so `saelens-aligned --help` stays fast.
 import argparse
 import sys
 
-from saelens_aligned.dashboards.build import DashboardConfig
+from saelens_aligned.dashboards.config import DashboardConfig
 
 
 def _ids(text: str) -> tuple[int, ...]:

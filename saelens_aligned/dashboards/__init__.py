@@ -9,6 +9,6 @@ comparing SAEs on one hook feature by feature.
 - `feature_pages`: SAEDashboard's runner on a copy of each SAE, its page written
   with every script inlined.
 - `comparison_page`: the comparison rendered as one static HTML page.
-- `build`: the settings, the input checks and the order of the steps, as
+- `config`: the settings; `build`: the input checks and the order of the steps, as
   `saelens-aligned dashboard` runs them.
 """
