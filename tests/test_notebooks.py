@@ -48,6 +48,8 @@ TINY_PARAMETERS: dict[str, Any] = {
     "EVAL_BATCH_SIZE_PROMPTS": 2,
     "EVAL_RECONSTRUCTION_BATCHES": 1,
     "EVAL_SPARSITY_VARIANCE_BATCHES": 2,
+    "DASHBOARD_FEATURES": 2,
+    "DASHBOARD_TOKENS": 256,
 }
 # Folders a notebook writes to; they go under tmp_path.
 OUTPUT_PARAMETERS = ("OUTPUT_DIR", "ACTIVATIONS_DIR")

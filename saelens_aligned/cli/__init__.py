@@ -30,6 +30,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "Convert a stock SAE into its aligned variant, fine-tune it, and report "
         "before/after metrics.",
     ),
+    "dashboard": (
+        "saelens_aligned.cli.dashboard",
+        "Offline feature pages (SAEDashboard) for SAEs, and SAEs on one hook "
+        "compared feature by feature.",
+    ),
 }
 
 

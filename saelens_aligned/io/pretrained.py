@@ -257,6 +257,11 @@ def _find_release(name: str) -> PretrainedSAELookup | None:
     return _packaged_releases().get(name) or get_pretrained_saes_directory().get(name)
 
 
+def is_release(name: str) -> bool:
+    """Whether `name` is a release in our registry or SAELens'."""
+    return _find_release(name) is not None
+
+
 # ---------------------------------------------------------------------------
 # Resolving a source to a local SAE directory
 

