@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install corpora demo test lint dashboard-screenshot
+.PHONY: install corpora demo test lint browser dashboard-screenshot
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,5 +47,11 @@ lint: install
 	$(PY) -m ruff check saelens_aligned benchmarks tests notebooks
 	$(PY) -m ruff format --check saelens_aligned benchmarks tests notebooks
 
-test: install lint
+# The dashboard tests open pages in a real headless browser: Debian's Chromium,
+# installed here where it is missing (needs apt and root, as on CI machines).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install lint browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)

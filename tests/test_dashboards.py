@@ -3,13 +3,12 @@ real headless browser with no request leaving the machine and show the expected
 features; the comparison pairs each latent with its twin; the model runs once;
 the caller's SAE is left unchanged; bad input is one line and exit status 2.
 
-The browser is Debian's Chromium (`.ci/run` installs it). Under CI a missing
-browser fails these tests; elsewhere they are skipped with the reason.
+The browser is Debian's Chromium, which `make test` installs where it is missing;
+without it these tests fail with the command that installs it, never skip.
 """
 
 import copy
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -44,17 +43,14 @@ PROG = "saelens-aligned dashboard"
 
 
 def chromium() -> str:
-    """Debian's Chromium; under CI its absence is a failure, not a skip."""
+    """Debian's Chromium; its absence is a failure naming the fix, not a skip."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
-    message = (
-        "Chromium is not installed: `apt-get install -y chromium` (.ci/run does "
-        "this) to run the dashboard's browser tests."
+    pytest.fail(
+        "Chromium is not installed: `make browser` (or `apt-get install -y "
+        "chromium`) to run the dashboard's browser tests."
     )
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def page_requests(net_log: Path) -> list[str]:
