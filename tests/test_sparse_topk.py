@@ -13,7 +13,7 @@ from sae_lens.training.sae_trainer import SAETrainer
 from saelens_aligned.aligned_sae import AlignedTrainingSAEConfig
 from saelens_aligned.architectures import base_architecture
 from saelens_aligned.sae_config import ConfigError
-from saelens_aligned.sparse_topk import SparseTrainingSAEConfig
+from saelens_aligned.sparse_config import SparseTrainingSAEConfig
 from tests.conftest import dense, make_sae, random_batches
 from tests.test_aligned_sae import trainer_config
 
@@ -267,8 +267,9 @@ def test_the_export_is_the_dense_steps_export_byte_for_byte(
     ]
     details = [c["metadata"].pop("training_architecture_details") for c in cfgs]
     assert cfgs[0] == cfgs[1]
+    # None: the sparse step where it is the default (the CPU, as here).
     assert (details[0].pop("sparse_training"), details[1].pop("sparse_training")) == (
-        True,
+        None,
         False,
     )
     assert details[0] == details[1]
