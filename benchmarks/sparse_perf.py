@@ -44,7 +44,6 @@ from benchmarks.perf_setup import (
     load_average,
     machine,
 )
-from benchmarks.sparse_auxk import auxk_crossover, render_auxk
 
 
 @dataclass(frozen=True)
@@ -309,6 +308,8 @@ def run(plan: SparsePerfPlan) -> Iterator[dict[str, Any]]:
         yield sparse_loop_memory(replace(plan.settings, d_sae=d_sae))
     for d_sae in plan.scaling_d_saes:
         yield sparse_scaling(replace(plan.settings, d_sae=d_sae))
+    from benchmarks.sparse_auxk import auxk_crossover  # needs today's sparse_ops
+
     yield auxk_crossover(replace(plan.settings, d_sae=plan.auxk_d_sae), plan.auxk_dead)
 
 
@@ -325,6 +326,8 @@ def run_only(plan: SparsePerfPlan, keys: list[str]) -> Iterator[dict[str, Any]]:
         elif measurement == "sparse_loop_memory" and family == "topk":
             yield sparse_loop_memory(settings)
         elif measurement == "auxk_crossover" and family == "topk":
+            from benchmarks.sparse_auxk import auxk_crossover
+
             yield auxk_crossover(settings, plan.auxk_dead)
         else:
             raise SystemExit(
@@ -460,6 +463,8 @@ def render(records: list[dict[str, Any]]) -> str:
             )
         )
     auxk = [r for r in records if r["measurement"] == "auxk_crossover"]
+    if auxk:
+        from benchmarks.sparse_auxk import render_auxk
     for r in auxk:
         out.append(
             _table(
@@ -544,6 +549,13 @@ def _autocast_and_loop_tables(records: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def targets_table(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """The targets of docs/performance.md, before and after (`sparse_targets`)."""
+    from benchmarks.sparse_targets import render_targets  # it reads `latest`
+
+    return _table(["figure", "goal", "before", "after"], render_targets(before, after))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="append records to this JSONL file")
     parser.add_argument(
@@ -558,12 +570,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MEASUREMENT:FAMILY:D_SAE",
         help="rerun only these step comparisons, e.g. sparse_step:topk:18432",
     )
+    parser.add_argument(
+        "--render-targets",
+        type=Path,
+        nargs=2,
+        metavar=("BEFORE", "AFTER"),
+        help="print the targets table of two records files and exit",
+    )
 
 
 def main(args: argparse.Namespace) -> None:
     assert saelens_aligned  # registers the architectures
     if args.render:
         print(render(read_records(args.render)), end="")
+        return
+    if args.render_targets:
+        print(targets_table(*(read_records(p) for p in args.render_targets)))
         return
     plan = TINY_PLAN if args.tiny else CPU_PLAN
     if args.steps is not None:
