@@ -481,6 +481,17 @@ def render(records: list[dict[str, Any]]) -> str:
     return "\n\n".join(out) + "\n"
 
 
+AUTOCAST_COLUMNS = (
+    "d_sae | stock sparse fp32 s/step | stock sparse autocast s/step | "
+    "`tied` autocast s/step | stock autocast / fp32 | `tied` autocast / fp32 | "
+    "`tied` autocast / SAELens dense fp32 | `tied` / stock (autocast)"
+)
+LOOP_MEMORY_COLUMNS = (
+    "d_sae | loop steps | SAELens dense loop peak MiB | stock sparse loop peak MiB | "
+    "`tied` sparse loop peak MiB | `tied` / SAELens dense"
+)
+
+
 def _autocast_and_loop_tables(records: list[dict[str, Any]]) -> list[str]:
     out = []
     autocast = [
@@ -505,33 +516,12 @@ def _autocast_and_loop_tables(records: list[dict[str, Any]]) -> list[str]:
                     f"{m['aligned_tied_autocast'] / m['sparse_stock_autocast']:.3f}",
                 ]
             )
-        out.append(
-            _table(
-                [
-                    "d_sae",
-                    "stock sparse fp32 s/step",
-                    "stock sparse autocast s/step",
-                    "`tied` autocast s/step",
-                    "stock autocast / fp32",
-                    "`tied` autocast / fp32",
-                    "`tied` autocast / SAELens dense fp32",
-                    "`tied` / stock (autocast)",
-                ],
-                rows,
-            )
-        )
+        out.append(_table(AUTOCAST_COLUMNS.split(" | "), rows))
     loop = [r for r in records if r["measurement"] == "sparse_loop_memory"]
     if loop:
         out.append(
             _table(
-                [
-                    "d_sae",
-                    "loop steps",
-                    "SAELens dense loop peak MiB",
-                    "stock sparse loop peak MiB",
-                    "`tied` sparse loop peak MiB",
-                    "`tied` / SAELens dense",
-                ],
+                LOOP_MEMORY_COLUMNS.split(" | "),
                 [
                     [
                         str(r["d_sae"]),

@@ -76,57 +76,52 @@ def _loop_memory_ratio(d_sae: int, arm: str) -> Callable:
     return value
 
 
-TARGETS = (
-    Target(
-        "BatchTopK `tied` / SAELens `batchtopk`, d_sae 18432",
-        "<= 0.16",
-        _step_ratio("batchtopk", 18432, "aligned_tied", "saelens_dense"),
-    ),
-    Target(
-        "BatchTopK `tied` / SAELens `batchtopk`, d_sae 4608",
-        "<= 0.20",
-        _step_ratio("batchtopk", 4608, "aligned_tied", "saelens_dense"),
-    ),
-    Target(
-        "TopK `tied` autocast / `tied` fp32 sparse, d_sae 18432",
-        "<= 0.65",
-        _step_ratio("topk", 18432, "aligned_tied_autocast", "aligned_tied"),
-    ),
-    Target(
-        "TopK stock autocast / stock fp32 sparse, d_sae 18432",
-        "<= 0.65",
-        _step_ratio("topk", 18432, "sparse_stock_autocast", "sparse_stock"),
-    ),
-    Target(
-        "TopK `tied` autocast / SAELens dense fp32 `topk`, d_sae 18432",
-        "<= 0.10",
-        _step_ratio("topk", 18432, "aligned_tied_autocast", "saelens_dense"),
-    ),
-    Target(
-        "TopK `tied` fp32 sparse / SAELens dense fp32 `topk`, d_sae 18432",
-        "(reference)",
-        _step_ratio("topk", 18432, "aligned_tied", "saelens_dense"),
-    ),
-    Target(
-        "encoder GEMM share of the fp32 TopK step (stock), d_sae 18432",
-        ">= 0.75",
-        _gemm_share(18432, "sparse_stock"),
-    ),
-    Target(
-        "encoder GEMM share of the fp32 TopK step (`tied`), d_sae 18432",
-        ">= 0.75",
-        _gemm_share(18432, "aligned_tied"),
-    ),
-    Target(
-        "worst aligned / stock, every step row",
-        "<= 1.02",
-        _worst_aligned_over_stock,
-    ),
-    Target(
-        "training-loop peak memory, `tied` / SAELens dense, d_sae 18432",
-        "(lower)",
-        _loop_memory_ratio(18432, "aligned_tied"),
-    ),
+# (figure, goal, value) of each target.
+TARGETS = tuple(
+    Target(*row)
+    for row in (
+        *(
+            (
+                f"BatchTopK `tied` / SAELens `batchtopk`, d_sae {d_sae}",
+                goal,
+                _step_ratio("batchtopk", d_sae, "aligned_tied", "saelens_dense"),
+            )
+            for d_sae, goal in ((18432, "<= 0.16"), (4608, "<= 0.20"))
+        ),
+        *(
+            (
+                f"TopK {name} autocast / {name} fp32 sparse, d_sae 18432",
+                "<= 0.65",
+                _step_ratio("topk", 18432, f"{arm}_autocast", arm),
+            )
+            for name, arm in (("`tied`", "aligned_tied"), ("stock", "sparse_stock"))
+        ),
+        *(
+            (
+                f"TopK `tied` {what} / SAELens dense fp32 `topk`, d_sae 18432",
+                goal,
+                _step_ratio("topk", 18432, arm, "saelens_dense"),
+            )
+            for what, goal, arm in (
+                ("autocast", "<= 0.10", "aligned_tied_autocast"),
+                ("fp32 sparse", "(reference)", "aligned_tied"),
+            )
+        ),
+        *(
+            (
+                f"encoder GEMM share of the fp32 TopK step ({name}), d_sae 18432",
+                ">= 0.75",
+                _gemm_share(18432, arm),
+            )
+            for name, arm in (("stock", "sparse_stock"), ("`tied`", "aligned_tied"))
+        ),
+        ("worst aligned / stock, every step row", "<= 1.02", _worst_aligned_over_stock),
+        (
+            "training-loop peak memory, `tied` / SAELens dense, d_sae 18432",
+            "(lower)",
+            _loop_memory_ratio(18432, "aligned_tied"),
+        ),
+    )
 )
 
 

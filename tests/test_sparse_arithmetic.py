@@ -112,25 +112,21 @@ def test_batch_topk_steps_search_candidates_under_the_last_choice():
     )
 
 
+# Every case with TopK's AuxK, and the Matryoshka cases with its per-level AuxK.
+AUXK_CASES = [pytest.param(*case.values, {}, id=case.id) for case in SPARSE_CASES] + [
+    pytest.param(*case.values, MATRYOSHKA_AUX, id=f"{case.id}-level_auxk")
+    for case in MATRYOSHKA_CASES
+]
+
+
 @pytest.mark.parametrize("auxk_path", ["dense", "sparse"])
-@pytest.mark.parametrize("architecture,form", SPARSE_CASES)
+@pytest.mark.parametrize("architecture,form,config", AUXK_CASES)
 def test_auxk_by_either_decode_matches_the_dense_step(
-    architecture, form, auxk_path, monkeypatch
+    architecture, form, config, auxk_path, monkeypatch
 ):
     per_pair = float("inf") if auxk_path == "dense" else 0.0
     monkeypatch.setattr(sparse_topk, "AUXK_DENSE_MAX_DEAD_PER_PAIR", per_pair)
-    sparse, dense_twin = twins(architecture, form)
-    assert_same_step(sparse, dense_twin, dead_mask())
-
-
-@pytest.mark.parametrize("auxk_path", ["dense", "sparse"])
-@pytest.mark.parametrize("architecture,form", MATRYOSHKA_CASES)
-def test_matryoshka_level_auxk_by_either_decode_matches_the_dense_step(
-    architecture, form, auxk_path, monkeypatch
-):
-    per_pair = float("inf") if auxk_path == "dense" else 0.0
-    monkeypatch.setattr(sparse_topk, "AUXK_DENSE_MAX_DEAD_PER_PAIR", per_pair)
-    sparse, dense_twin = twins(architecture, form, **MATRYOSHKA_AUX)
+    sparse, dense_twin = twins(architecture, form, **config)
     assert_same_step(sparse, dense_twin, dead_mask())
 
 
