@@ -31,13 +31,13 @@ from typing_extensions import override
 
 from saelens_aligned.aligned_sae import AlignedTrainingSAE, AlignedTrainingSAEConfig
 from saelens_aligned.p_anneal import PAnnealTrainingSAE, PAnnealTrainingSAEConfig
-from saelens_aligned.sparse_topk import (
+from saelens_aligned.sparse_bases import (
     SPARSE_TRAINING_CLASSES,
     SparseBatchTopKTrainingSAE,
     SparseMatryoshkaBatchTopKTrainingSAE,
     SparseTopKTrainingSAE,
-    SparseTrainingSAEConfig,
 )
+from saelens_aligned.sparse_config import SparseTrainingSAEConfig
 
 
 @dataclass
@@ -305,7 +305,7 @@ def same_step_base(cfg: TrainingSAEConfig) -> str:
     constraint: its base, on the sparse TopK step where `cfg` uses it
     (`aligned_topk` -> `sparse_topk`, or `topk` with sparse_training=False)."""
     base = base_architecture(type(cfg))
-    if getattr(cfg, "sparse_training", False):
+    if isinstance(cfg, SparseTrainingSAEConfig) and cfg.uses_sparse_step():
         return sparse_step_variant(base) or base
     return base
 

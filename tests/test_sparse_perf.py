@@ -4,10 +4,15 @@ import json
 import math
 from pathlib import Path
 
-from benchmarks.perf.sparse_step import TINY_PLAN, read_records, render, run
+from benchmarks.perf.sparse_step import TINY_PLAN, run
+from benchmarks.perf.sparse_tables import read_records, render
+from benchmarks.perf.sparse_targets import targets_table
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORDS = ROOT / "benchmarks" / "results" / "perf" / "sparse_cpu.jsonl"
+# The records of the sparse step as it is, and of its first version (before
+# issue 32's changes), whose figures the targets table compares.
+RECORDS = ROOT / "benchmarks" / "results" / "perf" / "sparse_cpu_v2.jsonl"
+BEFORE = ROOT / "benchmarks" / "results" / "perf" / "sparse_cpu.jsonl"
 DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- sparse-perf tables: begin -->", "<!-- sparse-perf tables: end -->"
 TRAIN_TIME = ROOT / "benchmarks" / "results" / "experiments" / "train_time.jsonl"
@@ -25,8 +30,13 @@ def test_sparse_perf_measures_every_family_and_renders_at_tiny_shapes():
     scaling = [r for r in records if r["measurement"] == "sparse_scaling"]
     assert [r["d_sae"] for r in scaling] == list(TINY_PLAN.scaling_d_saes)
     assert all(s > 0 for r in scaling for s in r["encoder_gemm_share"].values())
+    loop = [r for r in records if r["measurement"] == "sparse_loop_memory"]
+    assert [r["d_sae"] for r in loop] == list(TINY_PLAN.memory_d_saes)
+    (auxk,) = [r for r in records if r["measurement"] == "auxk_crossover"]
+    assert set(auxk["median_s"]) == {str(n) for n in TINY_PLAN.auxk_dead}
     tables = render(records)
-    assert tables.count("\n\n") == 2  # three tables: step times, memory, scaling
+    # Six tables: step times, memory, autocast, loop memory, scaling, AuxK.
+    assert tables.count("\n\n") == 5
 
 
 def test_the_performance_doc_holds_the_tables_of_the_committed_records():
@@ -36,6 +46,21 @@ def test_the_performance_doc_holds_the_tables_of_the_committed_records():
         "docs/performance.md is stale: paste the output of "
         f"`python -m benchmarks sparse-perf --render {RECORDS.relative_to(ROOT)}` "
         "between its sparse-perf markers."
+    )
+
+
+def test_the_performance_doc_holds_the_targets_of_the_committed_records():
+    text = DOC.read_text()
+    begin, end = (
+        "<!-- sparse-perf targets: begin -->",
+        "<!-- sparse-perf targets: end -->",
+    )
+    generated = text.split(begin, 1)[1].split(end, 1)[0]
+    expected = targets_table(read_records(BEFORE), read_records(RECORDS))
+    assert generated.strip() == expected.strip(), (
+        "docs/performance.md is stale: paste the output of `python -m benchmarks "
+        f"sparse-perf --render-targets {BEFORE.relative_to(ROOT)} "
+        f"{RECORDS.relative_to(ROOT)}` between its sparse-perf targets markers."
     )
 
 

@@ -12,8 +12,7 @@ from sae_lens.training.sae_trainer import SAETrainer
 
 from saelens_aligned.aligned_sae import AlignedTrainingSAEConfig
 from saelens_aligned.architectures import base_architecture
-from saelens_aligned.sae_config import ConfigError
-from saelens_aligned.sparse_topk import SparseTrainingSAEConfig
+from saelens_aligned.sparse_config import SparseTrainingSAEConfig
 from tests.conftest import dense, make_sae, random_batches
 from tests.test_aligned_sae import trainer_config
 
@@ -267,8 +266,9 @@ def test_the_export_is_the_dense_steps_export_byte_for_byte(
     ]
     details = [c["metadata"].pop("training_architecture_details") for c in cfgs]
     assert cfgs[0] == cfgs[1]
+    # None: the sparse step where it is the default (the CPU, as here).
     assert (details[0].pop("sparse_training"), details[1].pop("sparse_training")) == (
-        True,
+        None,
         False,
     )
     assert details[0] == details[1]
@@ -327,39 +327,6 @@ def test_no_batch_by_d_sae_tensor_is_kept_for_backward(architecture, form):
     assert largest_saved(sparse) < BATCH * D_SAE
 
 
-@pytest.mark.parametrize("architecture,form", SPARSE_CASES)
-def test_bf16_autocast_sparse_step_matches_the_dense_step(architecture, form):
-    # CPU autocast stands in for CUDA's here: the same bf16 GEMM, the same
-    # promotion of its output by the fp32 bias.
-    sparse, dense_twin = twins(architecture, form)
-    x = next(random_batches(D_IN, BATCH))
-    outs = []
-    for sae in (sparse, dense_twin):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out, grads = forward_backward(sae, x, dead_mask())
-        assert all(g is None or torch.isfinite(g).all() for g in grads.values())
-        outs.append(out)
-    # The same latents fire (the choice is made on the same values) ...
-    assert torch.equal(dense(outs[0].feature_acts) > 0, dense(outs[1].feature_acts) > 0)
-    # ... and the losses agree to bf16 precision (the sparse decode runs in fp32).
-    for name in outs[1].losses:
-        torch.testing.assert_close(
-            outs[0].losses[name].float(),
-            outs[1].losses[name].float(),
-            atol=1e-3,
-            rtol=1e-2,
-        )
-
-
-def test_a_hook_on_the_activations_falls_back_to_the_dense_step():
-    sparse, _ = twins("aligned_topk", "tied")
-    seen: list[bool] = []
-    sparse.hook_sae_acts_post.add_hook(lambda t, hook: seen.append(t.is_sparse))  # noqa: ARG005
-    x = next(random_batches(D_IN, BATCH))
-    out, _ = forward_backward(sparse, x, dead_mask())
-    assert seen == [False] and not out.feature_acts.is_sparse
-
-
 def test_the_sparse_step_trains_what_saelens_sparse_decode_cannot():
     # SAELens' use_sparse_activations fails with decoder-norm rescaling (the
     # default); the sparse step does not need it and trains either way.
@@ -367,8 +334,3 @@ def test_the_sparse_step_trains_what_saelens_sparse_decode_cannot():
     assert sparse.cfg.rescale_acts_by_decoder_norm
     reference = saelens_twin(twins("sparse_topk", None)[0])  # same weights
     assert_same_step(sparse, reference, dead_mask())
-
-
-def test_sparse_training_must_be_a_boolean():
-    with pytest.raises(ConfigError, match="sparse_training='yes'"):
-        make_sae("aligned_topk", "tied", sparse_training="yes")

@@ -53,6 +53,7 @@ class SyntheticSetup:
         lr: Adam learning rate.
         eval_samples: samples for the final ground-truth evaluation.
         model_seed: seed of the synthetic model (shared by every SAE).
+        autocast: train the SAE under bf16 autocast (SAELens' `autocast_sae`).
     """
 
     num_features: int = 2048
@@ -63,6 +64,7 @@ class SyntheticSetup:
     lr: float = 3e-4
     eval_samples: int = 50_000
     model_seed: int = 42
+    autocast: bool = False
 
 
 def build_synthetic_model(setup: SyntheticSetup) -> SyntheticModel:
@@ -113,6 +115,7 @@ def train_and_eval(
         output_path=None,
         checkpoint_path=None,
         logger=LoggingConfig(log_to_wandb=False),
+        autocast_sae=setup.autocast,
     )
     start = time.perf_counter()
     result = SyntheticSAERunner(
@@ -126,6 +129,7 @@ def train_and_eval(
         "architecture": architecture,
         "seed": seed,
         **{k: v for k, v in sae_kwargs.items()},
+        "autocast": setup.autocast,
         "l0": ev.sae_l0,
         "true_l0": ev.true_l0,
         "explained_variance": ev.explained_variance,
@@ -158,6 +162,15 @@ def main() -> None:
     parser.add_argument("--d-sae", type=int, default=SyntheticSetup.d_sae)
     parser.add_argument("--batch-size", type=int, default=SyntheticSetup.batch_size)
     parser.add_argument("--out", default=None, help="JSON-lines file to append to")
+    parser.add_argument(
+        "--autocast", action="store_true", help="train under bf16 autocast"
+    )
+    parser.add_argument(
+        "--sparse-training",
+        choices=["default", "true", "false"],
+        default="default",
+        help="sparse_training of TopK-family SAEs (default: the device's default)",
+    )
     args = parser.parse_args()
     assert saelens_aligned  # registers the aligned architectures
 
@@ -167,6 +180,7 @@ def main() -> None:
         num_features=args.num_features,
         d_sae=args.d_sae,
         batch_size=args.batch_size,
+        autocast=args.autocast,
     )
     model = build_synthetic_model(setup)
     aligned = set(saelens_aligned.aligned_architectures())
@@ -182,6 +196,8 @@ def main() -> None:
                     }
                     if form is not None:
                         kwargs["alignment"] = form
+                    if args.sparse_training != "default":
+                        kwargs["sparse_training"] = args.sparse_training == "true"
                     if args.anneal_start is not None:
                         kwargs["shared"]["anneal_start"] = args.anneal_start
                     row = train_and_eval(arch, setup, model, seed, **kwargs)

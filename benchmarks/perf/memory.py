@@ -43,6 +43,7 @@ def _resident_tensors(trainer: SAETrainer[Any, Any]) -> Iterator[Any]:
     yield from sae.parameters()
     yield from (p.grad for p in sae.parameters())
     yield from sae.buffers()
+    yield from vars(sae).values()  # scratch the SAE keeps between steps
     for state in trainer.optimizer.state.values():
         yield from state.values()
     yield from vars(trainer).values()  # the trainer's own tensors (firing counts)
@@ -55,19 +56,42 @@ def step_peak_memory(
     accounting, counting what was allocated when it started (the weights, their
     optimizer state, the batch) as CUDA's `max_memory_allocated` does:
     {"resident": bytes at the start, "peak": bytes at the peak}."""
+    return loop_peak_memory(trainer, batch, 1)
+
+
+def loop_peak_memory(
+    trainer: SAETrainer[Any, Any], batch: torch.Tensor, steps: int
+) -> dict[str, int]:
+    """`step_peak_memory` over `steps` steps of SAELens' training loop: as in
+    `SAETrainer.fit` (`step_output = self.step(...)`), each step's output stays
+    alive until the next step has returned, so whatever it holds adds to the
+    next step's peak."""
     if batch.device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         resident = torch.cuda.memory_allocated()
-        trainer.step(batch)
+        _loop(trainer, batch, steps)
         torch.cuda.synchronize()
         return {"resident": resident, "peak": torch.cuda.max_memory_allocated()}
+    return _profiled_peak(trainer, batch, steps)
+
+
+def _loop(trainer: SAETrainer[Any, Any], batch: torch.Tensor, steps: int) -> None:
+    step_output = None
+    for _ in range(steps):
+        step_output = trainer.step(batch)
+    del step_output
+
+
+def _profiled_peak(
+    trainer: SAETrainer[Any, Any], batch: torch.Tensor, steps: int
+) -> dict[str, int]:
     from torch.profiler import ProfilerActivity, profile
 
     gc.collect()
     resident = _tensor_bytes(_resident_tensors(trainer)) + _tensor_bytes(iter([batch]))
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        trainer.step(batch)
+        _loop(trainer, batch, steps)
     # Only blocks allocated under the profiler report their frees, so the running
     # sum is exactly the step's own allocations still alive at each event.
     events = [

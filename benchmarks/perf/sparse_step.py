@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 import saelens_aligned
-from benchmarks.perf.memory import step_peak_memory
+from benchmarks.perf.memory import free_memory, loop_peak_memory, step_peak_memory
 from benchmarks.perf.settings import (
     SPARSE_TOPK,
     PerfSettings,
@@ -44,6 +44,8 @@ from benchmarks.perf.settings import (
     load_average,
     machine,
 )
+from benchmarks.perf.sparse_tables import read_records, render
+from benchmarks.perf.sparse_targets import targets_table
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,13 @@ class Arm:
         label: Name in records and tables.
         architecture: A registered training architecture.
         config: Config fields on top of the family's defaults.
+        autocast: Train under SAELens' `autocast=True` (bf16).
     """
 
     label: str
     architecture: str
     config: dict[str, Any] = field(default_factory=dict)
+    autocast: bool = False
 
 
 # Per family: SAELens' dense step first (the reference of every ratio), then
@@ -70,6 +74,8 @@ FAMILIES: dict[str, tuple[Arm, ...]] = {
         Arm("sparse_stock", "sparse_topk"),
         Arm("aligned_tied", "aligned_topk", {"alignment": "tied"}),
         Arm("aligned_projected", "aligned_topk", {"alignment": "projected"}),
+        Arm("sparse_stock_autocast", "sparse_topk", autocast=True),
+        Arm("aligned_tied_autocast", "aligned_topk", {"alignment": "tied"}, True),
     ),
     "batchtopk": (
         Arm("saelens_dense", "batchtopk"),
@@ -101,6 +107,8 @@ class SparsePerfPlan:
             step is the slowest to time).
         memory_d_saes: d_sae values of the peak-memory comparison (TopK arms).
         scaling_d_saes: d_sae values of `sparse_scaling`.
+        auxk_d_sae: d_sae of the AuxK crossover (`sparse_auxk`).
+        auxk_dead: dead-latent counts of the AuxK crossover.
     """
 
     settings: PerfSettings
@@ -109,6 +117,8 @@ class SparsePerfPlan:
     small_families: tuple[str, ...] = ("matryoshka_batchtopk",)
     memory_d_saes: tuple[int, ...] = (4608, 18432)
     scaling_d_saes: tuple[int, ...] = (4608, 9216, 18432, 36864)
+    auxk_d_sae: int = 18432
+    auxk_dead: tuple[int, ...] = (144, 288, 576, 1152, 2304, 4608)
 
 
 CPU_PLAN = SparsePerfPlan(
@@ -119,13 +129,16 @@ TINY_PLAN = SparsePerfPlan(
     step_d_saes=(128, 256),
     memory_d_saes=(256,),
     scaling_d_saes=(128, 256),
+    auxk_d_sae=256,
+    auxk_dead=(8, 64),
 )
 
 
 def _trainers(arms: tuple[Arm, ...], settings: PerfSettings) -> dict[str, Any]:
     return {
         arm.label: build_trainer(
-            build_sae(arm.architecture, settings, **arm.config), settings
+            build_sae(arm.architecture, settings, **arm.config),
+            replace(settings, autocast=arm.autocast),
         )
         for arm in arms
     }
@@ -177,7 +190,12 @@ def sparse_step(family: str, settings: PerfSettings) -> dict[str, Any]:
         "family": family,
         "d_sae": settings.d_sae,
         "arms": {
-            arm.label: {"architecture": arm.architecture, **arm.config} for arm in arms
+            arm.label: {
+                "architecture": arm.architecture,
+                **arm.config,
+                **({"autocast": True} if arm.autocast else {}),
+            }
+            for arm in arms
         },
         "median_step_s": medians,
         "ratio_to_saelens_dense": {
@@ -213,6 +231,35 @@ def sparse_memory(family: str, settings: PerfSettings) -> dict[str, Any]:
     }
 
 
+LOOP_MEMORY_ARMS = (
+    Arm("saelens_dense", "topk"),
+    Arm("sparse_stock", "sparse_topk"),
+    Arm("aligned_tied", "aligned_topk", {"alignment": "tied"}),
+)
+
+
+def sparse_loop_memory(settings: PerfSettings, steps: int = 3) -> dict[str, Any]:
+    """Peak bytes over `steps` steps of SAELens' training loop
+    (`perf_memory.loop_peak_memory`: each step's output alive into the next, as
+    `SAETrainer.fit` keeps it) of the TopK arms, each measured alone."""
+    peaks: dict[str, int] = {}
+    batch = _batch(settings)
+    for arm in LOOP_MEMORY_ARMS:
+        (trainer,) = _trainers((arm,), settings).values()
+        trainer.step(batch)
+        peaks[arm.label] = loop_peak_memory(trainer, batch, steps)["peak"]
+        del trainer
+        free_memory(settings.device)
+    return {
+        "measurement": "sparse_loop_memory",
+        "family": "topk",
+        "d_sae": settings.d_sae,
+        "steps": steps,
+        "peak_memory_bytes": peaks,
+        **_context(settings),
+    }
+
+
 def sparse_scaling(settings: PerfSettings) -> dict[str, Any]:
     """Median sparse step of `SCALING_ARMS` and of the encoder GEMM alone (the
     same [batch, d_in] x [d_in, d_sae] product), interleaved."""
@@ -223,6 +270,10 @@ def sparse_scaling(settings: PerfSettings) -> dict[str, Any]:
         label: (lambda t=t: t.step(batch)) for label, t in trainers.items()
     }
     fns["encoder_gemm"] = lambda: batch @ W_enc_DF
+    # The same product into one reused output, as the sparse step now runs it
+    # (a fresh [B, F] output also pays its page faults).
+    out_BF = torch.empty(settings.batch, settings.d_sae, device=settings.device)
+    fns["encoder_gemm_reused"] = lambda: torch.mm(batch, W_enc_DF, out=out_BF)
     medians = {
         label: statistics.median(s)
         for label, s in _interleaved_samples(fns, settings).items()
@@ -233,6 +284,10 @@ def sparse_scaling(settings: PerfSettings) -> dict[str, Any]:
         "median_step_s": medians,
         "encoder_gemm_share": {
             arm.label: medians["encoder_gemm"] / medians[arm.label]
+            for arm in SCALING_ARMS
+        },
+        "encoder_gemm_reused_share": {
+            arm.label: medians["encoder_gemm_reused"] / medians[arm.label]
             for arm in SCALING_ARMS
         },
         **_context(settings),
@@ -252,139 +307,36 @@ def run(plan: SparsePerfPlan) -> Iterator[dict[str, Any]]:
             yield sparse_step(family, settings)
     for d_sae in plan.memory_d_saes:
         yield sparse_memory("topk", replace(plan.settings, d_sae=d_sae))
+        yield sparse_loop_memory(replace(plan.settings, d_sae=d_sae))
     for d_sae in plan.scaling_d_saes:
         yield sparse_scaling(replace(plan.settings, d_sae=d_sae))
+    from benchmarks.perf.sparse_auxk import auxk_crossover  # needs today's sparse_ops
+
+    yield auxk_crossover(replace(plan.settings, d_sae=plan.auxk_d_sae), plan.auxk_dead)
 
 
 def run_only(plan: SparsePerfPlan, keys: list[str]) -> Iterator[dict[str, Any]]:
-    """Only the `sparse_step` comparisons named `sparse_step:FAMILY:D_SAE`."""
+    """Only the measurements named `sparse_step:FAMILY:D_SAE`,
+    `sparse_loop_memory:topk:D_SAE` or `auxk_crossover:topk:D_SAE`."""
     if plan.settings.threads is not None:
         torch.set_num_threads(plan.settings.threads)
     for key in keys:
         measurement, family, d_sae = key.split(":")
-        if measurement != "sparse_step" or family not in FAMILIES:
+        settings = replace(plan.settings, d_sae=int(d_sae))
+        if measurement == "sparse_step" and family in FAMILIES:
+            yield sparse_step(family, settings)
+        elif measurement == "sparse_loop_memory" and family == "topk":
+            yield sparse_loop_memory(settings)
+        elif measurement == "auxk_crossover" and family == "topk":
+            from benchmarks.perf.sparse_auxk import auxk_crossover
+
+            yield auxk_crossover(settings, plan.auxk_dead)
+        else:
             raise SystemExit(
-                f"--only {key!r}: use sparse_step:FAMILY:D_SAE with "
-                f"FAMILY one of {sorted(FAMILIES)}."
+                f"--only {key!r}: use sparse_step:FAMILY:D_SAE with FAMILY one of "
+                f"{sorted(FAMILIES)}, sparse_loop_memory:topk:D_SAE or "
+                "auxk_crossover:topk:D_SAE."
             )
-        yield sparse_step(family, replace(plan.settings, d_sae=int(d_sae)))
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    from tabulate import tabulate
-
-    return tabulate(rows, headers=header, tablefmt="github")
-
-
-def latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per measurement, family and d_sae: the last one written (a
-    rerun of part of the plan replaces what it measured again)."""
-    by_key = {(r["measurement"], r.get("family"), r["d_sae"]): r for r in records}
-    return list(by_key.values())
-
-
-def render(records: list[dict[str, Any]]) -> str:
-    """The markdown tables of docs/performance.md, from `sparse-perf` records
-    (`latest` of each)."""
-    records = latest(records)
-    steps = [r for r in records if r["measurement"] == "sparse_step"]
-    rows = []
-    for r in steps:
-        ratios, stock = r["ratio_to_saelens_dense"], r["ratio_to_sparse_stock"]
-        medians = r["median_step_s"]
-        sparse_acts = ratios.get("saelens_sparse_activations")
-        tied_vs_sparse_acts = (
-            f"{medians['aligned_tied'] / medians['saelens_sparse_activations']:.2f}"
-            if sparse_acts is not None
-            else "n/a"
-        )
-        projected = stock.get("aligned_projected")
-        rows.append(
-            [
-                r["family"],
-                str(r["d_sae"]),
-                f"{medians['saelens_dense']:.3f}",
-                "n/a"
-                if sparse_acts is None
-                else f"{medians['saelens_sparse_activations']:.3f}",
-                f"{medians['sparse_stock']:.3f}",
-                f"{medians['aligned_tied']:.3f}",
-                f"{ratios['aligned_tied']:.2f}",
-                tied_vs_sparse_acts,
-                f"{stock['aligned_tied']:.3f}",
-                "n/a" if projected is None else f"{projected:.3f}",
-            ]
-        )
-    out = [
-        _table(
-            [
-                "family",
-                "d_sae",
-                "SAELens dense s/step",
-                "SAELens sparse decode s/step",
-                "our stock sparse s/step",
-                "aligned `tied` sparse s/step",
-                "`tied` / SAELens dense",
-                "`tied` / SAELens sparse decode",
-                "`tied` / stock sparse",
-                "`projected` / stock sparse",
-            ],
-            rows,
-        )
-    ]
-    memory = [r for r in records if r["measurement"] == "sparse_memory"]
-    if memory:
-        out.append(
-            _table(
-                [
-                    "d_sae",
-                    "SAELens dense peak MiB",
-                    "aligned `tied` sparse peak MiB",
-                    "`tied` / SAELens dense",
-                    "stock sparse / SAELens dense",
-                ],
-                [
-                    [
-                        str(r["d_sae"]),
-                        f"{r['peak_memory_bytes']['saelens_dense'] / 2**20:.0f}",
-                        f"{r['peak_memory_bytes']['aligned_tied'] / 2**20:.0f}",
-                        f"{r['ratio_to_saelens_dense']['aligned_tied']:.2f}",
-                        f"{r['ratio_to_saelens_dense']['sparse_stock']:.2f}",
-                    ]
-                    for r in memory
-                ],
-            )
-        )
-    scaling = [r for r in records if r["measurement"] == "sparse_scaling"]
-    if scaling:
-        out.append(
-            _table(
-                [
-                    "d_sae",
-                    "encoder GEMM s",
-                    "stock sparse s/step",
-                    "aligned `tied` sparse s/step",
-                    "GEMM share (stock)",
-                    "GEMM share (`tied`)",
-                ],
-                [
-                    [
-                        str(r["d_sae"]),
-                        f"{r['median_step_s']['encoder_gemm']:.3f}",
-                        f"{r['median_step_s']['sparse_stock']:.3f}",
-                        f"{r['median_step_s']['aligned_tied']:.3f}",
-                        f"{r['encoder_gemm_share']['sparse_stock']:.2f}",
-                        f"{r['encoder_gemm_share']['aligned_tied']:.2f}",
-                    ]
-                    for r in scaling
-                ],
-            )
-        )
-    return "\n\n".join(out) + "\n"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -401,12 +353,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MEASUREMENT:FAMILY:D_SAE",
         help="rerun only these step comparisons, e.g. sparse_step:topk:18432",
     )
+    parser.add_argument(
+        "--render-targets",
+        type=Path,
+        nargs=2,
+        metavar=("BEFORE", "AFTER"),
+        help="print the targets table of two records files and exit",
+    )
 
 
 def main(args: argparse.Namespace) -> None:
     assert saelens_aligned  # registers the architectures
     if args.render:
         print(render(read_records(args.render)), end="")
+        return
+    if args.render_targets:
+        print(targets_table(*(read_records(p) for p in args.render_targets)))
         return
     plan = TINY_PLAN if args.tiny else CPU_PLAN
     if args.steps is not None:
