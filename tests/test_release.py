@@ -94,6 +94,11 @@ def test_a_compact_file_takes_metadata_overrides_and_refuses_float16_overflow(
     assert metadata["model_name"] == "org/model"
     assert metadata["hook_name"] == "blocks.1.hook_resid_post"
     assert metadata["training_architecture"] == "aligned_topk"  # the rest kept
+    # Written again with the same content, the file keeps its bytes (and sha256).
+    before = compact.read_bytes()
+    for _ in range(3):
+        write_compact(tmp_path / "sae", compact, metadata=dict(metadata))
+        assert compact.read_bytes() == before
 
     state = load_file(tmp_path / "sae" / "sae_weights.safetensors")
     state["W_enc"] = state["W_enc"] * 1e6  # tied decoder shrinks in step

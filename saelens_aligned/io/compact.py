@@ -74,17 +74,37 @@ def write_compact(
     tensors["W_enc"] = state["W_enc"].to(encoder_dtype).contiguous()
     cfg = json.loads((sae_dir / SAE_CFG_FILENAME).read_text())
     cfg["metadata"] = {**cfg.get("metadata", {}), **(metadata or {})}
-    out_file = Path(out_file)
+    return _save_compact(tensors, cfg, Path(out_file))
+
+
+def _save_compact(
+    tensors: dict[str, torch.Tensor], cfg: dict[str, Any], out_file: Path
+) -> Path:
+    """Write a compact file, unless `out_file` already holds these tensors and
+    this cfg: safetensors orders its header differently from one write to the
+    next, and a release's records name its files' sha256."""
+    if out_file.is_file() and _same_content(out_file, tensors, cfg):
+        return out_file
     out_file.parent.mkdir(parents=True, exist_ok=True)
     save_file(
-        tensors,
-        out_file,
-        metadata={
-            "format": COMPACT_FORMAT,
-            "cfg": json.dumps(cfg),
-        },
+        tensors, out_file, metadata={"format": COMPACT_FORMAT, "cfg": json.dumps(cfg)}
     )
     return out_file
+
+
+def _same_content(
+    path: Path, tensors: dict[str, torch.Tensor], cfg: dict[str, Any]
+) -> bool:
+    try:
+        if compact_cfg(path) != cfg:
+            return False
+    except ValueError:
+        return False
+    stored = load_file(str(path))
+    return stored.keys() == tensors.keys() and all(
+        stored[k].dtype == v.dtype and torch.equal(stored[k], v)
+        for k, v in tensors.items()
+    )
 
 
 def restamp_compact(path: str | Path, metadata: Mapping[str, Any]) -> Path:
@@ -92,11 +112,7 @@ def restamp_compact(path: str | Path, metadata: Mapping[str, Any]) -> Path:
     tensors are rewritten unchanged (bit for bit, in their stored dtypes)."""
     cfg = compact_cfg(path)
     cfg["metadata"] = {**cfg.get("metadata", {}), **metadata}
-    tensors = load_file(str(path))
-    save_file(
-        tensors, path, metadata={"format": COMPACT_FORMAT, "cfg": json.dumps(cfg)}
-    )
-    return Path(path)
+    return _save_compact(load_file(str(path)), cfg, Path(path))
 
 
 def compact_cfg(path: str | Path) -> dict[str, Any]:
