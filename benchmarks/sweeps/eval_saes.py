@@ -24,7 +24,9 @@ from benchmarks.sweeps.config import EvalSettings
 from benchmarks.sweeps.runs import RunSpec
 from saelens_aligned.errors import InputError
 from saelens_aligned.io.sae_dirs import check_sae_dir
+from saelens_aligned.pipeline.models import EMBEDDED_WEIGHTS
 from saelens_aligned.pipeline.source import Source, load_source_model, resolve_source
+from saelens_aligned.pipeline.transformer_lens_view import hook_for_view
 
 
 class EvalInputError(InputError):
@@ -82,20 +84,25 @@ def source_for(cfg: dict[str, Any], args: argparse.Namespace) -> Source:
     """The model, hook and text an SAE is evaluated on: given on the command line,
     else its cfg.json metadata, else the embedded model and corpus."""
     metadata = cfg.get("metadata") or {}
-    model = args.model or metadata.get("model_name")
+    embedded = not args.model and metadata.get("model_weights") == EMBEDDED_WEIGHTS
+    # Trained on the embedded model (e.g. a packaged release): that model, local.
+    model = None if embedded else args.model or metadata.get("model_name")
     hook = args.hook or metadata.get("hook_name")
     if not hook:
         raise EvalInputError(
             "The SAE's cfg.json records no hook_name; pass --hook (e.g. "
             "model.layers.3 or blocks.3.hook_resid_post)."
         )
+    model_class = (
+        args.model_class
+        or (None if embedded else metadata.get("model_class_name"))
+        # No model recorded means the embedded default, an AutoModelForCausalLM.
+        or ("HookedTransformer" if model else "AutoModelForCausalLM")
+    )
     return Source(
         model=model,
-        model_class=args.model_class
-        or metadata.get("model_class_name")
-        # No model recorded means the embedded default, an AutoModelForCausalLM.
-        or ("HookedTransformer" if model else "AutoModelForCausalLM"),
-        hook=hook,
+        model_class=model_class,
+        hook=hook_for_view(hook, model_class),
         dataset=args.dataset,
         context_size=args.context_size or int(metadata.get("context_size") or 128),
         device=args.device,

@@ -55,6 +55,7 @@ from saelens_aligned.pipeline.source import (
     resolve_source,
 )
 from saelens_aligned.pipeline.training import TrainingSettings, train_sae
+from saelens_aligned.pipeline.transformer_lens_view import hook_for_view
 from saelens_aligned.sae_config import build_sae_config
 
 RUN_FILENAME = "run.json"
@@ -262,7 +263,9 @@ def resolve_pretrained(config: DemoConfig) -> tuple[DemoConfig, Path]:
     except (FileNotFoundError, ValueError) as e:
         raise DemoInputError(f"--pretrained {config.pretrained!r}: {e}") from e
     cfg = json.loads((sae_dir / "cfg.json").read_text())
-    hook = cfg.get("metadata", {}).get("hook_name") or config.hook
+    hook = cfg.get("metadata", {}).get("hook_name")
+    # Releases name TransformerLens' hook; the demo's model may spell it otherwise.
+    hook = hook_for_view(hook, config.model_class) if hook else config.hook
     return replace(config, hook=hook), sae_dir
 
 

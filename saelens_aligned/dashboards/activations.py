@@ -104,7 +104,9 @@ class ActivationPass:
         """`hook`'s cached activations at the counted tokens, a minibatch at a
         time. [tokens, d_in]"""
         for i, tokens_BS in enumerate(self.tokens.split(self.minibatch_size)):
-            acts_BSD = torch.load(cache_file(self.cache_dirs[hook], i))[hook]
+            acts_BSD = torch.load(
+                cache_file(self.cache_dirs[hook], i), weights_only=True
+            )[hook]
             yield acts_BSD[self._kept_mask(tokens_BS)]
 
     def density(self, sae: SAE[Any], hook: str) -> torch.Tensor:

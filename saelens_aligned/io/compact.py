@@ -2,9 +2,12 @@
 SAELens SAE folder when loaded.
 
 A `tied` SAE's decoder is a function of its encoder, d_i = e_i / ||e_i||², so a
-release need not store it: a compact file holds `W_enc` (in bfloat16 by default,
+release need not store it: a compact file holds `W_enc` (in float16 by default,
 half of float32) and every other tensor of the export as it is (biases, in
-float32), with the SAE's `cfg.json` in the safetensors metadata. `expand_compact`
+float32), with the SAE's `cfg.json` in the safetensors metadata. Float16 rather
+than bfloat16: the same size, but 10 mantissa bits against 7, so fewer TopK
+choices move (`python -m benchmarks.release.precision measure`); an encoder's
+entries lie well inside float16's range (a larger one is refused). `expand_compact`
 derives W_dec from the stored encoder in float32 and writes `cfg.json` and
 `sae_weights.safetensors`: a folder any SAELens tool loads without this package,
 whose alignment scores are 1 to float32 precision. `write_compact` refuses an SAE
@@ -12,6 +15,7 @@ that is not tied (its decoder would be lost).
 """
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +40,18 @@ class NotTiedError(ValueError):
 def write_compact(
     sae_dir: str | Path,
     out_file: str | Path,
-    encoder_dtype: torch.dtype = torch.bfloat16,
+    encoder_dtype: torch.dtype = torch.float16,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Path:
-    """The compact file of the tied SAE folder `sae_dir`, written to `out_file`."""
+    """The compact file of the tied SAE folder `sae_dir`, written to `out_file`.
+
+    Args:
+        sae_dir: A SAELens SAE folder whose decoder is tied to its encoder.
+        out_file: The safetensors file to write.
+        encoder_dtype: How `W_enc` is stored (the biases stay as they are).
+        metadata: Entries that replace or join the cfg's `metadata` (e.g. a
+            portable model name instead of the build machine's model path).
+    """
     sae_dir = Path(sae_dir)
     state = load_file(sae_dir / SAE_WEIGHTS_FILENAME)
     W_enc_DF, W_dec_FD = state["W_enc"].float(), state["W_dec"].float()
@@ -52,18 +65,54 @@ def write_compact(
     tensors = {
         name: value.contiguous() for name, value in state.items() if name != "W_dec"
     }
+    largest = float(W_enc_DF.abs().max())
+    if encoder_dtype.is_floating_point and largest > torch.finfo(encoder_dtype).max:
+        raise ValueError(
+            f"{sae_dir}: W_enc holds {largest:.3g}, beyond {encoder_dtype}'s range; "
+            "pass encoder_dtype=torch.bfloat16 or torch.float32."
+        )
     tensors["W_enc"] = state["W_enc"].to(encoder_dtype).contiguous()
-    out_file = Path(out_file)
+    cfg = json.loads((sae_dir / SAE_CFG_FILENAME).read_text())
+    cfg["metadata"] = {**cfg.get("metadata", {}), **(metadata or {})}
+    return _save_compact(tensors, cfg, Path(out_file))
+
+
+def _save_compact(
+    tensors: dict[str, torch.Tensor], cfg: dict[str, Any], out_file: Path
+) -> Path:
+    """Write a compact file, unless `out_file` already holds these tensors and
+    this cfg: safetensors orders its header differently from one write to the
+    next, and a release's records name its files' sha256."""
+    if out_file.is_file() and _same_content(out_file, tensors, cfg):
+        return out_file
     out_file.parent.mkdir(parents=True, exist_ok=True)
     save_file(
-        tensors,
-        out_file,
-        metadata={
-            "format": COMPACT_FORMAT,
-            "cfg": (sae_dir / SAE_CFG_FILENAME).read_text(),
-        },
+        tensors, out_file, metadata={"format": COMPACT_FORMAT, "cfg": json.dumps(cfg)}
     )
     return out_file
+
+
+def _same_content(
+    path: Path, tensors: dict[str, torch.Tensor], cfg: dict[str, Any]
+) -> bool:
+    try:
+        if compact_cfg(path) != cfg:
+            return False
+    except ValueError:
+        return False
+    stored = load_file(str(path))
+    return stored.keys() == tensors.keys() and all(
+        stored[k].dtype == v.dtype and torch.equal(stored[k], v)
+        for k, v in tensors.items()
+    )
+
+
+def restamp_compact(path: str | Path, metadata: Mapping[str, Any]) -> Path:
+    """Replace or add entries of a compact file's cfg `metadata` in place; its
+    tensors are rewritten unchanged (bit for bit, in their stored dtypes)."""
+    cfg = compact_cfg(path)
+    cfg["metadata"] = {**cfg.get("metadata", {}), **metadata}
+    return _save_compact(load_file(str(path)), cfg, Path(path))
 
 
 def compact_cfg(path: str | Path) -> dict[str, Any]:

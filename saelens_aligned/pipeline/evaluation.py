@@ -23,6 +23,7 @@ from saelens_aligned.diagnostics import sae_alignment_summary
 from saelens_aligned.pipeline.models import special_token_ids
 from saelens_aligned.pipeline.source import ResolvedSource
 from saelens_aligned.pipeline.text import load_corpus_split
+from saelens_aligned.pipeline.transformer_lens_view import same_activation
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,19 @@ def default_tokenization(sae: SAE[Any]) -> None:
         sae.cfg.metadata.prepend_bos = True
 
 
+def at_hook(sae: SAE[Any], hook: str) -> SAE[Any]:
+    """`sae`, its metadata naming `hook` when that is the same activation spelt
+    for the other model view: a released SAE names TransformerLens' hook
+    (`blocks.N.hook_resid_post`), while an `AutoModelForCausalLM` reads
+    `model.layers.N`. A copy when renamed; otherwise `sae` itself."""
+    current = sae.cfg.metadata.hook_name
+    if current is None or current == hook or not same_activation(current, hook):
+        return sae
+    sae = copy.deepcopy(sae)
+    sae.cfg.metadata.hook_name = hook
+    return sae
+
+
 def eval_activation_store(
     resolved: ResolvedSource, model: Any, sae: SAE[Any], budget: EvalBudget
 ) -> Any:
@@ -207,6 +221,7 @@ def evaluate(
 ) -> EvalResult:
     """SAEBench core (against the live model, held-out text) and the alignment
     summary of `sae`."""
+    sae = at_hook(sae, resolved.source.hook)
     default_tokenization(sae)
     store = eval_activation_store(resolved, model, sae, budget)
     groups, density = run_core_eval(sae, model, store, budget, resolved.model_name)

