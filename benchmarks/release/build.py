@@ -380,7 +380,9 @@ def render(spec: ReleaseSpec = RELEASE, paths: ReleasePaths | None = None) -> st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.release", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "command",
         choices=["build", "render", "restamp", "evaluate"],

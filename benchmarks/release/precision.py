@@ -160,7 +160,10 @@ def render(rows: list[StoredPrecision] | None = None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.release.precision",
+        description=__doc__.split("\n\n")[0],
+    )
     parser.add_argument("command", choices=["measure", "render"])
     args = parser.parse_args()
     if args.command == "measure":
