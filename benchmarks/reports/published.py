@@ -31,7 +31,6 @@ from benchmarks.analysis.verdicts.rules import (
 )
 from benchmarks.analysis.verdicts.summary import (
     answer_frame,
-    claim_frame,
     markdown,
     tokens_text,
 )
@@ -39,6 +38,7 @@ from benchmarks.records.run_table import SweepRecords
 from benchmarks.reports import feature_quality
 from benchmarks.reports.claim_figures import plot_claim
 from benchmarks.reports.generated import Block, fill, stale_documents
+from benchmarks.reports.tables import claims_section
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -244,7 +244,7 @@ def report_pages() -> dict[Path, tuple[Block, ...]]:
         page = RESULTS / name / "report" / "report.md"
         if not page.exists():
             continue
-        blocks = [Block("claims", lambda n=name: markdown(claim_frame(_rows(n))))]
+        blocks = [Block("claims", lambda n=name: claims_section(_rows(n)))]
         if _sweep(name).checkpoints:
             blocks.append(Block("lengths", lambda n=name: curve_lengths(n)))
         pages[page] = tuple(blocks)

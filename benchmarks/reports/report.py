@@ -139,7 +139,6 @@ def report_markdown(
         f"d_sae {', '.join(map(str, d_saes))}.\n\n",
         sweep_line(runs),
         eval_windows_line(runs),
-        "## Claims\n\n",
         claims_table(claims),
         "\n" + rules_text(),
         "\n## Degenerate points\n\n",

@@ -151,12 +151,18 @@ def _maybe(value: float) -> str:
     return "" if not math.isfinite(value) else f"{value:.3f}"
 
 
+def claims_section(rows: Sequence[ClaimRow]) -> str:
+    """The report's Claims heading and claim table (`verdicts.summary.claim_frame`):
+    the generated block `python -m benchmarks results --check` holds to the
+    records."""
+    return "## Claims\n\n" + verdict_tables.markdown(verdict_tables.claim_frame(rows))
+
+
 def claims_table(rows: Sequence[ClaimRow]) -> str:
-    """The claim table (`verdicts.summary.claim_frame`, a generated block that
-    `python -m benchmarks results --check` holds to the records), then every row
+    """The Claims section (`claims_section`, between its markers), then every row
     per base with its evidence."""
     return (
-        marked("claims", verdict_tables.markdown(verdict_tables.claim_frame(rows)))
+        marked("claims", claims_section(rows))
         + "\n\n### Every base, with its evidence\n\n"
         + verdict_tables.markdown(verdict_tables.per_base_frame(rows))
         + "\n"
