@@ -68,8 +68,8 @@ class DemoInputError(InputError):
 
 @dataclass
 class DemoConfig:
-    """Settings of `saelens-aligned demo`. Defaults finished in 11-12 minutes on two
-    CPU cores that other jobs shared (README.md, "Command line").
+    """Settings of `saelens-aligned demo`. The defaults are sized to finish in a few
+    minutes on two CPU cores (README.md, "Command line", has the measured time).
 
     Attributes:
         model: Local model directory or Hugging Face model name; None means the
