@@ -1,15 +1,12 @@
 import numpy as np
 import pytest
 
-from benchmarks.analysis import stability
 from benchmarks.analysis.pareto import aggregate
-from benchmarks.analysis.stability import (
-    match_latents,
-    pair_stability,
-    shared_latent_fraction,
-)
+from benchmarks.analysis.stability import pair_stability, shared_latent_fraction
 from benchmarks.records import layout
 from benchmarks.sweeps.stability_record import point_stability
+from saelens_aligned import latent_matching
+from saelens_aligned.latent_matching import match_latents
 
 D_IN, D_SAE = 64, 256
 
@@ -122,8 +119,8 @@ def test_greedy_fallback_agrees_with_hungarian_on_an_easy_case():
 
 def test_greedy_candidate_rounds_give_a_one_to_one_matching(monkeypatch):
     # Force several sparse rounds: 2 candidates per row, no dense finish.
-    monkeypatch.setattr(stability, "GREEDY_CANDIDATES", 2)
-    monkeypatch.setattr(stability, "GREEDY_DENSE_MAX", 0)
+    monkeypatch.setattr(latent_matching, "GREEDY_CANDIDATES", 2)
+    monkeypatch.setattr(latent_matching, "GREEDY_DENSE_MAX", 0)
     a, b = random_sae(0)[1], random_sae(1)[1]
     greedy = match_latents(a, b[:200], max_hungarian=0)
     assert len(greedy.row_ind) == 200 and len(set(greedy.col_ind.tolist())) == 200

@@ -25,9 +25,9 @@ import torch
 from sae_lens.registry import get_sae_training_class
 
 import saelens_aligned
-from benchmarks.analysis.stability import match_latents
 from benchmarks.experiments.synthetic import SyntheticSetup, build_synthetic_model
 from saelens_aligned.aligned_sae import AlignedTrainingSAE
+from saelens_aligned.latent_matching import match_latents
 from saelens_aligned.sae_config import build_sae_config
 
 STARTS = ("tied-pair", "balanced", "saelens")

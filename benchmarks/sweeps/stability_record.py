@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.analysis.stability import HUNGARIAN_MAX_N, PairStability, pair_stability
+from benchmarks.analysis.stability import PairStability, pair_stability
 from benchmarks.records import layout
+from saelens_aligned.latent_matching import HUNGARIAN_MAX_N
 
 
 def _load_weights(sae_dir: Path) -> tuple[np.ndarray, np.ndarray]:

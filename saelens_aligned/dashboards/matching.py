@@ -18,7 +18,8 @@ read.
 from dataclasses import dataclass
 
 import torch
-from scipy.optimize import linear_sum_assignment
+
+from saelens_aligned.latent_matching import match_latents
 
 # Matched decoder rows above this cosine are the same feature (Paulo & Belrose 2025;
 # the benchmark's stability threshold).
@@ -88,8 +89,9 @@ class Matching:
 
 @torch.no_grad()
 def match_decoders(w_dec_a_FD: torch.Tensor, w_dec_b_GD: torch.Tensor) -> Matching:
-    """Match A's latents to B's one to one, maximising the total decoder cosine
-    (Hungarian algorithm; O(n^3), seconds at a few thousand latents on a CPU).
+    """Match A's latents to B's one to one by decoder cosine, as the benchmark's
+    stability does (`saelens_aligned.latent_matching.match_latents`: Hungarian,
+    greedy above `HUNGARIAN_MAX_N` latents).
 
     Args:
         w_dec_a_FD: A's decoder rows. [F, D]
@@ -100,13 +102,17 @@ def match_decoders(w_dec_a_FD: torch.Tensor, w_dec_b_GD: torch.Tensor) -> Matchi
             f"Decoders of shapes {tuple(w_dec_a_FD.shape)} and "
             f"{tuple(w_dec_b_GD.shape)} do not read the same width."
         )
-    cos_FG = unit_rows(w_dec_a_FD) @ unit_rows(w_dec_b_GD).T
-    rows, cols = linear_sum_assignment(cos_FG.numpy(), maximize=True)
-    pairs = tuple(
-        FeatureMatch(int(a), int(b), float(cos_FG[a, b]))
-        for a, b in zip(rows.tolist(), cols.tolist(), strict=True)
+    matching = match_latents(
+        w_dec_a_FD.detach().float().cpu().numpy(),
+        w_dec_b_GD.detach().float().cpu().numpy(),
     )
-    n_a, n_b = cos_FG.shape
+    pairs = tuple(
+        FeatureMatch(int(a), int(b), float(cos))
+        for a, b, cos in zip(
+            matching.row_ind, matching.col_ind, matching.cos, strict=True
+        )
+    )
+    n_a, n_b = w_dec_a_FD.shape[0], w_dec_b_GD.shape[0]
     shared_a = {pair.a for pair in pairs if pair.shared}
     shared_b = {pair.b for pair in pairs if pair.shared}
     return Matching(
