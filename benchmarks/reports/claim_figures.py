@@ -85,11 +85,15 @@ def plot_claim(
             ax.set_xlabel(f"{form} - reference", fontsize=8)
             ax.grid(True, axis="x", alpha=0.3)
             ax.invert_yaxis()
+    return CaptionedFigure(fig, claim_caption(rows, sweep, form))
+
+
+def claim_caption(rows: Sequence[ClaimRow], sweep: str, form: str = "tied") -> str:
+    """The line under `plot_claim`'s figure."""
     tokens = next((r.training_tokens for r in rows), None)
-    caption = (
+    return (
         f"`{sweep}` ({tokens_text(tokens)} tokens or samples per SAE), `{form}`: "
         "each row one aligned point at matched L0, the mean per-seed difference "
         "from its reference with its 95% t interval; blue better for aligned, red "
         "worse, grey a tie after the correction."
     )
-    return CaptionedFigure(fig, caption)

@@ -36,7 +36,7 @@ from benchmarks.analysis.verdicts.summary import (
 )
 from benchmarks.records.run_table import SweepRecords
 from benchmarks.reports import feature_quality
-from benchmarks.reports.claim_figures import plot_claim
+from benchmarks.reports.claim_figures import claim_caption, plot_claim
 from benchmarks.reports.generated import Block, fill, stale_documents
 from benchmarks.reports.tables import claims_section
 
@@ -215,24 +215,24 @@ def claim_figure_path(claim: str) -> Path:
     return FIGURES_DIR / f"claim-{claim.replace(' ', '-')}.png"
 
 
-def claim_figures(draw: bool = False) -> str:
-    """The markdown of one figure per claim (image and caption); with `draw`,
-    the figures are drawn anew into docs/figures/."""
+def draw_claim_figures() -> None:
+    """Draw one figure per claim into docs/figures/ (`python -m benchmarks
+    results`; `--check` only checks they exist)."""
     from saelens_aligned.io import save_figure_atomic
 
+    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+    for claim, sweep in CLAIM_FIGURES:
+        figure = plot_claim(_rows(sweep), claim, sweep)
+        save_figure_atomic(figure.figure, claim_figure_path(claim))
+
+
+def claim_figures() -> str:
+    """The markdown of one figure per claim: image and caption."""
     parts = []
     for claim, sweep in CLAIM_FIGURES:
-        path = claim_figure_path(claim)
-        figure = plot_claim(_rows(sweep), claim, sweep)
-        if draw:
-            FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-            save_figure_atomic(figure.figure, path)
-        else:
-            import matplotlib.pyplot as plt
-
-            plt.close(figure.figure)
-        relative = path.relative_to(ROOT / "docs")
-        parts.append(f"**{claim}**\n\n![{claim}]({relative})\n\n*{figure.caption}*")
+        relative = claim_figure_path(claim).relative_to(ROOT / "docs")
+        caption = claim_caption(_rows(sweep), sweep)
+        parts.append(f"**{claim}**\n\n![{claim}]({relative})\n\n*{caption}*")
     return "\n\n".join(parts)
 
 
@@ -291,7 +291,7 @@ def main(args: argparse.Namespace) -> None:
         for path in stale:
             print(f"{path}: stale; run `python -m benchmarks results`", file=sys.stderr)
         sys.exit(1 if stale else 0)
-    claim_figures(draw=True)
+    draw_claim_figures()
     for path, blocks in DOCUMENTS.items():
         path.write_text(fill(path.read_text(), blocks, path))
         print(f"Wrote {path}")
