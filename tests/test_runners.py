@@ -358,3 +358,50 @@ def test_ctrl_c_during_cli_training_writes_a_checkpoint_and_exits_cleanly(
     assert len(saved) == 1
     assert (saved[0] / "trainer_state.pt").exists()
     TrainingSAE.load_from_disk(saved[0])
+
+
+def test_cached_rows_are_read_in_an_order_drawn_from_the_seed(
+    model_dir, model, text_dir, tmp_path
+):
+    from saelens_aligned.pipeline.training import order_cached_rows
+
+    cache_path = tmp_path / "activations"
+    CacheActivationsRunner(
+        CacheActivationsRunnerConfig(
+            dataset_path=str(text_dir),
+            model_name=model_dir,
+            model_class_name="AutoModelForCausalLM",
+            model_batch_size=4,
+            hook_name=HOOK,
+            d_in=D_IN,
+            training_tokens=2048,
+            context_size=CONTEXT,
+            buffer_size_gb=cache_buffer_size_gb(2048, 4 * CONTEXT, D_IN * 4),
+            new_cached_activations_path=str(cache_path),
+            streaming=False,
+            device="cpu",
+        ),
+        override_dataset=local_dataset(text_dir),
+    ).run()
+    cfg = runner_config(
+        "aligned_topk",
+        model_dir,
+        text_dir,
+        tmp_path,
+        use_cached_activations=True,
+        cached_activations_path=str(cache_path),
+    )
+
+    def first_rows(seed: int | None) -> torch.Tensor:
+        store = LanguageModelSAETrainingRunner(
+            cfg, override_model=model
+        ).activations_store
+        if seed is not None:
+            order_cached_rows(store, seed)
+        return store._load_raw_llm_batch_from_cached(raise_on_epoch_end=False)[0]
+
+    in_file_order = first_rows(None)
+    assert torch.equal(first_rows(None), in_file_order)
+    assert torch.equal(first_rows(0), first_rows(0))  # the seed fixes the order
+    assert not torch.equal(first_rows(0), first_rows(1))
+    assert not torch.equal(first_rows(1), in_file_order)

@@ -159,7 +159,9 @@ class SweepConfig:
         seeds: SAE seeds; at least 3 for the claim table (2 suffice for
             stability). A seed sets the initialisation only: every run sees the
             same batches in the same order unless `seed_varies_data`.
-        seed_varies_data: Let the seed also set the batch order.
+        seed_varies_data: Let the seed also set the data order: the batch
+            order (synthetic), and the order of the cached activation rows
+            and SAELens' buffer shuffle (`lm`).
         training_tokens: Tokens (or synthetic samples) each SAE trains on.
         activation_tokens: Tokens of activations cached for training (`lm`);
             None means `training_tokens`. Fewer means several passes over them
@@ -191,6 +193,17 @@ class SweepConfig:
             this bound is reached (`benchmarks.sweeps.lr_grid`).
         lr_ceiling: The highest rate the grid may be extended to (the same
             rule upwards).
+        target_l0: Target L0 values (e.g. the TopK arms' `k` values). When
+            set, every arm whose L0 is set by a penalty is calibrated
+            (`benchmarks.sweeps.calibration`): its rate is chosen by
+            `lr_metric` at the middle target, and its coefficient searched
+            for each target; its `sparsity_values` are then the search's
+            first guess (the middle one) only.
+        l0_tolerance: A calibrated coefficient's L0 is within this fraction
+            of its target (0.1: 29-35 for 32) on the validation split.
+        calibration_max_trials: Trials per (arm, rate), every target's counted,
+            before a target counts as unreachable (the record says the L0
+            reached).
         activation_seed: Seed of the shared activation cache and of the batch
             order (fixed, so every SAE sees the same activations).
         model_batch_size: Prompts per LM forward pass when caching activations.
@@ -233,6 +246,9 @@ class SweepConfig:
     lr_split: str = "validation"
     lr_floor: float = 1e-5
     lr_ceiling: float = 1e-1
+    target_l0: list[float] = field(default_factory=list)
+    l0_tolerance: float = 0.1
+    calibration_max_trials: int = 12
     activation_seed: int = 42
     model_batch_size: int = 16
     device: str = "cpu"
@@ -284,6 +300,7 @@ class SweepConfig:
             train_batch_size_tokens=self.train_batch_size_tokens,
             lr=lr,
             seed=seed if self.seed_varies_data else self.activation_seed,
+            shuffle_cached_rows=self.seed_varies_data,
             model_batch_size=self.model_batch_size,
             lr_decay_steps=self.lr_decay_steps,
             checkpoint_every_steps=self.checkpoint_every_steps,

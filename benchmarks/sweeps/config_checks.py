@@ -148,6 +148,15 @@ def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:
                 f"is {config.lr_grid}; give at least 3 positive learning rates "
                 "spanning at least 10x (e.g. [1e-4, 3e-4, 1e-3]), or none.",
             )
+    if any(not (isinstance(t, int | float) and t > 0) for t in config.target_l0):
+        fail("target_l0", f"is {config.target_l0}; give positive L0 values, or none.")
+    if not 0 < config.l0_tolerance <= 0.5:
+        fail(
+            "l0_tolerance",
+            f"is {config.l0_tolerance}; give a fraction in (0, 0.5] (0.1: 10%).",
+        )
+    if config.calibration_max_trials < 2:
+        fail("calibration_max_trials", "must be at least 2.")
     if config.lr_split not in EVAL_SPLITS:
         fail("lr_split", f"is {config.lr_split!r}; choose one of {list(EVAL_SPLITS)}.")
     if config.eval.split not in EVAL_SPLITS:

@@ -50,9 +50,12 @@ def _without_new_defaults(
     """`current` less the fields of `settings` that `previous` lacks and that sit at
     their default (evals added since the folder's sweep ran, left off)."""
     defaults = {
-        f.name: f.default
+        f.name: f.default_factory()
+        if f.default_factory is not dataclasses.MISSING
+        else f.default
         for f in dataclasses.fields(settings)
         if f.default is not dataclasses.MISSING
+        or f.default_factory is not dataclasses.MISSING
     }
     return {
         k: v

@@ -54,14 +54,16 @@ SUPERSEDED_DIRNAME = "superseded"
 
 
 def grid_labels(config: SweepConfig) -> list[str]:
-    """Labels of the arms the grid searches (those without their own `lr`)."""
+    """Labels of the arms the grid searches: those without their own `lr`, less
+    the arms the calibration phase chooses a rate for (`target_l0`: those whose
+    L0 is set by a penalty)."""
     from saelens_aligned.architectures import aligned_architectures
 
     aligned = set(aligned_architectures())
     return [
         label
         for arm, labels in zip(config.architectures, arm_labels(config))
-        if arm.lr is None
+        if arm.lr is None and not (config.target_l0 and arm.sparsity_param != "k")
         for _form, label in zip(arm_forms(arm, aligned), labels)
     ]
 
@@ -77,13 +79,13 @@ def expand_lr_grid(
     from saelens_aligned.architectures import aligned_architectures
 
     aligned = set(aligned_architectures())
-    wanted = None if labels is None else set(labels)
+    wanted = set(grid_labels(config) if labels is None else labels)
     runs = []
     for arm, arm_labels_ in zip(config.architectures, arm_labels(config)):
         if arm.lr is not None:
             continue
         for form, label in zip(arm_forms(arm, aligned), arm_labels_):
-            if wanted is not None and label not in wanted:
+            if label not in wanted:
                 continue
             value = middle_value(arm.sparsity_values)
             for lr in (rates or {}).get(label, config.lr_grid):

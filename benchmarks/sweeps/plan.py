@@ -4,6 +4,10 @@
                             validation split, extended past an edge
                             (`benchmarks.sweeps.lr_grid`, its rule in
                             `benchmarks.sweeps.lr_rule`); only with `lr_grid`
+    1b. calibration         with `target_l0`: each arm whose L0 is set by a
+                            penalty gets its rate chosen at matched L0 and its
+                            coefficient for every target
+                            (`benchmarks.sweeps.calibration`)
     2. retire               records of rerun arms at rates no longer chosen move
                             to `records/superseded/`; only when rerunning arms
     3. main runs            every arm at its chosen rate, every sparsity, size
@@ -26,9 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.records.layout import read_lr_choice
+from benchmarks.sweeps.calibration import calibrated_arms, run_calibration
 from benchmarks.sweeps.config import SweepConfig
 from benchmarks.sweeps.executor import SweepExecutor
-from benchmarks.sweeps.lr_grid import retire_unchosen_records, run_lr_grid
+from benchmarks.sweeps.lr_grid import (
+    grid_labels,
+    retire_unchosen_records,
+    run_lr_grid,
+)
 from benchmarks.sweeps.runs import RunSpec, main_runs
 from benchmarks.sweeps.stability_phase import write_stability_records
 
@@ -63,13 +72,32 @@ def sweep_plan(
         return runs if arms is None else [r for r in runs if r.label in set(arms)]
 
     def grid(executor: SweepExecutor) -> None:
+        searched = grid_labels(config)
         chosen = run_lr_grid(
+            config,
+            out_dir,
+            lambda runs: executor.execute(config, out_dir, runs, grid=True),
+            searched if arms is None else [a for a in arms if a in searched],
+        )
+        print(f"Chosen learning rates: {chosen}", file=sys.stderr, flush=True)
+
+    def calibrate(executor: SweepExecutor) -> None:
+        calibration = run_calibration(
             config,
             out_dir,
             lambda runs: executor.execute(config, out_dir, runs, grid=True),
             arms,
         )
-        print(f"Chosen learning rates: {chosen}", file=sys.stderr, flush=True)
+        for label, arm in calibration.items():
+            print(
+                f"{label}: lr {arm.lr:g}, "
+                + ", ".join(
+                    f"L0 {p.target_l0:g} -> {p.coefficient if p.coefficient else p.why}"
+                    for p in arm.points
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
 
     def retire(_executor: SweepExecutor) -> None:
         choice = read_lr_choice(out_dir)
@@ -92,8 +120,10 @@ def sweep_plan(
             render_curves(out_dir)
 
     phases = []
-    if config.lr_grid:
+    if config.lr_grid and grid_labels(config):
         phases.append(Phase("learning-rate grid", grid))
+    if calibrated_arms(config):
+        phases.append(Phase("calibration to target L0", calibrate))
     if arms is not None:
         phases.append(Phase("retire records at rates no longer chosen", retire))
     phases += [Phase("main runs", main), Phase("stability", stability)]

@@ -20,6 +20,7 @@ import torch
 from sae_lens.saes.sae import TrainingSAE
 
 from benchmarks.records.layout import read_lr_choice
+from benchmarks.sweeps.calibration_record import read_calibration
 from benchmarks.sweeps.config import (
     ALIGNMENT_FORMS,
     ArchitectureSweep,
@@ -147,13 +148,17 @@ def middle_value(values: list[float]) -> float:
 
 
 def expand_runs(
-    config: SweepConfig, chosen_lr: dict[str, float] | None = None
+    config: SweepConfig,
+    chosen_lr: dict[str, float] | None = None,
+    coefficients: dict[str, list[float]] | None = None,
 ) -> list[RunSpec]:
     """Every run of the sweep, seeds innermost (a point's seeds finish together,
     so stability can be computed as soon as they are done).
 
     An arm's learning rate is its own `lr`, else `chosen_lr[label]` (the best of
-    the sweep's grid), else the sweep's `lr`.
+    the sweep's grid), else the sweep's `lr`; its sparsity values are
+    `coefficients[label]` (a calibrated arm's, `benchmarks.sweeps.calibration`),
+    else its own.
     """
     from saelens_aligned.architectures import aligned_architectures
 
@@ -163,7 +168,7 @@ def expand_runs(
         for form, label in zip(arm_forms(arm, aligned), labels):
             lr = arm.lr or (chosen_lr or {}).get(label, config.lr)
             for d_sae in config.d_sae:
-                for value in arm.sparsity_values:
+                for value in (coefficients or {}).get(label, arm.sparsity_values):
                     for seed in config.seeds:
                         runs.append(make_run(arm, form, label, value, d_sae, seed, lr))
     return runs
@@ -243,11 +248,23 @@ def point_runs(runs: Iterable[RunSpec]) -> dict[str, list[RunSpec]]:
 
 def main_runs(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
     """The multi-seed runs: every arm at its chosen learning rate (the grid-only
-    runs at other rates are left out)."""
+    runs at other rates are left out), a calibrated arm at its calibrated
+    coefficients."""
     choice = read_lr_choice(out_dir)
-    return middle_sparsity_first(
-        expand_runs(config, choice["chosen"] if choice else None)
-    )
+    chosen = dict(choice["chosen"]) if choice else {}
+    calibration = read_calibration(out_dir)
+    # An arm still to be calibrated has no main runs yet.
+    coefficients: dict[str, list[float]] = {
+        label: []
+        for arm, labels in zip(config.architectures, arm_labels(config))
+        if config.target_l0 and arm.sparsity_param != "k"
+        for label in labels
+    }
+    for arm in calibration.values():
+        if arm.label in coefficients:
+            chosen[arm.label] = arm.lr
+            coefficients[arm.label] = arm.coefficients
+    return middle_sparsity_first(expand_runs(config, chosen, coefficients))
 
 
 def middle_sparsity_first(runs: list[RunSpec]) -> list[RunSpec]:

@@ -49,6 +49,10 @@ class TrainingSettings:
         checkpoint_every_steps: Save a SAELens checkpoint every this many steps
             (`train_sae` puts them in `<out>/checkpoints/<samples seen>/`); 0 for
             none. Must divide the run length.
+        shuffle_cached_rows: Read cached activation rows in an order drawn from
+            `seed`. SAELens reads a cache in file order and shuffles only
+            within its mixing buffer, so without this every seed sees the
+            same stretch of text at the same step.
     """
 
     training_tokens: int
@@ -61,6 +65,7 @@ class TrainingSettings:
     lr_decay_steps: int = 0
     dead_feature_window: int | None = None
     checkpoint_every_steps: int = 0
+    shuffle_cached_rows: bool = False
 
     @property
     def training_steps(self) -> int:
@@ -168,16 +173,29 @@ def train_sae(
         if settings.n_checkpoints:
             cfg.checkpoint_path = str(partial / CHECKPOINTS_DIRNAME)
         try:
-            LanguageModelSAETrainingRunner(
+            runner = LanguageModelSAETrainingRunner(
                 cfg,
                 override_dataset=text,
                 override_model=model,
                 override_sae=override_sae,
-            ).run()
+            )
+            if settings.shuffle_cached_rows:
+                order_cached_rows(runner.activations_store, settings.seed)
+            runner.run()
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
     return out
+
+
+def order_cached_rows(store: Any, seed: int) -> None:
+    """Let `store` (SAELens' `ActivationsStore`) read its cached activation rows
+    in an order drawn from `seed` (`TrainingSettings.shuffle_cached_rows`); a
+    store reading live text is left as it is."""
+    if store.cached_activation_dataset is not None:
+        store.cached_activation_dataset = store.cached_activation_dataset.shuffle(
+            seed=seed
+        )
 
 
 def in_process_trainer_config(
