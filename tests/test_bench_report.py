@@ -73,21 +73,13 @@ def test_report_renders_tables_claims_and_valid_plots(tmp_path):
     assert "vs stock base" in header and "vs fair control" in header
     summary = json.loads((path.parent / "summary.json").read_text())
     dead = "dead features eliminated"
-    assert verdict(summary, dead, "tied", "stock base") == (
-        "better at 3 of 3, never worse"
-    )
-    assert verdict(summary, dead, "tied", "fair control") == (
-        "better at 3 of 3, never worse"
-    )
-    assert verdict(summary, dead, "projected", "stock base") == (
-        "worse at 3 of 3, never better"
-    )
+    assert verdict(summary, dead, "tied", "stock base") == "better at 3 of 3"
+    assert verdict(summary, dead, "tied", "fair control") == "better at 3 of 3"
+    assert verdict(summary, dead, "projected", "stock base") == "worse at 3 of 3"
     # Both forms share one fair control: the base from the balanced init.
-    assert verdict(summary, dead, "projected", "fair control") == (
-        "worse at 3 of 3, never better"
-    )
+    assert verdict(summary, dead, "projected", "fair control") == "worse at 3 of 3"
     assert verdict(summary, "stability improved", "tied", "stock base") == (
-        "better at 3 of 3, never worse"
+        "better at 3 of 3"
     )
     assert "| composes with TopK" in text and "composes with BatchTopK" not in text
     words = " ".join(text.split())
@@ -219,13 +211,16 @@ def test_report_with_a_learning_rate_grid_reports_main_runs_only(tmp_path):
     assert "| aligned_topk[tied] | **0.5900** | -0.9000 | 0.0003 |" in text
     assert "| topk | -0.9000 | **0.4900** | 0.001 |" in text
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
-    assert verdict(
-        summary,
-        "reconstruction improved",
-        "tied",
-        "stock base",
-        metric="explained variance",
-    ) == ("better at 3 of 3, never worse")
+    assert (
+        verdict(
+            summary,
+            "reconstruction improved",
+            "tied",
+            "stock base",
+            metric="explained variance",
+        )
+        == "better at 3 of 3"
+    )
     # without sweep.json the folder is not a grid sweep: every record counts
     (tmp_path / "sweep.json").unlink()
     text = report.render_report(tmp_path).read_text()

@@ -94,11 +94,9 @@ def test_the_fair_control_is_the_base_from_the_balanced_init_not_the_tied_init()
         if layout.run_info(r)["init_from"] == "tied"
     ]
     rows = rows_of(runs)
-    assert (
-        row(rows, "explained_variance").verdict.text == "better at 3 of 3, never worse"
-    )
+    assert row(rows, "explained_variance").verdict.text == "better at 3 of 3"
     fair = row(rows, "explained_variance", FAIR_CONTROL)
-    assert fair.verdict.text == "worse at 3 of 3, never better"
+    assert fair.verdict.text == "worse at 3 of 3"
     assert {c.reference for c in fair.comparisons} == {"topk[init=projected]"}
 
 
@@ -120,8 +118,20 @@ def test_verdicts_say_which_way_and_how_often():
             ] -= 0.1
     v = row(rows_of(runs), "explained_variance").verdict
     assert (v.better, v.worse, v.tie) == (3, 1, 0)
-    assert v.text == "mixed: better at 3, worse at 1 of 4"
+    assert v.text == "better at 3, worse at 1 of 4"
     assert Verdict(0, 0, 4).text == "tie at 4 of 4"
+
+
+def test_a_verdict_reads_every_count_with_its_direction_ties_included():
+    assert Verdict(1, 0, 5).text == "better at 1, tie at 5 of 6"
+    assert Verdict(6, 4, 0).text == "better at 6, worse at 4 of 10"
+    assert Verdict(2, 3, 1).text == "better at 2, worse at 3, tie at 1 of 6"
+    assert Verdict(0, 2, 0).text == "worse at 2 of 2"
+    assert Verdict(6, 0, 0).text == "better at 6 of 6"
+    # No verdict keeps its counts, in the same words.
+    short = Verdict(0, 1, 1, "insufficient data")
+    assert short.text == "insufficient data (worse at 1, tie at 1 of 2)"
+    assert Verdict(0, 0, 0, "no overlap").text == "no overlap"
 
 
 def test_a_difference_within_seed_noise_is_a_tie():

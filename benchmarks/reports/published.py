@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.analysis.verdicts.judge import POOLED, ClaimRow, Verdict, judge_sweep
+from benchmarks.analysis.verdicts.judge import POOLED, ClaimRow, judge_sweep
 from benchmarks.analysis.verdicts.lengths import length_comparisons, lengths_frame
 from benchmarks.analysis.verdicts.rules import (
     DEAD_CLAIM,
@@ -31,6 +31,7 @@ from benchmarks.analysis.verdicts.rules import (
 )
 from benchmarks.analysis.verdicts.summary import (
     answer_frame,
+    compact_markdown,
     markdown,
     tokens_text,
 )
@@ -53,20 +54,6 @@ def _sweep(name: str) -> SweepRecords:
 @cache
 def _rows(name: str) -> tuple[ClaimRow, ...]:
     return tuple(judge_sweep(_sweep(name)))
-
-
-def short(verdict: Verdict) -> str:
-    """A verdict in a few characters: `better 6/6`, `mixed +2 -3 /6`."""
-    if verdict.status is not None:
-        return verdict.status
-    n = verdict.n
-    if verdict.better and verdict.worse:
-        return f"mixed +{verdict.better} -{verdict.worse} /{n}"
-    if verdict.better:
-        return f"better {verdict.better}/{n}"
-    if verdict.worse:
-        return f"worse {verdict.worse}/{n}"
-    return f"tie {n}/{n}"
 
 
 def _pooled(rows: tuple[ClaimRow, ...], form: str) -> dict[tuple[str, str], ClaimRow]:
@@ -96,9 +83,9 @@ def readme_table(form: str = "tied") -> str:
             tokens = next((r.training_tokens for r in rows.values()), None)
             column = f"{name} ({tokens_text(tokens)}): vs stock / vs fair control"
             pair = [rows.get((claim, role)) for role in ROLES]
-            cells[column] = " / ".join(short(r.verdict) if r else "-" for r in pair)
+            cells[column] = " / ".join(r.verdict.text if r else "-" for r in pair)
         out.append(cells)
-    return markdown(pd.DataFrame(out))
+    return compact_markdown(pd.DataFrame(out))
 
 
 def _bases_line(name: str, form: str = "tied") -> str:

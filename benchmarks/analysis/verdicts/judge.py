@@ -103,17 +103,29 @@ class Verdict:
         return self.better + self.worse + self.tie
 
     @property
+    def counts_text(self) -> str:
+        """Every nonzero count with its direction, then the whole: "better at 6,
+        worse at 4 of 10", "better at 1, tie at 5 of 6", "worse at 2 of 2".
+        Ties are named whenever there are any, so a reader never has to
+        subtract to learn that most points are no different."""
+        parts = [
+            f"{word} at {count}"
+            for word, count in (
+                (BETTER, self.better),
+                (WORSE, self.worse),
+                (TIE, self.tie),
+            )
+            if count
+        ]
+        return f"{', '.join(parts)} of {self.n}" if parts else "no points"
+
+    @property
     def text(self) -> str:
-        counts = f"better {self.better}, worse {self.worse}, tie {self.tie}"
-        if self.status is not None:
-            return self.status + (f" ({counts})" if self.n else "")
-        if self.better and not self.worse:
-            return f"better at {self.better} of {self.n}, never worse"
-        if self.worse and not self.better:
-            return f"worse at {self.worse} of {self.n}, never better"
-        if self.better and self.worse:
-            return f"mixed: better at {self.better}, worse at {self.worse} of {self.n}"
-        return f"tie at {self.n} of {self.n}"
+        """The counts, after the reason there is no verdict when there is one:
+        "insufficient data (worse at 1, tie at 1 of 2)"."""
+        if self.status is None:
+            return self.counts_text
+        return self.status + (f" ({self.counts_text})" if self.n else "")
 
     @property
     def direction(self) -> str:

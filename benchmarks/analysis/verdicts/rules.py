@@ -93,7 +93,8 @@ RULES_TEXT = f"""\
   when the Benjamini-Hochberg corrected p-value, over every comparison of the
   claim's metric for that form and reference, is below 0.05; else a tie. Two dead
   fractions both at or below {DEAD_ELIMINATED:.0%} tie.
-- **Verdict.** Says which way and how often ("better at 5 of 6, never worse").
+- **Verdict.** Counts every point with its direction, ties included: "better at
+  5, tie at 1 of 6", "better at 2, worse at 3, tie at 1 of 6".
   Each base has its own row; a base with fewer than {MIN_POINTS} compared points
   is "insufficient data" there and is left out of the pooled row, which lists
   the bases behind it. A point whose seed mean collapses (L2 ratio < 0.3, CE-loss

@@ -206,6 +206,19 @@ def markdown(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False)
 
 
+def compact_markdown(frame: pd.DataFrame) -> str:
+    """A table as GitHub markdown without column padding: the README counts its
+    characters, and padding a wide column to its longest cell costs hundreds."""
+    if frame.empty:
+        return "(none)"
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |"]
+    lines.append("|" + "---|" * len(frame.columns))
+    lines += [
+        "| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)
+    ]
+    return "\n".join(lines)
+
+
 def _size(row: ClaimRow) -> str:
     """The mean paired difference over a row's points, with the range of the
     points' own means: how much, not only which way."""
