@@ -69,8 +69,13 @@ def test_report_renders_tables_claims_and_valid_plots(tmp_path):
     assert path == tmp_path / "report" / "report.md"
     text = path.read_text()
     assert "## Claims" in text
-    header = text[text.index("## Claims") :].splitlines()[2]
-    assert "vs stock base" in header and "vs fair control" in header
+    claims = text[text.index("## Claims") :].splitlines()
+    # What the seeds vary, from the records' sweep settings (here: unrecorded).
+    assert claims[2] == (
+        "In this sweep the seeds vary the initialisation; whether they vary the "
+        "data order is not recorded."
+    )
+    assert "vs stock base" in claims[4] and "vs fair control" in claims[4]
     summary = json.loads((path.parent / "summary.json").read_text())
     dead = "dead features eliminated"
     assert verdict(summary, dead, "tied", "stock base") == "better at 3 of 3"
@@ -130,6 +135,26 @@ def test_report_renders_tables_claims_and_valid_plots(tmp_path):
     }
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
     assert "36 run records and 12 stability records" in text
+
+
+@pytest.mark.parametrize(
+    ("varies", "words"),
+    [
+        (False, "the seeds vary the initialisation only (every run sees the same"),
+        (True, "the seeds vary the initialisation and the data order."),
+    ],
+)
+def test_the_report_says_what_the_seeds_vary_from_the_sweep_config(
+    tmp_path, varies, words
+):
+    runs = write_sweep(tmp_path)
+    for r in runs:
+        r["eval_config"]["sweep"] = {"name": "s", "seed_varies_data": varies}
+        layout.write_json_atomic(
+            layout.record_path(tmp_path, layout.run_info(r)["run_id"]), r
+        )
+    text = " ".join(report.render_report(tmp_path).read_text().split())
+    assert f"In this sweep {words}" in text
 
 
 def test_report_lists_degenerate_points(tmp_path):

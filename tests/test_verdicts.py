@@ -287,6 +287,33 @@ def test_verdicts_by_length_put_the_shortest_and_longest_side_by_side():
     assert stock["longest"].startswith("tie") and "in lr decay" not in stock["longest"]
 
 
+def test_verdicts_by_length_cover_every_claim_metric_the_checkpoints_record():
+    finals, checkpoints = [], []
+    for step, gap in ((100, 0.1), (1000, -0.05)):
+        for r in sweep(aligned_ev=gap, aligned_dead=0.0, ks=(16,), control_ev=0.0):
+            r["eval_config"]["run"]["step"] = step
+            r["eval_config"]["sweep"] = {
+                "training_tokens": 1000 * 64,
+                "train_batch_size_tokens": 64,
+            }
+            if step == 1000:  # MCC measured at the end only
+                r["eval_result_metrics"]["ground_truth"] = {"mcc": 0.5}
+            (finals if step == 1000 else checkpoints).append(r)
+    comparisons = length_comparisons(SweepRecords.from_json(finals, (), checkpoints))
+    table = lengths_frame(comparisons)
+    assert list(dict.fromkeys(table["metric (matched L0)"])) == [
+        "dead fraction",
+        "explained variance",
+        "CE-loss score",
+        "MCC",
+    ]
+    ce = table[table["metric (matched L0)"] == "CE-loss score"].iloc[0]
+    assert ce["shortest"].startswith("better") and ce["longest"].startswith("worse")
+    # A metric recorded at one length compares that length alone, never a blank.
+    mcc = table[table["metric (matched L0)"] == "MCC"].iloc[0]
+    assert mcc["shortest"].startswith("tie") and mcc["longest"] == "-"
+
+
 def test_a_sweep_folder_gives_the_same_rows_as_its_records(tmp_path):
     runs = sweep(aligned_ev=0.05, aligned_dead=0.0, control_ev=0.0)
     for r in runs:
