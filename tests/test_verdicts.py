@@ -10,7 +10,7 @@ from scipy import stats
 from benchmarks.analysis.verdicts.judge import POOLED, ClaimRow, Verdict, judge_sweep
 from benchmarks.analysis.verdicts.lengths import length_comparisons, lengths_frame
 from benchmarks.analysis.verdicts.matching import SeedCurve
-from benchmarks.analysis.verdicts.rules import FAIR_CONTROL, STOCK_BASE
+from benchmarks.analysis.verdicts.rules import CLAIM_SPECS, FAIR_CONTROL, STOCK_BASE
 from benchmarks.analysis.verdicts.statistics import (
     benjamini_hochberg,
     paired_difference,
@@ -323,3 +323,42 @@ def test_a_sweep_folder_gives_the_same_rows_as_its_records(tmp_path):
     from_folder = judge_sweep(SweepRecords.read(tmp_path))
     assert [r.verdict for r in from_folder] == [r.verdict for r in rows_of(runs)]
     assert make_record("topk", 8, 0, l0=8.0)["eval_config"]["run"]["label"] == "topk"
+
+
+# ----------------------------------------------------------- feature quality
+
+
+def _with_probes(runs: list[dict], gap: float) -> list[dict]:
+    """sae-probes' k-sparse top-1 accuracy on every run, aligned `gap` higher."""
+    for r in runs:
+        info = layout.run_info(r)
+        seed_jitter = 0.01 * info["seed"]
+        value = 0.7 + seed_jitter + (gap if info["alignment"] else 0.0)
+        r["eval_result_metrics"]["sae_probes"] = {"sae_top_1_test_accuracy": value}
+    return runs
+
+
+def test_sparse_probing_gets_a_verdict_at_three_matched_points():
+    rows = rows_of(_with_probes(sweep(aligned_ev=0.0, aligned_dead=0.0), 0.05))
+    probes = row(rows, "sae_probes_top1")
+    assert probes.spec.claim == "sparse probing improved"
+    assert probes.verdict.status is None and probes.verdict.text == "better at 3 of 3"
+
+
+def test_sparse_probing_at_one_point_is_insufficient_data_with_its_counts():
+    runs = _with_probes(sweep(aligned_ev=0.0, aligned_dead=0.0, ks=(32,)), -0.05)
+    probes = row(rows_of(runs), "sae_probes_top1")
+    assert probes.verdict.text == "insufficient data (worse at 1 of 1)"
+
+
+def test_tpp_is_judged_but_marked_as_failing_the_reliability_study():
+    runs = sweep(aligned_ev=0.0, aligned_dead=0.0)
+    for r in runs:
+        r["eval_result_metrics"]["tpp"] = {"tpp_threshold_20_total_metric": 0.1}
+    rows = rows_of(runs)
+    table = claim_frame(rows)
+    tpp = table[table["claim"] == "TPP improved"]["metric (matched L0)"]
+    assert set(tpp) == {"TPP (fails Chanin 2026's reliability tests)"}
+    probes = {s.display: s for s in CLAIM_SPECS if s.claim == "sparse probing improved"}
+    assert all(not s.caveat for s in probes.values())
+    assert "sae-probes k-sparse probing, top-1" in probes

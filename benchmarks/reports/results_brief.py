@@ -34,7 +34,7 @@ def claim_name(row: ClaimRow) -> str:
     whichever window the sweep measured them on."""
     if row.spec.claim == DEAD_CLAIM:
         return row.spec.claim
-    return f"{row.spec.claim} ({row.spec.display})"
+    return f"{row.spec.claim} ({row.spec.label})"
 
 
 def _pooled(rows: Sequence[ClaimRow]) -> dict[tuple[str, str, str], ClaimRow]:
