@@ -147,12 +147,17 @@ def bases_line(sweeps: Mapping[str, Sequence[ClaimRow]]) -> str:
     return "Bases pooled: " + ". ".join(parts) + "."
 
 
+def _and(names: Sequence[str]) -> str:
+    """`a`, `a` and `b`, `a`, `b` and `c`."""
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+
+
 def seeds_line(runs: Mapping[str, Sequence[RunRecord]]) -> str:
     """What each sweep's seeds vary, sweeps that agree named together."""
     groups: dict[str, list[str]] = {}
     for name, records in runs.items():
         groups.setdefault(seeds_vary(records), []).append(f"`{name}`")
-    parts = [f"in {', '.join(names)} seeds {text}" for text, names in groups.items()]
+    parts = [f"in {_and(names)} the seeds {text}" for text, names in groups.items()]
     text = "; ".join(parts)
     return text[:1].upper() + text[1:] + "."
 
