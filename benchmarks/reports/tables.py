@@ -151,19 +151,20 @@ def _maybe(value: float) -> str:
     return "" if not math.isfinite(value) else f"{value:.3f}"
 
 
-def claims_section(rows: Sequence[ClaimRow], runs: Sequence[RunRecord]) -> str:
+def claims_section(rows: Sequence[ClaimRow], runs: Sequence[RunRecord] = ()) -> str:
     """The report's Claims heading, what the seeds behind every interval vary
-    (`seeds_vary`), and the claim table (`verdicts.summary.claim_frame`): the
-    generated block `python -m benchmarks results --check` holds to the
-    records."""
-    seeds = seeds_vary(runs)
+    (`seeds_vary`, from `runs`; left out without them), and the claim table
+    (`verdicts.summary.claim_frame`): the generated block `python -m
+    benchmarks results --check` holds to the records."""
+    seeds = f"In this sweep the seeds {seeds_vary(runs)}.\n\n" if runs else ""
     return (
-        f"## Claims\n\nIn this sweep the seeds {seeds}.\n\n"
+        "## Claims\n\n"
+        + seeds
         + verdict_tables.markdown(verdict_tables.claim_frame(rows))
     )
 
 
-def claims_table(rows: Sequence[ClaimRow], runs: Sequence[RunRecord]) -> str:
+def claims_table(rows: Sequence[ClaimRow], runs: Sequence[RunRecord] = ()) -> str:
     """The Claims section (`claims_section`, between its markers), then every row
     per base with its evidence."""
     return (
