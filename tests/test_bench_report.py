@@ -69,25 +69,22 @@ def test_report_renders_tables_claims_and_valid_plots(tmp_path):
     assert path == tmp_path / "report" / "report.md"
     text = path.read_text()
     assert "## Claims" in text
-    header = text[text.index("## Claims") :].splitlines()[2]
-    assert "vs stock base" in header and "vs fair control" in header
+    claims = text[text.index("## Claims") :].splitlines()
+    # What the seeds vary, from the records' sweep settings (here: unrecorded).
+    assert claims[2] == (
+        "In this sweep the seeds vary the initialisation; whether they vary the "
+        "data order is not recorded."
+    )
+    assert "vs stock base" in claims[4] and "vs fair control" in claims[4]
     summary = json.loads((path.parent / "summary.json").read_text())
     dead = "dead features eliminated"
-    assert verdict(summary, dead, "tied", "stock base") == (
-        "better at 3 of 3, never worse"
-    )
-    assert verdict(summary, dead, "tied", "fair control") == (
-        "better at 3 of 3, never worse"
-    )
-    assert verdict(summary, dead, "projected", "stock base") == (
-        "worse at 3 of 3, never better"
-    )
+    assert verdict(summary, dead, "tied", "stock base") == "better at 3 of 3"
+    assert verdict(summary, dead, "tied", "fair control") == "better at 3 of 3"
+    assert verdict(summary, dead, "projected", "stock base") == "worse at 3 of 3"
     # Both forms share one fair control: the base from the balanced init.
-    assert verdict(summary, dead, "projected", "fair control") == (
-        "worse at 3 of 3, never better"
-    )
+    assert verdict(summary, dead, "projected", "fair control") == "worse at 3 of 3"
     assert verdict(summary, "stability improved", "tied", "stock base") == (
-        "better at 3 of 3, never worse"
+        "better at 3 of 3"
     )
     assert "| composes with TopK" in text and "composes with BatchTopK" not in text
     words = " ".join(text.split())
@@ -138,6 +135,26 @@ def test_report_renders_tables_claims_and_valid_plots(tmp_path):
     }
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
     assert "36 run records and 12 stability records" in text
+
+
+@pytest.mark.parametrize(
+    ("varies", "words"),
+    [
+        (False, "the seeds vary the initialisation only (every run sees the same"),
+        (True, "the seeds vary the initialisation and the data order."),
+    ],
+)
+def test_the_report_says_what_the_seeds_vary_from_the_sweep_config(
+    tmp_path, varies, words
+):
+    runs = write_sweep(tmp_path)
+    for r in runs:
+        r["eval_config"]["sweep"] = {"name": "s", "seed_varies_data": varies}
+        layout.write_json_atomic(
+            layout.record_path(tmp_path, layout.run_info(r)["run_id"]), r
+        )
+    text = " ".join(report.render_report(tmp_path).read_text().split())
+    assert f"In this sweep {words}" in text
 
 
 def test_report_lists_degenerate_points(tmp_path):
@@ -219,13 +236,16 @@ def test_report_with_a_learning_rate_grid_reports_main_runs_only(tmp_path):
     assert "| aligned_topk[tied] | **0.5900** | -0.9000 | 0.0003 |" in text
     assert "| topk | -0.9000 | **0.4900** | 0.001 |" in text
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
-    assert verdict(
-        summary,
-        "reconstruction improved",
-        "tied",
-        "stock base",
-        metric="explained variance",
-    ) == ("better at 3 of 3, never worse")
+    assert (
+        verdict(
+            summary,
+            "reconstruction improved",
+            "tied",
+            "stock base",
+            metric="explained variance",
+        )
+        == "better at 3 of 3"
+    )
     # without sweep.json the folder is not a grid sweep: every record counts
     (tmp_path / "sweep.json").unlink()
     text = report.render_report(tmp_path).read_text()

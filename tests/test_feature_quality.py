@@ -63,6 +63,10 @@ def test_differences_are_paired_by_seed_against_stock_and_the_fair_control(tmp_p
     text = render(tmp_path)
     assert "diagnostic" in text and "0.800" in text  # the residual baseline
     assert "from the `tied` init (diagnostic)" not in text.split("aligned -")[1]
+    # TPP stays, marked as failing the reliability study, which the page states
+    # before any table.
+    assert text.startswith("In Chanin 2026 (arXiv 2605.18229), sae-probes'")
+    assert "TPP, 20 latents (local sets; fails Chanin 2026's reliability tests)" in text
 
 
 def test_an_empty_folder_says_so(tmp_path):

@@ -4,8 +4,13 @@ import argparse
 
 import pytest
 
-from benchmarks.reports import published
+from benchmarks.analysis.verdicts.judge import judge_sweep
+from benchmarks.analysis.verdicts.rules import FAIR_CONTROL, STOCK_BASE
+from benchmarks.records import layout
+from benchmarks.records.run_table import SweepRecords
+from benchmarks.reports import published, results_brief
 from benchmarks.reports.generated import Block, fill, stale_documents
+from tests.record_factory import sweep
 
 
 def test_committed_documents_equal_what_the_committed_records_give():
@@ -51,3 +56,97 @@ def test_check_exits_1_on_a_stale_document(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         published.main(parser.parse_args(["--check"]))
     assert exit_info.value.code == 1 and "doc.md: stale" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- the README's results
+
+
+def _rows(runs):
+    return judge_sweep(SweepRecords.from_json(runs))
+
+
+def test_the_readme_table_gives_both_forms_a_row_and_names_every_count():
+    runs = sweep(aligned_ev=0.05, aligned_dead=0.0, control_ev=0.0)
+    runs += [
+        r
+        for r in sweep(aligned_ev=-0.05, aligned_dead=0.0, form="projected")
+        if layout.run_info(r)["alignment"]
+    ]
+    table = results_brief.verdict_table({"text": _rows(runs)})
+    lines = table.splitlines()
+    assert lines[0].startswith("| claim (metric at matched L0) | form | `text` (")
+    ev = next(i for i, x in enumerate(lines) if "(explained variance)" in x)
+    assert lines[ev] == (
+        "| reconstruction improved (explained variance) | `tied` "
+        "| better at 3 of 3 | better at 3 of 3 |"
+    )
+    # The projected row follows, its claim not repeated (one fair control
+    # serves both forms).
+    assert lines[ev + 1] == "|  | `projected` | worse at 3 of 3 | worse at 3 of 3 |"
+    assert "never" not in table and "/3" not in table
+
+
+def test_a_column_names_the_bases_it_pools_and_a_base_without_that_reference():
+    topk = sweep(aligned_ev=0.05, aligned_dead=0.0, control_ev=0.0)
+    batchtopk = sweep(aligned_ev=0.05, aligned_dead=0.0, architecture="batchtopk")
+    rows = _rows(topk + batchtopk)
+    assert results_brief.column_bases(rows, "tied", STOCK_BASE) == "batchtopk, topk"
+    assert results_brief.column_bases(rows, "tied", FAIR_CONTROL) == (
+        "topk (batchtopk: no fair control)"
+    )
+    line = results_brief.bases_line({"s": rows})
+    assert line == (
+        "Bases pooled: `s`: `tied` vs stock batchtopk, topk, vs fair control "
+        "topk (batchtopk: no fair control)."
+    )
+
+
+def test_the_seeds_line_groups_sweeps_by_what_their_seeds_vary():
+    def runs(varies):
+        records = sweep(aligned_ev=0.0, aligned_dead=0.0, ks=(8,))
+        for r in records:
+            r["eval_config"]["sweep"] = {"seed_varies_data": varies}
+        return SweepRecords.from_json(records).runs
+
+    line = results_brief.seeds_line(
+        {"a": runs(False), "b": runs(True), "c": runs(False)}
+    )
+    assert line == (
+        "In `a` and `c` the seeds vary the initialisation only (every run sees the "
+        "same batches in the same order); in `b` the seeds vary the initialisation "
+        "and the data order."
+    )
+
+
+def test_the_committed_readme_says_form_bases_seeds_and_every_curve_metric():
+    block = published.readme_results()
+    assert "| `tied` |" in block and "|  | `projected` |" in block
+    assert "never" not in block and "mixed" not in block
+    # A fair-control column that pools fewer bases than its stock column, for
+    # want of a fair control, says so (on synthetic data: p-annealing).
+    for name in published.BRIEF_SWEEPS:
+        rows = published._rows(name)
+        pooled = {
+            role: {
+                b
+                for r in rows
+                if (r.alignment, r.role, r.base) == ("tied", role, "pooled")
+                for b in r.bases
+            }
+            for role in (STOCK_BASE, FAIR_CONTROL)
+        }
+        lacking = {
+            b
+            for r in rows
+            if (r.alignment, r.role, r.base) == ("tied", FAIR_CONTROL, "pooled")
+            for b in r.no_reference
+        }
+        for base in (pooled[STOCK_BASE] - pooled[FAIR_CONTROL]) & lacking:
+            assert f"{base}: no fair control" in block.split(f"`{name}`", 1)[1]
+    assert "seeds vary the initialisation only" in block
+    curves = block.split("by training length", 1)[1]
+    synthetic_curves = curves.split("`curves_synthetic_cpu`", 1)[1]
+    for metric in ("dead fraction", "explained variance", "MCC", "F1"):
+        assert f"| {metric} |" in synthetic_curves, metric
+    for metric in ("explained variance", "CE-loss score"):
+        assert f"| {metric} |" in curves.split("`curves_synthetic_cpu`")[0], metric

@@ -10,7 +10,7 @@ from scipy import stats
 from benchmarks.analysis.verdicts.judge import POOLED, ClaimRow, Verdict, judge_sweep
 from benchmarks.analysis.verdicts.lengths import length_comparisons, lengths_frame
 from benchmarks.analysis.verdicts.matching import SeedCurve
-from benchmarks.analysis.verdicts.rules import FAIR_CONTROL, STOCK_BASE
+from benchmarks.analysis.verdicts.rules import CLAIM_SPECS, FAIR_CONTROL, STOCK_BASE
 from benchmarks.analysis.verdicts.statistics import (
     benjamini_hochberg,
     paired_difference,
@@ -94,11 +94,9 @@ def test_the_fair_control_is_the_base_from_the_balanced_init_not_the_tied_init()
         if layout.run_info(r)["init_from"] == "tied"
     ]
     rows = rows_of(runs)
-    assert (
-        row(rows, "explained_variance").verdict.text == "better at 3 of 3, never worse"
-    )
+    assert row(rows, "explained_variance").verdict.text == "better at 3 of 3"
     fair = row(rows, "explained_variance", FAIR_CONTROL)
-    assert fair.verdict.text == "worse at 3 of 3, never better"
+    assert fair.verdict.text == "worse at 3 of 3"
     assert {c.reference for c in fair.comparisons} == {"topk[init=projected]"}
 
 
@@ -120,8 +118,20 @@ def test_verdicts_say_which_way_and_how_often():
             ] -= 0.1
     v = row(rows_of(runs), "explained_variance").verdict
     assert (v.better, v.worse, v.tie) == (3, 1, 0)
-    assert v.text == "mixed: better at 3, worse at 1 of 4"
+    assert v.text == "better at 3, worse at 1 of 4"
     assert Verdict(0, 0, 4).text == "tie at 4 of 4"
+
+
+def test_a_verdict_reads_every_count_with_its_direction_ties_included():
+    assert Verdict(1, 0, 5).text == "better at 1, tie at 5 of 6"
+    assert Verdict(6, 4, 0).text == "better at 6, worse at 4 of 10"
+    assert Verdict(2, 3, 1).text == "better at 2, worse at 3, tie at 1 of 6"
+    assert Verdict(0, 2, 0).text == "worse at 2 of 2"
+    assert Verdict(6, 0, 0).text == "better at 6 of 6"
+    # No verdict keeps its counts, in the same words.
+    short = Verdict(0, 1, 1, "insufficient data")
+    assert short.text == "insufficient data (worse at 1, tie at 1 of 2)"
+    assert Verdict(0, 0, 0, "no overlap").text == "no overlap"
 
 
 def test_a_difference_within_seed_noise_is_a_tie():
@@ -277,6 +287,33 @@ def test_verdicts_by_length_put_the_shortest_and_longest_side_by_side():
     assert stock["longest"].startswith("tie") and "in lr decay" not in stock["longest"]
 
 
+def test_verdicts_by_length_cover_every_claim_metric_the_checkpoints_record():
+    finals, checkpoints = [], []
+    for step, gap in ((100, 0.1), (1000, -0.05)):
+        for r in sweep(aligned_ev=gap, aligned_dead=0.0, ks=(16,), control_ev=0.0):
+            r["eval_config"]["run"]["step"] = step
+            r["eval_config"]["sweep"] = {
+                "training_tokens": 1000 * 64,
+                "train_batch_size_tokens": 64,
+            }
+            if step == 1000:  # MCC measured at the end only
+                r["eval_result_metrics"]["ground_truth"] = {"mcc": 0.5}
+            (finals if step == 1000 else checkpoints).append(r)
+    comparisons = length_comparisons(SweepRecords.from_json(finals, (), checkpoints))
+    table = lengths_frame(comparisons)
+    assert list(dict.fromkeys(table["metric (matched L0)"])) == [
+        "dead fraction",
+        "explained variance",
+        "CE-loss score",
+        "MCC",
+    ]
+    ce = table[table["metric (matched L0)"] == "CE-loss score"].iloc[0]
+    assert ce["shortest"].startswith("better") and ce["longest"].startswith("worse")
+    # A metric recorded at one length compares that length alone, never a blank.
+    mcc = table[table["metric (matched L0)"] == "MCC"].iloc[0]
+    assert mcc["shortest"].startswith("tie") and mcc["longest"] == "-"
+
+
 def test_a_sweep_folder_gives_the_same_rows_as_its_records(tmp_path):
     runs = sweep(aligned_ev=0.05, aligned_dead=0.0, control_ev=0.0)
     for r in runs:
@@ -286,3 +323,42 @@ def test_a_sweep_folder_gives_the_same_rows_as_its_records(tmp_path):
     from_folder = judge_sweep(SweepRecords.read(tmp_path))
     assert [r.verdict for r in from_folder] == [r.verdict for r in rows_of(runs)]
     assert make_record("topk", 8, 0, l0=8.0)["eval_config"]["run"]["label"] == "topk"
+
+
+# ----------------------------------------------------------- feature quality
+
+
+def _with_probes(runs: list[dict], gap: float) -> list[dict]:
+    """sae-probes' k-sparse top-1 accuracy on every run, aligned `gap` higher."""
+    for r in runs:
+        info = layout.run_info(r)
+        seed_jitter = 0.01 * info["seed"]
+        value = 0.7 + seed_jitter + (gap if info["alignment"] else 0.0)
+        r["eval_result_metrics"]["sae_probes"] = {"sae_top_1_test_accuracy": value}
+    return runs
+
+
+def test_sparse_probing_gets_a_verdict_at_three_matched_points():
+    rows = rows_of(_with_probes(sweep(aligned_ev=0.0, aligned_dead=0.0), 0.05))
+    probes = row(rows, "sae_probes_top1")
+    assert probes.spec.claim == "sparse probing improved"
+    assert probes.verdict.status is None and probes.verdict.text == "better at 3 of 3"
+
+
+def test_sparse_probing_at_one_point_is_insufficient_data_with_its_counts():
+    runs = _with_probes(sweep(aligned_ev=0.0, aligned_dead=0.0, ks=(32,)), -0.05)
+    probes = row(rows_of(runs), "sae_probes_top1")
+    assert probes.verdict.text == "insufficient data (worse at 1 of 1)"
+
+
+def test_tpp_is_judged_but_marked_as_failing_the_reliability_study():
+    runs = sweep(aligned_ev=0.0, aligned_dead=0.0)
+    for r in runs:
+        r["eval_result_metrics"]["tpp"] = {"tpp_threshold_20_total_metric": 0.1}
+    rows = rows_of(runs)
+    table = claim_frame(rows)
+    tpp = table[table["claim"] == "TPP improved"]["metric (matched L0)"]
+    assert set(tpp) == {"TPP (fails Chanin 2026's reliability tests)"}
+    probes = {s.display: s for s in CLAIM_SPECS if s.claim == "sparse probing improved"}
+    assert all(not s.caveat for s in probes.values())
+    assert "sae-probes k-sparse probing, top-1" in probes

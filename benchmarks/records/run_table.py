@@ -113,6 +113,9 @@ class SweepInfo:
         lr_decay_steps: Steps of the final learning-rate decay (0: none).
         lr: The sweep's default rate.
         seeds: Its seeds.
+        seed_varies_data: Whether a run's seed also set its batch order
+            (`SweepConfig.seed_varies_data`); None in records older than the
+            field.
     """
 
     name: str | None = None
@@ -124,6 +127,7 @@ class SweepInfo:
     lr_decay_steps: int = 0
     lr: float | None = None
     seeds: tuple[int, ...] = ()
+    seed_varies_data: bool | None = None
 
     @classmethod
     def from_json(cls, sweep: dict[str, Any]) -> "SweepInfo":
@@ -137,6 +141,7 @@ class SweepInfo:
             lr_decay_steps=int(sweep.get("lr_decay_steps") or 0),
             lr=sweep.get("lr"),
             seeds=tuple(sweep.get("seeds") or ()),
+            seed_varies_data=sweep.get("seed_varies_data"),
         )
 
 

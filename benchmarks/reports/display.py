@@ -34,7 +34,8 @@ METRIC_NAMES: dict[str, str] = {
     "absorption_full": "full-absorption score (SAEBench)",
     "sparse_probing_top1": "sparse probing top-1 accuracy (SAEBench, local sets)",
     "sae_probes_top1": "sae-probes top-1 accuracy (SAEBench)",
-    "tpp_total": "TPP score, 20 latents (SAEBench, local sets)",
+    # Marked wherever it is shown (rules.FAILS_RELIABILITY, in short).
+    "tpp_total": "TPP, 20 latents (fails Chanin 2026's tests)",
     "l0": "L0",
 }
 """Metric key -> its name in titles, legends and table headers."""

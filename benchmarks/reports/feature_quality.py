@@ -1,6 +1,7 @@
 """The feature-quality table of a sweep: SAEBench's sparse probing (local
 multi-class text and the sae-probes datasets) and TPP, per arm and against the
-references, from the sweep's records.
+references, from the sweep's records. TPP is marked wherever it appears: it
+fails the reliability tests of `rules.RELIABILITY_STUDY`.
 
     python -m benchmarks.reports.feature_quality benchmarks/results/probing_cpu
 
@@ -23,7 +24,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.analysis.verdicts.rules import FAIR_CONTROL_START
+from benchmarks.analysis.verdicts.rules import (
+    FAILS_RELIABILITY,
+    FAIR_CONTROL_START,
+    RELIABILITY_TEXT,
+)
 from benchmarks.analysis.verdicts.statistics import (
     ALPHA,
     benjamini_hochberg,
@@ -79,7 +84,7 @@ METRICS = (
         "sae_probes_llm",
         "sae-probes dense logistic regression",
     ),
-    QualityMetric("tpp_total", "TPP, 20 latents (local sets)"),
+    QualityMetric("tpp_total", f"TPP, 20 latents (local sets; {FAILS_RELIABILITY})"),
 )
 """Accuracies are test accuracies. The residual-stream baseline of a top-k row
 probes the top-k residual dimensions (sae-probes: a dense logistic regression)."""
@@ -258,7 +263,15 @@ def render(out_dir: Path) -> str:
     runs = per_run_table(out_dir)
     if runs.empty:
         return f"No run records in {out_dir}.\n"
-    return arm_table(runs) + "\n" + difference_table(paired_differences(runs))
+    # The study's verdict on the metrics comes first: a reader who stops at the
+    # first table should not take TPP for evidence.
+    return (
+        RELIABILITY_TEXT
+        + "\n\n"
+        + arm_table(runs)
+        + "\n"
+        + difference_table(paired_differences(runs))
+    )
 
 
 def main() -> None:

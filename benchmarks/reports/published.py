@@ -20,22 +20,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.analysis.verdicts.judge import POOLED, ClaimRow, Verdict, judge_sweep
-from benchmarks.analysis.verdicts.lengths import length_comparisons, lengths_frame
+from benchmarks.analysis.verdicts.judge import ClaimRow, judge_sweep
+from benchmarks.analysis.verdicts.lengths import (
+    LengthComparison,
+    length_comparisons,
+    lengths_frame,
+)
 from benchmarks.analysis.verdicts.rules import (
     DEAD_CLAIM,
     RECONSTRUCTION_CLAIM,
-    ROLES,
     RULES_TEXT,
     STABILITY_CLAIM,
 )
 from benchmarks.analysis.verdicts.summary import (
     answer_frame,
     markdown,
-    tokens_text,
 )
 from benchmarks.records.run_table import SweepRecords
-from benchmarks.reports import feature_quality
+from benchmarks.reports import feature_quality, results_brief
 from benchmarks.reports.claim_figures import claim_caption, plot_claim
 from benchmarks.reports.generated import Block, fill, stale_documents
 from benchmarks.reports.tables import claims_section
@@ -55,106 +57,43 @@ def _rows(name: str) -> tuple[ClaimRow, ...]:
     return tuple(judge_sweep(_sweep(name)))
 
 
-def short(verdict: Verdict) -> str:
-    """A verdict in a few characters: `better 6/6`, `mixed +2 -3 /6`."""
-    if verdict.status is not None:
-        return verdict.status
-    n = verdict.n
-    if verdict.better and verdict.worse:
-        return f"mixed +{verdict.better} -{verdict.worse} /{n}"
-    if verdict.better:
-        return f"better {verdict.better}/{n}"
-    if verdict.worse:
-        return f"worse {verdict.worse}/{n}"
-    return f"tie {n}/{n}"
+CURVE_SWEEPS = ("curves_cpu", "curves_synthetic_cpu")
+"""The TopK learning-curve sweeps whose lengths the results pages follow."""
+BRIEF_SWEEPS = (TEXT_SWEEP, SYNTHETIC_SWEEP)
 
 
-def _pooled(rows: tuple[ClaimRow, ...], form: str) -> dict[tuple[str, str], ClaimRow]:
-    """(claim name, reference) -> pooled row; dead features under one name
-    whichever window the sweep measured them on."""
-    out = {}
-    for r in rows:
-        if r.alignment == form and r.base == POOLED:
-            name = r.spec.claim
-            if r.spec.claim != DEAD_CLAIM:
-                name += f" ({r.spec.display})"
-            out[(name, r.role)] = r
-    return out
-
-
-def readme_table(form: str = "tied") -> str:
-    """The README's claim table: pooled verdicts of `form` on text and on
-    synthetic data, against the stock base and the fair control."""
-    sweeps = {
-        name: _pooled(_rows(name), form) for name in (TEXT_SWEEP, SYNTHETIC_SWEEP)
-    }
-    claims = list(dict.fromkeys(c for rows in sweeps.values() for c, _ in rows))
-    out = []
-    for claim in claims:
-        cells = {"claim (metric at matched L0)": claim}
-        for name, rows in sweeps.items():
-            tokens = next((r.training_tokens for r in rows.values()), None)
-            column = f"{name} ({tokens_text(tokens)}): vs stock / vs fair control"
-            pair = [rows.get((claim, role)) for role in ROLES]
-            cells[column] = " / ".join(short(r.verdict) if r else "-" for r in pair)
-        out.append(cells)
-    return markdown(pd.DataFrame(out))
-
-
-def _bases_line(name: str, form: str = "tied") -> str:
-    """Which bases each pooled verdict of a sweep rests on, and which have too
-    few points at matched L0 to join it."""
-    rows = [
-        r
-        for r in _rows(name)
-        if r.alignment == form
-        and r.base == POOLED
-        and (r.spec.claim, r.spec.metric)
-        == (RECONSTRUCTION_CLAIM, "explained_variance")
-    ]
-    pooled = sorted({b for r in rows for b in r.bases})
-    left = sorted({b for r in rows for b in r.left_out})
-    text = f"`{name}` pools {', '.join(pooled) or 'no base'}"
-    if left:
-        text += f"; {', '.join(left)} have too few points at matched L0 (own rows)"
-    return text
+def _curves() -> dict[str, list[LengthComparison]]:
+    return {name: length_comparisons(_sweep(name)) for name in CURVE_SWEEPS}
 
 
 def readme_results() -> str:
-    lines = [
-        readme_table(),
-        "",
-        "Bases behind the cells (reconstruction rows; absorption runs at one "
-        "sparsity): "
-        + "; ".join(_bases_line(n) for n in (TEXT_SWEEP, SYNTHETIC_SWEEP))
-        + ".",
-        "",
-        "By training length (`tied`, TopK, paired by seed; shortest → longest):",
-        "",
-        length_lines(),
-    ]
-    return "\n".join(lines)
+    """The README's block: both forms' pooled verdicts, the bases behind each
+    column, what the seeds vary, and `tied` TopK by training length."""
+    sweeps = {name: _rows(name) for name in BRIEF_SWEEPS}
+    return "\n".join(
+        [
+            results_brief.verdict_table(sweeps),
+            "",
+            results_brief.bases_line(sweeps)
+            + " "
+            + results_brief.seeds_line({n: _sweep(n).runs for n in BRIEF_SWEEPS}),
+            "",
+            "`tied` TopK by training length, shortest → longest checkpoint:",
+            "",
+            results_brief.compact_length_lines(_curves()),
+        ]
+    )
 
 
 def length_lines() -> str:
-    """`tied` against each reference at the shortest and longest checkpoint of
-    the TopK learning curves, one line each."""
-    lines = []
-    for name, metric in (
-        ("curves_cpu", "CE-loss score"),
-        ("curves_synthetic_cpu", "MCC"),
-    ):
-        table = lengths_frame(length_comparisons(_sweep(name)))
-        mine = table[
-            (table["aligned"] == "aligned_topk[tied]")
-            & (table["metric (matched L0)"] == metric)
-        ]
-        for _, row in mine.iterrows():
-            role = row["reference"].split(":")[0]
-            lines.append(
-                f"- `{name}`, {metric} vs {role}: {row['shortest']} → {row['longest']}"
-            )
-    return "\n".join(lines)
+    """docs/results.md's length lines: every metric, each reference, intervals."""
+    return results_brief.length_lines(_curves())
+
+
+def seeds_lines() -> str:
+    """docs/results.md's line on what every committed sweep's seeds vary."""
+    names = sorted(p.name for p in RESULTS.iterdir() if (p / "records").is_dir())
+    return results_brief.seeds_line({n: _sweep(n).runs for n in names})
 
 
 def learning_rate_edges() -> str:
@@ -192,11 +131,13 @@ def curve_lengths(name: str) -> str:
     return markdown(lengths_frame(length_comparisons(_sweep(name))))
 
 
-def answer() -> str:
-    """docs/results.md's lead: every claim's pooled `tied` verdict, how much and
-    against which reference, on text and on synthetic data."""
+def answer(form: str = "tied") -> str:
+    """docs/results.md's lead: every claim's pooled verdict of `form`, how much
+    and against which reference, on text and on synthetic data."""
     return markdown(
-        answer_frame({name: _rows(name) for name in (TEXT_SWEEP, SYNTHETIC_SWEEP)})
+        answer_frame(
+            {name: _rows(name) for name in (TEXT_SWEEP, SYNTHETIC_SWEEP)}, form
+        )
     )
 
 
@@ -244,7 +185,9 @@ def report_pages() -> dict[Path, tuple[Block, ...]]:
         page = RESULTS / name / "report" / "report.md"
         if not page.exists():
             continue
-        blocks = [Block("claims", lambda n=name: claims_section(_rows(n)))]
+        blocks = [
+            Block("claims", lambda n=name: claims_section(_rows(n), _sweep(n).runs))
+        ]
         if _sweep(name).checkpoints:
             blocks.append(Block("lengths", lambda n=name: curve_lengths(n)))
         pages[page] = tuple(blocks)
@@ -255,7 +198,9 @@ FEATURE_QUALITY_PAGE = RESULTS / "probing_cpu" / "report" / "feature_quality.md"
 README_BLOCKS = (Block("results", readme_results),)
 RESULTS_BLOCKS = (
     Block("answer", answer),
+    Block("answer projected", lambda: answer("projected")),
     Block("lengths", length_lines),
+    Block("seeds", seeds_lines),
     Block("claim figures", claim_figures),
     Block("rules", lambda: RULES_TEXT),
     Block("learning-rate edges", learning_rate_edges),

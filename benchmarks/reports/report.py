@@ -139,7 +139,7 @@ def report_markdown(
         f"d_sae {', '.join(map(str, d_saes))}.\n\n",
         sweep_line(runs),
         eval_windows_line(runs),
-        claims_table(claims),
+        claims_table(claims, runs),
         "\n" + rules_text(),
         "\n## Degenerate points\n\n",
         degenerate_table(degenerate),

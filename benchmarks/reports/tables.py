@@ -151,18 +151,24 @@ def _maybe(value: float) -> str:
     return "" if not math.isfinite(value) else f"{value:.3f}"
 
 
-def claims_section(rows: Sequence[ClaimRow]) -> str:
-    """The report's Claims heading and claim table (`verdicts.summary.claim_frame`):
-    the generated block `python -m benchmarks results --check` holds to the
-    records."""
-    return "## Claims\n\n" + verdict_tables.markdown(verdict_tables.claim_frame(rows))
+def claims_section(rows: Sequence[ClaimRow], runs: Sequence[RunRecord] = ()) -> str:
+    """The report's Claims heading, what the seeds behind every interval vary
+    (`seeds_vary`, from `runs`; left out without them), and the claim table
+    (`verdicts.summary.claim_frame`): the generated block `python -m
+    benchmarks results --check` holds to the records."""
+    seeds = f"In this sweep the seeds {seeds_vary(runs)}.\n\n" if runs else ""
+    return (
+        "## Claims\n\n"
+        + seeds
+        + verdict_tables.markdown(verdict_tables.claim_frame(rows))
+    )
 
 
-def claims_table(rows: Sequence[ClaimRow]) -> str:
+def claims_table(rows: Sequence[ClaimRow], runs: Sequence[RunRecord] = ()) -> str:
     """The Claims section (`claims_section`, between its markers), then every row
     per base with its evidence."""
     return (
-        marked("claims", claims_section(rows))
+        marked("claims", claims_section(rows, runs))
         + "\n\n### Every base, with its evidence\n\n"
         + verdict_tables.markdown(verdict_tables.per_base_frame(rows))
         + "\n"
@@ -268,6 +274,26 @@ def sweep_line(runs: Sequence[RunRecord]) -> str:
         if value is not None
     ]
     return ("Sweep: " + ", ".join(fields) + ".\n\n") if fields else ""
+
+
+SEEDS_VARY: dict[bool | None, str] = {
+    False: "vary the initialisation only (every run sees the same batches in the "
+    "same order)",
+    True: "vary the initialisation and the data order",
+    None: "vary the initialisation; whether they vary the data order is not recorded",
+}
+"""What a sweep's seeds vary, by `SweepConfig.seed_varies_data`: the intervals
+and tests cover that noise and no other, so every page says which."""
+
+
+def seeds_vary(runs: Sequence[RunRecord]) -> str:
+    """What the seeds of `runs` vary, from the sweep settings each record
+    carries; runs that disagree are named as such."""
+    varies = {run.sweep.seed_varies_data for run in runs}
+    if len(varies) == 1:
+        return SEEDS_VARY[varies.pop()]
+    mixed = sorted({SEEDS_VARY[run.sweep.seed_varies_data] for run in runs}, key=len)
+    return "differ between runs: some " + ", others ".join(mixed)
 
 
 def skipped_evals(runs: Sequence[RunRecord]) -> list[tuple[str, str, list[str]]]:

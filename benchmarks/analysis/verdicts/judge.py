@@ -103,17 +103,29 @@ class Verdict:
         return self.better + self.worse + self.tie
 
     @property
+    def counts_text(self) -> str:
+        """Every nonzero count with its direction, then the whole: "better at 6,
+        worse at 4 of 10", "better at 1, tie at 5 of 6", "worse at 2 of 2".
+        Ties are named whenever there are any, so a reader never has to
+        subtract to learn that most points are no different."""
+        parts = [
+            f"{word} at {count}"
+            for word, count in (
+                (BETTER, self.better),
+                (WORSE, self.worse),
+                (TIE, self.tie),
+            )
+            if count
+        ]
+        return f"{', '.join(parts)} of {self.n}" if parts else "no points"
+
+    @property
     def text(self) -> str:
-        counts = f"better {self.better}, worse {self.worse}, tie {self.tie}"
-        if self.status is not None:
-            return self.status + (f" ({counts})" if self.n else "")
-        if self.better and not self.worse:
-            return f"better at {self.better} of {self.n}, never worse"
-        if self.worse and not self.better:
-            return f"worse at {self.worse} of {self.n}, never better"
-        if self.better and self.worse:
-            return f"mixed: better at {self.better}, worse at {self.worse} of {self.n}"
-        return f"tie at {self.n} of {self.n}"
+        """The counts, after the reason there is no verdict when there is one:
+        "insufficient data (worse at 1, tie at 1 of 2)"."""
+        if self.status is None:
+            return self.counts_text
+        return self.status + (f" ({self.counts_text})" if self.n else "")
 
     @property
     def direction(self) -> str:
@@ -150,6 +162,9 @@ class ClaimRow:
         degenerate: Collapsed points left out of the row.
         edges: Arms of the row whose rate sits at an edge of its grid.
         training_tokens: Tokens (samples) each SAE behind the row trained on.
+        no_reference: Bases of the form with no arm of this reference at all
+            (p-annealing has no fair control): a column that pools fewer bases
+            than its neighbour says why.
     """
 
     spec: ClaimSpec
@@ -164,6 +179,7 @@ class ClaimRow:
     degenerate: tuple[str, ...]
     edges: tuple[str, ...]
     training_tokens: int | None
+    no_reference: tuple[str, ...] = ()
 
     @property
     def evidence(self) -> str:
@@ -191,6 +207,8 @@ class ClaimRow:
             parts.append(f"{len(self.degenerate)} collapsed points left out")
         if self.edges:
             parts.append("rate at grid edge: " + ", ".join(self.edges))
+        if self.no_reference:
+            parts.append(f"no {self.role}: " + ", ".join(self.no_reference))
         return "; ".join(parts)
 
 
@@ -262,21 +280,21 @@ class _Raw:
 
 def _raw_comparisons(
     frame: pd.DataFrame, spec: ClaimSpec, form: str, role: str, gone: set[tuple]
-) -> tuple[list[_Raw], int, bool, set[str]]:
-    """(comparisons, points without overlap, whether any aligned arm had a
-    reference, arms involved) for one claim metric, form and reference."""
+) -> tuple[list[_Raw], int, set[str], set[str]]:
+    """(comparisons, points without overlap, arms involved, bases whose aligned
+    arm has no reference arm) for one claim metric, form and reference."""
     key = ["label", "sparsity_value", "d_sae"]
     kept = frame[[tuple(k) not in gone for k in frame[key].itertuples(index=False)]]
     has_metric = kept[np.isfinite(kept[spec.metric])]
     aligned = has_metric[has_metric["alignment"] == form]
-    out, no_overlap, any_reference, arms = [], 0, False, set()
+    out, no_overlap, arms, unreferenced = [], 0, set(), set()
     for (label, d_sae), runs in aligned.groupby(["label", "d_sae"]):
         base = str(runs["base_architecture"].iloc[0])
         mask = reference_mask(has_metric, base, form, role)
         reference = has_metric[mask & (has_metric["d_sae"] == d_sae)]
         if reference.empty:
+            unreferenced.add(base)
             continue
-        any_reference = True
         arms |= {str(label), str(reference["label"].iloc[0])}
         for pairing in pair_at_matched_l0(runs, reference, spec.metric):
             n = _n_seeds(pairing, spec.metric)
@@ -293,7 +311,7 @@ def _raw_comparisons(
                     paired_difference(pairing.diffs, n),
                 )
             )
-    return out, no_overlap, any_reference, arms
+    return out, no_overlap, arms, unreferenced
 
 
 def _outcome(spec: ClaimSpec, raw: _Raw, p_adjusted: float) -> str:
@@ -372,7 +390,7 @@ def judge_sweep(sweep: SweepRecords) -> list[ClaimRow]:
         source = stab if spec.metric == STABILITY else frame
         for form in forms:
             for role in ROLES:
-                raws, no_overlap, has_ref, arms = _raw_comparisons(
+                raws, no_overlap, arms, unreferenced = _raw_comparisons(
                     source, spec, form, role, gone
                 )
                 comparisons = _corrected(spec, raws)
@@ -382,7 +400,8 @@ def judge_sweep(sweep: SweepRecords) -> list[ClaimRow]:
                     role,
                     comparisons,
                     no_overlap,
-                    has_ref,
+                    bool(arms),
+                    unreferenced,
                     [d for d in degenerate if d.excluded and d.point.label in arms],
                     {a: e for a, e in edges.items() if a in arms},
                     training_tokens,
@@ -397,6 +416,7 @@ def _rows_for(
     comparisons: list[PointComparison],
     no_overlap: int,
     has_reference: bool,
+    unreferenced: set[str],
     degenerate: list[DegeneratePoint],
     edges: dict[str, str],
     training_tokens: int | None,
@@ -422,6 +442,7 @@ def _rows_for(
             collapsed if base == POOLED else (),
             tuple(at_edge),
             training_tokens,
+            kw.get("no_reference", ()),
         )
 
     rows = []
@@ -445,6 +466,14 @@ def _rows_for(
         counts = verdict_of(comparisons)
         verdict = Verdict(counts.better, counts.worse, counts.tie, INSUFFICIENT)
     rows.append(
-        row(POOLED, pooled, verdict, bases=enough, left_out=few, no_overlap=no_overlap)
+        row(
+            POOLED,
+            pooled,
+            verdict,
+            bases=enough,
+            left_out=few,
+            no_overlap=no_overlap,
+            no_reference=tuple(sorted(unreferenced - set(by_base))),
+        )
     )
     return rows

@@ -18,10 +18,11 @@ from benchmarks.analysis.verdicts.judge import (
     NO_OVERLAP,
     TIE,
     WORSE,
+    judged_specs,
     reference_mask,
 )
 from benchmarks.analysis.verdicts.matching import pair_at_matched_l0
-from benchmarks.analysis.verdicts.rules import CLAIM_SPECS, MIN_SEEDS, ROLES, ClaimSpec
+from benchmarks.analysis.verdicts.rules import MIN_SEEDS, ROLES, ClaimSpec
 from benchmarks.analysis.verdicts.statistics import (
     ALPHA,
     Difference,
@@ -30,9 +31,6 @@ from benchmarks.analysis.verdicts.statistics import (
 )
 from benchmarks.analysis.verdicts.summary import tokens_text
 from benchmarks.records.run_table import SweepRecords
-
-LENGTH_METRICS = ("ce_loss_score", "explained_variance", "dead_fraction", "mcc")
-"""The curve metrics judged by length (those a curve sweep records)."""
 
 
 @dataclass(frozen=True)
@@ -65,20 +63,18 @@ class LengthComparison:
     outcome: str
 
 
-def _spec(metric: str) -> ClaimSpec:
-    return next(s for s in CLAIM_SPECS if s.metric == metric)
-
-
 def length_comparisons(sweep: SweepRecords) -> list[LengthComparison]:
     """Every aligned arm against each reference at its shortest and longest
-    shared checkpoint, for each LENGTH_METRICS metric with data."""
-    frame = sweep.checkpoint_frame()
-    frame = frame[frame["step"].notna()]
+    shared checkpoint, for every claim metric the checkpoints record (the ones
+    `judge` would judge: dead features on the long window where recorded).
+    Steps are those at which the metric was recorded, so a metric measured only
+    at the end compares one length, never a blank."""
+    checkpoints = sweep.checkpoint_frame()
+    checkpoints = checkpoints[checkpoints["step"].notna()]
     out: list[LengthComparison] = []
-    for metric in LENGTH_METRICS:
-        if not np.isfinite(frame[metric]).any():
-            continue
-        spec = _spec(metric)
+    for spec in judged_specs(checkpoints, pd.DataFrame()):
+        metric = spec.metric
+        frame = checkpoints[np.isfinite(checkpoints[metric])]
         for role in ROLES:
             raws = []
             aligned = frame[frame["alignment"].notna()]
@@ -128,17 +124,23 @@ def length_comparisons(sweep: SweepRecords) -> list[LengthComparison]:
     return out
 
 
-def _cell(c: LengthComparison | None) -> str:
+def comparison_text(
+    c: LengthComparison | None, interval: bool = True, at: bool = True
+) -> str:
+    """`better +0.091 [+0.077, +0.105] at 129k`: the outcome, the mean paired
+    difference, its 95% interval (`interval`) and the length (`at`); a line
+    that states its lengths once leaves them out of each cell."""
     if c is None:
         return "-"
     if c.outcome == NO_OVERLAP:
         return f"no overlap (L0 {c.l0[0]:.1f} vs {c.l0[1]:.1f})"
     d = c.difference
-    decay = ", in lr decay" if c.in_decay else ""
-    return (
-        f"{c.outcome} {d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] "
-        f"at {tokens_text(int(c.tokens_seen))}{decay}"
-    )
+    text = f"{c.outcome} {d.mean:+.3f}"
+    if interval:
+        text += f" [{d.low:+.3f}, {d.high:+.3f}]"
+    if at:
+        text += f" at {tokens_text(int(c.tokens_seen))}"
+    return text + (", in lr decay" if c.in_decay else "")
 
 
 def lengths_frame(comparisons: list[LengthComparison]) -> pd.DataFrame:
@@ -156,8 +158,8 @@ def lengths_frame(comparisons: list[LengthComparison]) -> pd.DataFrame:
                 "metric (matched L0)": metric,
                 "aligned": aligned,
                 "reference": f"{role}: {reference}",
-                "shortest": _cell(cs[0]),
-                "longest": _cell(cs[-1]) if len(cs) > 1 else "-",
+                "shortest": comparison_text(cs[0]),
+                "longest": comparison_text(cs[-1]) if len(cs) > 1 else "-",
             }
         )
     return pd.DataFrame(out)

@@ -30,6 +30,19 @@ start (encoder norm 0.1, decoder norm 10), which collapses because Adam cannot
 move a norm-10 decoder at these rates."""
 
 
+RELIABILITY_STUDY = "Chanin 2026 (arXiv 2605.18229)"
+"""The reliability study of the SAEBench-family metrics the feature-quality
+claims follow."""
+FAILS_RELIABILITY = "fails Chanin 2026's reliability tests"
+"""The mark every table puts beside a metric that study finds unreliable."""
+RELIABILITY_TEXT = (
+    f"In {RELIABILITY_STUDY}, sae-probes' k-sparse probing is the most reliable "
+    "of the SAEBench-family metrics, and TPP and SCR fail its tests: TPP stays in "
+    "the records and tables, marked as failing them, and sparse probing is the "
+    "feature-quality claim."
+)
+
+
 @dataclass(frozen=True)
 class ClaimSpec:
     """One claim on one metric.
@@ -39,17 +52,26 @@ class ClaimSpec:
         metric: The per-run column (`records.FLAT_METRICS`) or `stability`.
         higher_is_better: The metric's better direction.
         display: The metric's name in tables.
+        caveat: Why a reader should doubt the metric itself, shown beside its
+            name wherever a verdict on it is ("" when none).
     """
 
     claim: str
     metric: str
     higher_is_better: bool
     display: str
+    caveat: str = ""
+
+    @property
+    def label(self) -> str:
+        """The metric's name with its caveat, for tables of verdicts."""
+        return f"{self.display} ({self.caveat})" if self.caveat else self.display
 
 
 DEAD_CLAIM = "dead features eliminated"
 RECONSTRUCTION_CLAIM = "reconstruction improved"
 STABILITY_CLAIM = "stability improved"
+SPARSE_PROBING_CLAIM = "sparse probing improved"
 
 CLAIM_SPECS: tuple[ClaimSpec, ...] = (
     ClaimSpec(DEAD_CLAIM, "dead_fraction_long", False, "dead fraction (long window)"),
@@ -61,13 +83,26 @@ CLAIM_SPECS: tuple[ClaimSpec, ...] = (
     ClaimSpec(STABILITY_CLAIM, STABILITY, True, "shared fraction"),
     ClaimSpec("absorption reduced", "absorption_fraction", False, "absorption"),
     ClaimSpec("absorption reduced", "absorption_full", False, "full absorption"),
-    ClaimSpec("sparse probing improved", "sparse_probing_top1", True, "top-1 probe"),
-    ClaimSpec("sparse probing improved", "sae_probes_top1", True, "sae-probes top-1"),
-    ClaimSpec("TPP improved", "tpp_total", True, "TPP"),
+    ClaimSpec(
+        SPARSE_PROBING_CLAIM,
+        "sae_probes_top1",
+        True,
+        "sae-probes k-sparse probing, top-1",
+    ),
+    ClaimSpec(
+        SPARSE_PROBING_CLAIM,
+        "sparse_probing_top1",
+        True,
+        "SAEBench sparse probing, top-1",
+    ),
+    ClaimSpec("TPP improved", "tpp_total", True, "TPP", FAILS_RELIABILITY),
 )
 """Each claim once per metric: correlated metrics (explained variance and CE-loss
 score) are separate rows, never one pooled count. Dead features are judged on
-the long window where recorded, else on SAEBench's window."""
+the long window where recorded, else on SAEBench's window. Sparse probing is
+judged on sae-probes' k-sparse probing first, the most reliable metric of
+RELIABILITY_STUDY, then on SAEBench's own sparse probing; TPP is judged but
+carries its caveat."""
 PARETO_METRICS = ("explained_variance", "ce_loss_score")
 """The Pareto row: reconstruction against L0, one count per metric."""
 COMPOSITIONS: dict[str, str] = {
@@ -93,11 +128,13 @@ RULES_TEXT = f"""\
   when the Benjamini-Hochberg corrected p-value, over every comparison of the
   claim's metric for that form and reference, is below 0.05; else a tie. Two dead
   fractions both at or below {DEAD_ELIMINATED:.0%} tie.
-- **Verdict.** Says which way and how often ("better at 5 of 6, never worse").
+- **Verdict.** Counts every point with its direction, ties included: "better at
+  5, tie at 1 of 6", "better at 2, worse at 3, tie at 1 of 6".
   Each base has its own row; a base with fewer than {MIN_POINTS} compared points
   is "insufficient data" there and is left out of the pooled row, which lists
   the bases behind it. A point whose seed mean collapses (L2 ratio < 0.3, CE-loss
   score or explained variance < 0) is left out of both sides and named.
+- **Feature quality.** {RELIABILITY_TEXT}
 - **Learning rates.** An arm whose chosen rate is the lowest or highest of its
   grid, with no stated bound there, is flagged on every row it enters.
 """

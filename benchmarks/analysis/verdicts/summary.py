@@ -78,7 +78,7 @@ def claim_frame(
                 out.append(
                     {
                         "claim": spec.claim,
-                        "metric (matched L0)": spec.display,
+                        "metric (matched L0)": spec.label,
                         "form": form,
                         "bases": scope,
                         f"vs {STOCK_BASE}": cells[0],
@@ -163,7 +163,7 @@ def composition_rows(rows: Sequence[ClaimRow]) -> dict[tuple[str, str], dict[str
                 for r in mine:
                     word = r.verdict.direction
                     known = word in (BETTER, WORSE, TIE, "mixed")
-                    counts[word if known else "no verdict"].append(r.spec.display)
+                    counts[word if known else "no verdict"].append(r.spec.label)
                 judged = len(mine) - len(counts["no verdict"])
                 order = (BETTER, WORSE, "mixed", TIE, "no verdict")
                 parts = [
@@ -187,7 +187,7 @@ def per_base_frame(rows: Sequence[ClaimRow]) -> pd.DataFrame:
         [
             {
                 "claim": r.spec.claim,
-                "metric": r.spec.display,
+                "metric": r.spec.label,
                 "form": r.alignment,
                 "reference": r.role,
                 "base": r.base,
@@ -204,6 +204,19 @@ def markdown(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(none)"
     return frame.to_markdown(index=False)
+
+
+def compact_markdown(frame: pd.DataFrame) -> str:
+    """A table as GitHub markdown without column padding: the README counts its
+    characters, and padding a wide column to its longest cell costs hundreds."""
+    if frame.empty:
+        return "(none)"
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |"]
+    lines.append("|" + "---|" * len(frame.columns))
+    lines += [
+        "| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)
+    ]
+    return "\n".join(lines)
 
 
 def _size(row: ClaimRow) -> str:
@@ -231,7 +244,7 @@ def answer_frame(
         index = _index(rows)
         pooled = [r for r in rows if r.alignment == form and r.base == POOLED]
         for spec in dict.fromkeys(r.spec for r in pooled):
-            cells = {"claim": spec.claim, "metric (matched L0)": spec.display}
+            cells = {"claim": spec.claim, "metric (matched L0)": spec.label}
             cells["sweep (trained on)"] = (
                 f"`{name}` ({tokens_text(pooled[0].training_tokens)})"
             )
