@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.records.calibration import (
+    CALIBRATION_FILENAME,
+    read_calibration,
+)
 from benchmarks.records.layout import (
     EVAL_TYPE_ID,
     LR_CHOICE_FILENAME,
@@ -17,10 +21,6 @@ from benchmarks.records.layout import (
     write_json_atomic,
 )
 from benchmarks.sweeps.calibration import run_calibration
-from benchmarks.sweeps.calibration_record import (
-    CALIBRATION_FILENAME,
-    read_calibration,
-)
 from benchmarks.sweeps.config import SweepConfigError
 from benchmarks.sweeps.l0_search import Trial, score_at_l0, search_step, within
 from benchmarks.sweeps.lr_grid import grid_labels
@@ -214,3 +214,27 @@ def test_a_tiny_synthetic_sweep_trains_calibrated_points(tmp_path: Path):
     assert main.sparsity_value == point.coefficient
     record = read_record(record_path(tmp_path, main.run_id))
     assert record["eval_result_metrics"]["sparsity"]["l0"] > 0
+
+
+def test_the_report_table_gives_each_targets_coefficient_or_why_not():
+    from benchmarks.records.calibration import ArmCalibration, CalibratedPoint
+    from benchmarks.reports.tables import calibration_table
+
+    table = calibration_table(
+        {
+            "gated": ArmCalibration(
+                "gated",
+                3e-3,
+                {1e-3: 0.7, 3e-3: 0.8, 1e-2: 0.75},
+                [
+                    CalibratedPoint(16, 12.5, 15.2, 6),
+                    CalibratedPoint(32, None, 55.0, 12, "12 trials reached L0 55"),
+                ],
+            )
+        }
+    )
+    assert (
+        "| gated | 0.003 | 12.5 (L0 15.2) | not reached: 12 trials reached L0 55 |"
+        in (table)
+    )
+    assert table.splitlines()[0] == "| arm | lr | L0 16 | L0 32 |"

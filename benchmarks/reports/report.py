@@ -24,7 +24,7 @@ records never leaves a half-written file.
 
 import argparse
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from benchmarks.analysis.verdicts.degenerate import DegeneratePoint, degenerate_
 from benchmarks.analysis.verdicts.judge import ClaimRow, judge_sweep
 from benchmarks.analysis.verdicts.lengths import length_comparisons, lengths_frame
 from benchmarks.records import layout
+from benchmarks.records.calibration import ArmCalibration, read_calibration
 from benchmarks.records.run_table import SweepRecords
 from benchmarks.reports import display, figures
 from benchmarks.reports.generated import marked
@@ -43,6 +44,7 @@ from benchmarks.reports.tables import (
     METRIC_TITLES,
     REPORT_METRICS,
     STABILITY_METRICS,
+    calibration_table,
     claims_table,
     degenerate_table,
     eval_windows_line,
@@ -117,6 +119,7 @@ def report_markdown(
     run_log: Sequence[dict[str, Any]] = (),
     degenerate: Sequence[DegeneratePoint] = (),
     lengths: str = "",
+    calibration: Mapping[str, ArmCalibration] | None = None,
 ) -> str:
     """The report's markdown.
 
@@ -128,6 +131,7 @@ def report_markdown(
         run_log: The sweep's run log (`layout.read_run_log`), for run times.
         degenerate: The sweep's collapsed points (`verdicts.degenerate`).
         lengths: The verdicts-by-training-length table (markdown), if any.
+        calibration: The calibrated arms (`calibration.json`), if any.
     """
     runs = sweep.runs
     labels = sorted({r.arm.label for r in runs})
@@ -158,6 +162,17 @@ def report_markdown(
             f"`{sweep.lr_choice.split}` split (chosen rate in bold); the sections "
             "above use only the chosen rate's runs.\n\n",
             lr_table(sweep.lr_choice),
+        ]
+    if calibration:
+        parts += [
+            "\n## Calibration to target L0\n\n",
+            "Each arm whose L0 is set by a penalty was calibrated separately: its "
+            "rate is the grid's best by the rate metric interpolated at the middle "
+            "target L0 (the grid's scores above are those), then its coefficient "
+            "was searched for each target on the validation split "
+            "(`benchmarks/sweeps/calibration.py`). Cells: the coefficient (the L0 "
+            "its seed-0 trial reached there).\n\n",
+            calibration_table(calibration),
         ]
     parts += [
         "\n## Pareto plots\n\n",
@@ -244,6 +259,7 @@ def render_report(out_dir: Path) -> Path:
         layout.read_run_log(out_dir),
         degenerate,
         lengths,
+        read_calibration(out_dir),
     )
     write_text_atomic(path, text)
     return path

@@ -4,7 +4,7 @@ summaries. Pure: nothing here reads files or plots."""
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from benchmarks.analysis.pareto import PointSummary
@@ -12,6 +12,7 @@ from benchmarks.analysis.verdicts import summary as verdict_tables
 from benchmarks.analysis.verdicts.degenerate import DEGENERATE_FLOORS, DegeneratePoint
 from benchmarks.analysis.verdicts.judge import ClaimRow
 from benchmarks.analysis.verdicts.rules import RULES_TEXT
+from benchmarks.records.calibration import ArmCalibration
 from benchmarks.records.run_table import (
     STABILITY,
     STABILITY_ALL,
@@ -230,6 +231,31 @@ def lr_table(choice: LearningRateChoice) -> str:
             + " | ".join(cells)
             + f" | {'' if pick is None else f'{pick:g}'} | {edge} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def calibration_table(calibration: Mapping[str, ArmCalibration]) -> str:
+    """Each calibrated arm (`benchmarks.records.calibration`): its chosen rate,
+    and per target L0 the coefficient found with the L0 its trial reached on the
+    validation split, or the nearest L0 and why the target was not reached."""
+    targets = sorted({p.target_l0 for arm in calibration.values() for p in arm.points})
+    lines = [
+        "| arm | lr | " + " | ".join(f"L0 {t:g}" for t in targets) + " |",
+        "|---|---|" + "---|" * len(targets),
+    ]
+    for label in sorted(calibration):
+        arm = calibration[label]
+        by_target = {p.target_l0: p for p in arm.points}
+        cells = []
+        for target in targets:
+            point = by_target.get(target)
+            if point is None:
+                cells.append("")
+            elif point.coefficient is None:
+                cells.append(f"not reached: {point.why}")
+            else:
+                cells.append(f"{point.coefficient:g} (L0 {point.l0:.1f})")
+        lines.append(f"| {label} | {arm.lr:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

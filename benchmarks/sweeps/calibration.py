@@ -31,13 +31,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.records.layout import flat_metrics, grid_record_path, read_record
-from benchmarks.sweeps.calibration_record import (
+from benchmarks.records.calibration import (
     ArmCalibration,
     CalibratedPoint,
     read_calibration,
     write_calibration,
 )
+from benchmarks.records.layout import flat_metrics, grid_record_path, read_record
 from benchmarks.sweeps.config import SweepConfig
 from benchmarks.sweeps.l0_search import SearchState, Trial, score_at_l0, search_step
 from benchmarks.sweeps.lr_grid import (

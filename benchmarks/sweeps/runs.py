@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from sae_lens.saes.sae import TrainingSAE
 
+from benchmarks.records.calibration import read_calibration
 from benchmarks.records.layout import read_lr_choice
-from benchmarks.sweeps.calibration_record import read_calibration
 from benchmarks.sweeps.config import (
     ALIGNMENT_FORMS,
     ArchitectureSweep,

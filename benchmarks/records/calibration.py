@@ -1,6 +1,7 @@
 """The calibration phase's record (`calibration.json` beside `records/`): per arm,
 its rates' scores at the middle target L0, its chosen rate, and each target's
-coefficient or the L0 reached and why not (`benchmarks.sweeps.calibration`)."""
+coefficient or the L0 reached and why not (`benchmarks.sweeps.calibration`
+writes it; the sweep's main runs and report read it)."""
 
 import json
 from dataclasses import asdict, dataclass, field
