@@ -44,6 +44,17 @@ import torch
 FORMULA = "about_mean"
 """Names the formula in records: 1 − E‖x − x̂‖² / (E‖x‖² − ‖E x‖²), SAELens ≥ 6.45.1."""
 
+FIRST_CORRECT_SAELENS = (6, 45, 1)
+"""The first SAELens release whose `ExplainedVarianceCalculator` (and so its
+synthetic-data eval) computes explained variance about the mean."""
+
+SAELENS_CALCULATOR = {
+    "formula": FORMULA,
+    "computed_by": "sae_lens.evals.ExplainedVarianceCalculator",
+    "weighting": "every token (sample) equally",
+}
+"""Provenance of a value SAELens computed directly (its synthetic-data eval)."""
+
 # A variance this small means constant activations: SAELens returns 1 for an
 # exact reconstruction of them and 0 otherwise; so do we.
 DEGENERATE_VARIANCE = 1e-10
