@@ -15,9 +15,11 @@ weighted equally).
 
 with d = d_in, S = the mean over batches of each batch's mean ‖x‖² and R = the
 mean over batches of each batch's mean ‖x − x̂‖² (special tokens masked out of
-both). (S/d)² is tiny beside S, so EV₀ is in effect variance about zero: it
-overstates every level where activations carry a mean (a quarter of E‖x‖² at
-layer 3 of SmolLM2-135M). Given EV₀, d and S, R is recovered exactly:
+both). Where (S/d)² is small beside S, EV₀ is in effect variance about zero: it
+counts the mean of the activations as explained and overstates every level
+(residual streams carry a large mean); where S exceeds d², the "variance" is
+negative and EV₀ exceeds 1 (SmolLM2-135M's layer 27). Given EV₀, d and S, R is
+recovered exactly:
 
     R = (1 − EV₀)(S − (S/d)²),
 
@@ -26,12 +28,13 @@ the mean is 1 − R / (S − ‖μ‖²) (`explained_variance_from_saebench`).
 
 **Weighting.** SAEBench averages per-batch means; SAELens weights every token
 equally. The two agree when every batch holds the same number of unmasked
-tokens. Our evaluation batches differ in that count only by the BOS tokens at
-document boundaries (a token or two in a thousand), so the two weightings agree
-to about 1e-6 in explained variance on our evaluation sets (the moments record
-both, `SaebenchMoments.token_*`, and the check of a fresh evaluation reports
-the gap). The recovered value uses SAEBench's weighting throughout, so it is
-exact for the R that SAEBench measured.
+tokens. Our evaluation batches differ in that count by at most two tokens in a
+thousand (BOS, masked, starts every sequence and every document), and on the shipped SAEs'
+evaluation sets the two weightings differ by less than 1e-4 in explained
+variance (the moments record both, `SaebenchMoments.token_*`;
+benchmarks/results/README.md gives the measured gaps). The recovered value uses
+SAEBench's weighting throughout, so it is exact for the R that SAEBench
+measured.
 
 Shape suffixes follow SAEBench: ``N`` tokens, ``D`` d_in. Nothing here touches
 models, files or plots.
