@@ -9,6 +9,7 @@ from PIL import Image
 from benchmarks.records import layout
 from benchmarks.records.run_table import SweepRecords
 from benchmarks.reports import report
+from saelens_aligned.pipeline.eval_moments import RECORD_KEY
 from tests.record_factory import collapse, make_stability, sweep
 
 
@@ -190,9 +191,7 @@ def grid_sweep(out_dir):
             other_info = layout.run_info(other)
             other_info["lr"] = 1e-3 if info["alignment"] else 3e-4
             other_info["run_id"] += "-grid"
-            other["eval_result_metrics"]["reconstruction_quality"][
-                "explained_variance"
-            ] = -0.9
+            other["eval_result_metrics"]["reconstruction_quality"][RECORD_KEY] = -0.9
             grid.append(other)
     write_sweep(out_dir, main + grid)
     chosen = {"topk": 1e-3, "aligned_topk[tied]": 3e-4}

@@ -368,7 +368,7 @@ def test_summary_table_bolds_the_better_value() -> None:
         return {"metrics": metrics, "alignment": {"mean": 1.0}}
 
     table = summary_table({"a": result(0.7, 0.1), "b": result(0.5, 0.0)})
-    assert "| explained variance | **0.7000** | 0.5000 |" in table
+    assert "| explained variance (about the mean) | **0.7000** | 0.5000 |" in table
     assert "| dead fraction | 0.1000 | **0.0000** |" in table
 
 

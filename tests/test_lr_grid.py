@@ -27,6 +27,7 @@ from benchmarks.sweeps.lr_rule import bound_edge, ladder_step, next_rate
 from benchmarks.sweeps.presets import sweep_config_from_dict
 from benchmarks.sweeps.runs import RunSpec
 from saelens_aligned.pipeline.corpora import TextCorpus
+from saelens_aligned.pipeline.eval_moments import RECORD_KEY
 from saelens_aligned.pipeline.text import load_corpus_split
 from tests.test_synthetic_backend import tiny_config
 
@@ -98,7 +99,7 @@ def scored_execute(out_dir: Path, score, split: str = "validation"):
                     "eval_type_id": EVAL_TYPE_ID,
                     "eval_config": {"run": {"label": run.label, "lr": run.lr}},
                     "eval_result_metrics": {
-                        "reconstruction_quality": {"explained_variance": score(run)},
+                        "reconstruction_quality": {RECORD_KEY: score(run)},
                         "sparsity": {"l0": 10.0},
                     },
                     "eval_result_unstructured": {"eval_split": split},

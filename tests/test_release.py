@@ -415,7 +415,7 @@ def test_the_release_table_and_registry_hold_the_shipped_files_numbers():
         metrics = aligned[sae_id].metrics
         assert lookup.expected_l0[sae_id] == round(metrics["l0"], 4)
         assert lookup.expected_var_explained[sae_id] == round(
-            metrics["explained_variance_legacy"], 4
+            metrics["explained_variance"], 4
         )
     unevaluated = sum(r.arm == "aligned_tied_fp32" for r in aligned.values())
     assert render().count("file not evaluated") == unevaluated

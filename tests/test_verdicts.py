@@ -22,6 +22,7 @@ from benchmarks.analysis.verdicts.summary import (
 )
 from benchmarks.records import layout
 from benchmarks.records.run_table import LearningRateChoice, SweepRecords
+from saelens_aligned.pipeline.eval_moments import RECORD_KEY
 from tests.record_factory import collapse, make_record, make_stability, sweep
 
 
@@ -113,9 +114,7 @@ def test_verdicts_say_which_way_and_how_often():
     for r in runs:  # worse at the sparsest point only
         info = layout.run_info(r)
         if info["alignment"] and info["sparsity_value"] == 8:
-            r["eval_result_metrics"]["reconstruction_quality"][
-                "explained_variance"
-            ] -= 0.1
+            r["eval_result_metrics"]["reconstruction_quality"][RECORD_KEY] -= 0.1
     v = row(rows_of(runs), "explained_variance").verdict
     assert (v.better, v.worse, v.tie) == (3, 1, 0)
     assert v.text == "better at 3, worse at 1 of 4"
@@ -139,9 +138,9 @@ def test_a_difference_within_seed_noise_is_a_tie():
     rng = np.random.default_rng(0)
     for r in runs:
         if layout.run_info(r)["alignment"]:
-            r["eval_result_metrics"]["reconstruction_quality"][
-                "explained_variance"
-            ] += rng.normal(0, 0.01)
+            r["eval_result_metrics"]["reconstruction_quality"][RECORD_KEY] += (
+                rng.normal(0, 0.01)
+            )
     assert row(rows_of(runs), "explained_variance").verdict.direction == "tie"
 
 

@@ -146,6 +146,7 @@ def calibrate(
             acts = sae.encode(held)
             recon = sae.decode(acts)
             residual = ((held - recon) ** 2).sum()
+            # About the mean, as SAELens >= 6.45.1 (not SAEBench 0.6.0) computes it.
             variance = ((held - held.mean(0)) ** 2).sum()
         yield {
             "spec": spec,

@@ -106,6 +106,7 @@ def train_from_start(
     )
     return {
         "sae": sae,
+        # SAELens' synthetic eval: about the mean (its ExplainedVarianceCalculator).
         "explained_variance": result.explained_variance,
         "mcc": result.mcc,
         "dead_latents": int(result.dead_latents),

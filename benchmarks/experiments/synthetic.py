@@ -132,6 +132,7 @@ def train_and_eval(
         "autocast": setup.autocast,
         "l0": ev.sae_l0,
         "true_l0": ev.true_l0,
+        # SAELens' synthetic eval: about the mean (its ExplainedVarianceCalculator).
         "explained_variance": ev.explained_variance,
         "mcc": ev.mcc,
         "uniqueness": ev.uniqueness,

@@ -29,6 +29,7 @@ from typing import Any
 
 # Records are written with the package's atomic writer (temp file, fsync, rename).
 from saelens_aligned.io import write_json_atomic
+from saelens_aligned.pipeline.eval_moments import RECORD_KEY
 
 __all__ = ["write_json_atomic"]
 
@@ -47,7 +48,10 @@ FLAT_METRICS: dict[str, tuple[str, str]] = {
     "ce_loss_with_sae": ("model_performance_preservation", "ce_loss_with_sae"),
     "ce_loss_without_sae": ("model_performance_preservation", "ce_loss_without_sae"),
     "kl_div_score": ("model_behavior_preservation", "kl_div_score"),
-    "explained_variance": ("reconstruction_quality", "explained_variance"),
+    # About the mean (SAELens >= 6.45.1's formula): SAEBench 0.6.0's own
+    # `explained_variance` is variance about zero and stays in the records only
+    # as it wrote it (`saelens_aligned.explained_variance`).
+    "explained_variance": ("reconstruction_quality", RECORD_KEY),
     # SAEBench's per-token formula, the one its paper reports (see docs/pretrained.md).
     "explained_variance_legacy": (
         "reconstruction_quality",

@@ -305,11 +305,9 @@ def register(spec: ReleaseSpec, paths: ReleasePaths) -> dict[str, Any]:
             id=record.sae_id,
             path=record.sae_id,
             l0=record.metrics["l0"],
-            # SAEBench 0.6.0's `explained_variance` measures variance about
-            # zero (SAELens #659, fixed in SAELens, not in sae-bench 0.6.0) and
-            # exceeds 1 where the residual has a large mean (layer 27): the
-            # registry carries the per-token formula SAEBench's paper reports.
-            variance_explained=record.metrics["explained_variance_legacy"],
+            # About the mean, as SAELens >= 6.45.1 computes it (SAEBench
+            # 0.6.0's own value is about zero and exceeds 1 at layer 27).
+            variance_explained=record.metrics["explained_variance"],
         )
         for record in release_records(spec, paths)
         if record.arm != "stock_topk"
@@ -347,8 +345,8 @@ def render(spec: ReleaseSpec = RELEASE, paths: ReleasePaths | None = None) -> st
                 r.sae_id,
                 ARM_LABELS[r.arm],
                 fmt("l0", 1),
-                fmt("explained_variance_legacy"),
                 fmt("explained_variance"),
+                fmt("explained_variance_legacy"),
                 fmt("ce_loss_score"),
                 fmt("kl_div_score"),
                 fmt("dead_fraction_long"),
@@ -364,8 +362,8 @@ def render(spec: ReleaseSpec = RELEASE, paths: ReleasePaths | None = None) -> st
                 "sae_id",
                 "SAE",
                 "L0",
-                "explained variance",
-                "SAEBench 0.6.0 `explained_variance`",
+                "explained variance (about the mean)",
+                "SAEBench legacy (per token)",
                 "CE-loss score",
                 "KL score",
                 f"dead (held-out {spec.dead_window_tokens:,} tokens)",

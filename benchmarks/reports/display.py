@@ -21,7 +21,8 @@ from benchmarks.analysis.pareto import STABILITY, STABILITY_ALL, STABILITY_ENC_D
 METRIC_NAMES: dict[str, str] = {
     "ce_loss_score": "CE-loss score",
     "kl_div_score": "KL-divergence score",
-    "explained_variance": "explained variance",
+    "explained_variance": "explained variance (about the mean)",
+    "explained_variance_legacy": "explained variance (SAEBench legacy, per token)",
     "dead_fraction": "dead fraction",
     "dead_fraction_long": "dead fraction (long window)",
     STABILITY: "shared latents across seeds (decoder, alive)",
@@ -43,7 +44,8 @@ METRIC_NAMES: dict[str, str] = {
 METRIC_AXES: dict[str, str] = {
     "ce_loss_score": "CE-loss score (SAEBench, 1 = no loss)",
     "kl_div_score": "KL-div score (SAEBench, 1 = no change)",
-    "explained_variance": "explained variance (1 = exact)",
+    "explained_variance": "explained variance about mean (1 = exact)",
+    "explained_variance_legacy": "SAEBench legacy expl. variance (per token)",
     "dead_fraction": "dead latents (fraction of d_sae)",
     "dead_fraction_long": "dead latents, long window (fraction)",
     STABILITY: "shared across seeds (fraction alive)",

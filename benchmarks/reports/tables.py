@@ -27,6 +27,7 @@ from benchmarks.reports.generated import marked
 REPORT_METRICS = (
     "ce_loss_score",
     "explained_variance",
+    "explained_variance_legacy",
     "dead_fraction",
     "dead_fraction_long",
     STABILITY,

@@ -182,7 +182,7 @@ def format_report(report: AlignReport) -> str:
         "",
         f"Converted into `{report.architecture}` with alignment `{report.alignment}`.",
         "",
-        "| stage | explained var. | CE-loss score | L0 | dead fraction | "
+        "| stage | explained var. (about the mean) | CE-loss score | L0 | dead fraction | "
         "mean a_i | max abs(a_i - 1) |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -28,7 +28,8 @@ DENSITY_PLOT = "plots/feature_density_histograms.png"
 TABLE_ROWS: tuple[tuple[str, str, bool | None], ...] = (
     ("ce_loss_score", "CE-loss score", True),
     ("kl_div_score", "KL score", True),
-    ("explained_variance", "explained variance", True),
+    ("explained_variance", "explained variance (about the mean)", True),
+    ("explained_variance_legacy", "explained variance (SAEBench legacy)", True),
     ("cossim", "cosine similarity", True),
     ("l2_ratio", "L2 ratio", None),
     ("l0", "L0", None),

@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> None:
     names = list(result.results)
     ev = [result.results[n]["metrics"]["explained_variance"] for n in names]
     sys.stdout.write(
-        f"Done in {result.seconds / 60:.1f} min: explained variance "
+        f"Done in {result.seconds / 60:.1f} min: explained variance (about the "
+        "mean) "
         + ", ".join(f"{n} {v:.3f}" for n, v in zip(names, ev))
         + f". Report: {result.output_dir / SUMMARY_FILENAME}\n"
     )

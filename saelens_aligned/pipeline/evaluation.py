@@ -8,6 +8,15 @@ metadata onto `sae.cfg`), turns every compute flag on, leaves BOS/EOS/pad tokens
 out as SAEBench's own entry point does (`ignore_tokens`), and returns flat
 snake_case metrics (`METRIC_KEYS`) beside SAEBench's own metric groups. Display
 labels belong to whoever renders a table, never to the data.
+
+SAEBench 0.6.0's `explained_variance` is variance about zero
+(`saelens_aligned.explained_variance`). `evaluate` adds explained variance
+about the mean (SAELens ≥ 6.45.1's formula) to SAEBench's
+`reconstruction_quality` group as `explained_variance_about_mean`, recovered
+exactly from SAEBench's value and the evaluation set's moments
+(`pipeline.eval_moments`, computed once per process per evaluation set); the
+flat `explained_variance` is that value. SAEBench's own keys stay as it wrote
+them.
 """
 
 import copy
@@ -20,6 +29,12 @@ import torch
 from sae_lens.saes.sae import SAE
 
 from saelens_aligned.diagnostics import sae_alignment_summary
+from saelens_aligned.pipeline.eval_moments import (
+    RECORD_KEY,
+    EvalSet,
+    RecoveredExplainedVariance,
+    moments_for,
+)
 from saelens_aligned.pipeline.models import special_token_ids
 from saelens_aligned.pipeline.source import ResolvedSource
 from saelens_aligned.pipeline.text import load_corpus_split
@@ -61,10 +76,16 @@ class EvalBudget:
 
 
 # flat key -> (SAEBench metric group, metric name); the order tables use.
+# `explained_variance` is about the mean (the module docstring); `_legacy` is
+# SAEBench's per-token formula, the one its paper reports.
 METRIC_KEYS: dict[str, tuple[str, str]] = {
     "ce_loss_score": ("model_performance_preservation", "ce_loss_score"),
     "kl_div_score": ("model_behavior_preservation", "kl_div_score"),
-    "explained_variance": ("reconstruction_quality", "explained_variance"),
+    "explained_variance": ("reconstruction_quality", RECORD_KEY),
+    "explained_variance_legacy": (
+        "reconstruction_quality",
+        "explained_variance_legacy",
+    ),
     "cossim": ("reconstruction_quality", "cossim"),
     "mse": ("reconstruction_quality", "mse"),
     "l2_ratio": ("shrinkage", "l2_ratio"),
@@ -94,6 +115,9 @@ class EvalResult:
             fired. [d_sae]
         alignment: `AlignmentSummary.to_dict()` of the SAE's weights.
         windows: Tokens behind each group of metrics.
+        explained_variance: How explained variance about the mean was
+            recovered (`RecoveredExplainedVariance.provenance()`); empty when
+            the variance metrics did not run.
     """
 
     metrics: dict[str, float]
@@ -101,6 +125,7 @@ class EvalResult:
     feature_density: list[float]
     alignment: dict[str, Any]
     windows: dict[str, int] = field(default_factory=dict)
+    explained_variance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,15 +241,54 @@ def flat_metrics(
     return out
 
 
+def eval_set_of(
+    resolved: ResolvedSource, budget: EvalBudget, prepend_bos: bool, split: str
+) -> EvalSet:
+    """The evaluation set `evaluate` reads on `resolved` with `budget`, for an
+    SAE whose metadata says `prepend_bos`; `split` names the held-out text
+    (`eval`, or `validation` when `resolved`'s eval text is the validation
+    rows)."""
+    source = resolved.source
+    return EvalSet(
+        model=resolved.model_label,
+        hook=source.hook,
+        dataset=source.dataset or resolved.corpus.name,
+        split=split,
+        context_size=source.context_size,
+        prepend_bos=bool(prepend_bos),
+        batch_size_prompts=budget.batch_size_prompts,
+        skipped_batches=budget.n_eval_reconstruction_batches,
+        n_batches=budget.n_eval_sparsity_variance_batches,
+        exclude_special_tokens=budget.exclude_special_tokens,
+    )
+
+
 def evaluate(
-    sae: SAE[Any], model: Any, resolved: ResolvedSource, budget: EvalBudget
+    sae: SAE[Any],
+    model: Any,
+    resolved: ResolvedSource,
+    budget: EvalBudget,
+    split: str = "eval",
 ) -> EvalResult:
-    """SAEBench core (against the live model, held-out text) and the alignment
-    summary of `sae`."""
+    """SAEBench core (against the live model, held-out text), explained variance
+    about the mean, and the alignment summary of `sae`. `split` names the
+    held-out text of `resolved` (`eval_set_of`)."""
     sae = at_hook(sae, resolved.source.hook)
     default_tokenization(sae)
     store = eval_activation_store(resolved, model, sae, budget)
     groups, density = run_core_eval(sae, model, store, budget, resolved.model_name)
+    eval_set = eval_set_of(resolved, budget, bool(sae.cfg.metadata.prepend_bos), split)
+    moments = moments_for(
+        eval_set,
+        resolved,
+        lambda: eval_activation_store(resolved, model, sae, budget),
+        model,
+    )
+    quality = groups["reconstruction_quality"]
+    recovered = RecoveredExplainedVariance.recover(
+        quality["explained_variance"], eval_set, moments
+    )
+    quality[RECORD_KEY] = recovered.value
     return EvalResult(
         metrics=flat_metrics(groups, density),
         saebench_core=groups,
@@ -234,6 +298,7 @@ def evaluate(
             **budget.windows(resolved.source.context_size),
             "special_tokens_excluded": int(budget.exclude_special_tokens),
         },
+        explained_variance=recovered.provenance(),
     )
 
 

@@ -15,7 +15,9 @@ DEGENERATE_FLOORS: dict[str, float] = {
     "explained_variance": 0.0,
 }
 """A point whose seed mean of one of these is below its floor has collapsed (e.g.
-standard ReLU+L1 at l1 128: CE-loss score -0.41, L2 ratio 0.065)."""
+standard ReLU+L1 at l1 128: CE-loss score -0.41, L2 ratio 0.065). Explained
+variance about the mean below 0: worse than reconstructing every token as the
+mean activation."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from saelens_aligned.pipeline.activations import (
     ensure_activation_cache,
     iter_cached_activations,
 )
+from saelens_aligned.pipeline.eval_moments import RECORD_KEY
 from saelens_aligned.pipeline.evaluation import (
     cached_feature_density,
     dead_fraction,
@@ -103,8 +104,8 @@ def lm_run_result(
     why they cannot run), and the reasons for every eval that did not run."""
     device = resolved.source.device
     sae = load_sae_dir(sae_dir, device=device)
-    result = evaluate(sae, model, resolved, settings)
-    unstructured: dict[str, Any] = {}
+    result = evaluate(sae, model, resolved, settings, settings.split)
+    unstructured: dict[str, Any] = {RECORD_KEY: result.explained_variance}
     metrics: dict[str, dict[str, Any]] = {
         group: dict(values)
         for group, values in result.saebench_core.items()

@@ -46,7 +46,9 @@ from benchmarks.sweeps.backends.base import (
 )
 from benchmarks.sweeps.config import EvalSettings, SweepConfig
 from benchmarks.sweeps.runs import RunSpec, initial_sae
+from saelens_aligned.explained_variance import SAELENS_CALCULATOR
 from saelens_aligned.io.files import atomic_dir, atomic_file
+from saelens_aligned.pipeline.eval_moments import RECORD_KEY
 from saelens_aligned.pipeline.training import CHECKPOINTS_DIRNAME
 
 MODEL_DIRNAME = "synthetic_model"
@@ -227,7 +229,12 @@ def ground_truth_metrics(result: Any, d_sae: int) -> dict[str, dict[str, Any]]:
             "shrinkage": result.shrinkage,
             "true_l0": result.true_l0,
         },
-        "reconstruction_quality": {"explained_variance": result.explained_variance},
+        # SAELens' synthetic eval computes it about the mean (its
+        # ExplainedVarianceCalculator): the same number under both keys.
+        "reconstruction_quality": {
+            "explained_variance": result.explained_variance,
+            RECORD_KEY: result.explained_variance,
+        },
         "sparsity": {"l0": result.sae_l0},
         "misc": {"frac_alive": 1.0 - dead / d_sae, "frac_dead_latents": dead / d_sae},
     }
@@ -445,6 +452,7 @@ class SyntheticBackend:
                     "edges": summary["histogram_edges"],
                 },
                 "synthetic_eval_samples": len(samples),
+                RECORD_KEY: SAELENS_CALCULATOR,
                 "training_data": "stored" if self.pregenerates() else "live",
                 "eval_split": settings.split,
                 "skipped_evals": skipped,
