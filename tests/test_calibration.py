@@ -26,6 +26,7 @@ from benchmarks.sweeps.l0_search import Trial, score_at_l0, search_step, within
 from benchmarks.sweeps.lr_grid import grid_labels
 from benchmarks.sweeps.presets import sweep_config_from_dict
 from benchmarks.sweeps.runs import RunSpec, main_runs
+from saelens_aligned.pipeline.eval_moments import RECORD_KEY
 
 
 def power_law(scale: float, slope: float):
@@ -129,7 +130,7 @@ def recording_execute(out_dir: Path):
                         }
                     },
                     "eval_result_metrics": {
-                        "reconstruction_quality": {"explained_variance": ev},
+                        "reconstruction_quality": {RECORD_KEY: ev},
                         "sparsity": {"l0": l0},
                     },
                     "eval_result_unstructured": {"eval_split": "validation"},
