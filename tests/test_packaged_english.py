@@ -26,6 +26,7 @@ from saelens_aligned.pipeline.packaged_english import (
 from saelens_aligned.pipeline.prose_cleaning import (
     gutenberg_body,
     html_prose,
+    is_licence_boilerplate,
     looks_like_prose,
     pod_prose,
     rst_prose,
@@ -105,6 +106,19 @@ def test_verse_keeps_speeches_line_by_line_without_gutenberg_licence():
 )
 def test_code_tables_paths_and_headings_are_not_prose(text):
     assert not looks_like_prose(text)
+
+
+def test_licence_notices_are_dropped_wherever_they_appear():
+    notice = (
+        "This program is distributed in the hope that it will be useful, but\n"
+        "WITHOUT ANY WARRANTY; without even the implied warranty of\n"
+        "MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE."
+    )
+    assert is_licence_boilerplate(notice)
+    assert html_prose(f"<p>{notice}</p><p>{PROSE}</p>") == PROSE
+    assert (
+        verse_prose(f"{notice}\n\nFran.\nNay, answer me.") == "Fran.\nNay, answer me."
+    )
 
 
 def test_repeated_paragraphs_keep_their_first_occurrence_only():

