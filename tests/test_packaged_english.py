@@ -27,6 +27,7 @@ from saelens_aligned.pipeline.prose_cleaning import (
     gutenberg_body,
     html_prose,
     is_licence_boilerplate,
+    is_licence_text,
     looks_like_prose,
     pod_prose,
     rst_prose,
@@ -90,6 +91,10 @@ def test_verse_keeps_speeches_line_by_line_without_gutenberg_licence():
         "\n*** END OF THE PROJECT GUTENBERG EBOOK HAMLET ***\nMore licence text.\n"
     )
     assert "licence" not in gutenberg_body(text)
+    gpl_page = "\n\n".join(
+        [PROSE, "Each licensee is addressed as you, under this License here."] * 2
+    )
+    assert is_licence_text(gpl_page) and not is_licence_text(PROSE)
     assert verse_prose(text) == (
         "Ber.\nWho's there?\n\nFran.\nNay, answer me: stand,\nand unfold yourself."
     )

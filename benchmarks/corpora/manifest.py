@@ -189,7 +189,11 @@ def render(record: dict[str, Any]) -> str:
         "",
         "Left out by construction: the Brown corpus, the Python standard library and "
         "Python's own manuals, and every `sae-probes` dataset (no package shared). "
-        "Checked: every evaluation text below against every n-gram of this corpus.",
+        "Checked: every evaluation text below against every n-gram of this corpus. "
+        "Licence notices are what code files and manuals share (GPL, BSD and MIT "
+        "terms, SQLite's blessing), so the cleaners drop them; what is left is "
+        "listed here: sentences that a project's source code (comments, docstrings) "
+        "and its own manual both contain.",
         "",
         "| evaluation text | texts | sharing an n-gram | most shared n-grams |",
         "| --- | --- | --- | --- |",

@@ -50,6 +50,7 @@ from saelens_aligned.pipeline.package_archives import (
 )
 from saelens_aligned.pipeline.prose_cleaning import (
     html_prose,
+    is_licence_text,
     pod_prose,
     rst_prose,
     split_paragraphs,
@@ -62,6 +63,10 @@ EVAL_EVERY = 10
 MAX_ROW_CHARS = 20_000
 """Rows are cut at paragraph breaks below this, so one long manual page does not
 make one huge row (the split itself is by whole documents)."""
+CLEANING_VERSION = 5
+"""Bumped whenever a cleaner in prose_cleaning or a rule here changes the text:
+it is part of the corpus folder's name, so the corpus is built anew (and
+activation caches keyed on its files are not reused)."""
 MIN_DOCUMENT_CHARS = 200
 """A cleaned page shorter than this is a stub (an index, a redirect) and is dropped."""
 
@@ -267,7 +272,8 @@ def downloads_dir(cache_dir: str | Path | None = None) -> Path:
 def sources_key(sources: Sequence[PackageSource]) -> str:
     """Names the corpus folder: any change to a source or a rule builds anew."""
     text = json.dumps(
-        [asdict(s) for s in sources] + [EVAL_EVERY, MAX_ROW_CHARS, MIN_DOCUMENT_CHARS]
+        [asdict(s) for s in sources]
+        + [EVAL_EVERY, MAX_ROW_CHARS, MIN_DOCUMENT_CHARS, CLEANING_VERSION]
     )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -281,8 +287,8 @@ class Document:
 
 
 def read_source(source: PackageSource, archive: Path) -> tuple[list[Document], str]:
-    """The source's cleaned documents (sorted by archive path) and the text of
-    its copyright file."""
+    """The source's cleaned documents (sorted by archive path; licence texts
+    such as a bundled GPL left out) and the text of its copyright file."""
     clean = CLEANERS[source.markup]
     pages: dict[str, str] = {}
     copyright_text = ""
@@ -291,7 +297,12 @@ def read_source(source: PackageSource, archive: Path) -> tuple[list[Document], s
             copyright_text = data.decode("utf-8", "replace")
         if source.wanted(path):
             pages[path] = clean(data.decode("utf-8", "replace"))
-    return [Document(source.package, pages[p]) for p in sorted(pages)], copyright_text
+    documents = [
+        Document(source.package, pages[p])
+        for p in sorted(pages)
+        if not is_licence_text(pages[p])
+    ]
+    return documents, copyright_text
 
 
 def drop_repeated_paragraphs(documents: Sequence[Document]) -> list[Document]:

@@ -40,10 +40,14 @@ def looks_like_prose(paragraph: str, min_words: int = MIN_WORDS) -> bool:
 
 
 _LICENCE_BOILERPLATE = re.compile(
-    r"warranty of merchantability|without any warranty|permission is hereby granted"
+    r"warrant(y|ies) of merchantability|merchantable|without (any )?warranty"
+    r"|business interruption|permission is hereby granted|in no event shall"
+    r"|above copyright notice|list of conditions|endorse or promote products"
     r"|redistribution and use in source and binary forms|general public license"
     r"|licensed under the|spdx-license-identifier|all rights reserved"
-    r"|free documentation license|you can redistribute it and/or modify",
+    r"|free documentation license|redistribute it and/or modify"
+    # SQLite's blessing, which heads its source files in place of a licence.
+    r"|may you share freely|do good and not evil",
     re.IGNORECASE,
 )
 """Phrases of licence texts and notices: a paragraph holding one is a licence
@@ -52,6 +56,19 @@ header, not the manual's prose, and is also text the code datasets repeat."""
 
 def is_licence_boilerplate(paragraph: str) -> bool:
     return bool(_LICENCE_BOILERPLATE.search(" ".join(paragraph.split())))
+
+
+_LICENCE_WORDS = re.compile(r"\blicen[cs]e|\bcopyright|\bwarrant", re.IGNORECASE)
+LICENCE_TEXT_FRACTION = 0.25
+"""A page with at least this fraction of its paragraphs naming a licence,
+copyright or warranty is a licence text (the GPL, the GFDL, a README's terms),
+whose many notice-free paragraphs the paragraph rule alone would keep."""
+
+
+def is_licence_text(text: str) -> bool:
+    paragraphs = split_paragraphs(text)
+    naming = sum(bool(_LICENCE_WORDS.search(p)) for p in paragraphs)
+    return bool(paragraphs) and naming >= LICENCE_TEXT_FRACTION * len(paragraphs)
 
 
 def normalise_paragraph(paragraph: str) -> str:
