@@ -38,7 +38,7 @@ from saelens_aligned.pipeline.text import DatasetResolutionError, resolve_corpus
 PROSE = "The quick brown fox jumps over the lazy dog near the quiet river bank."
 
 
-def test_html_keeps_paragraphs_and_drops_code_navigation_tables_and_scripts():
+def test_html_keeps_paragraphs_and_drops_code_blocks_navigation_tables_scripts():
     page = (
         "<html><head><title>T</title><script>var x = 1;</script></head><body>"
         '<div class="navheader">Prev Next Home of the manual index page</div>'
@@ -48,7 +48,7 @@ def test_html_keeps_paragraphs_and_drops_code_navigation_tables_and_scripts():
         '<img src="a.png"><p>Short.</p></body></html>'
     )
     assert html_prose(page) == (
-        f"{PROSE}\n\nCall when the device is open & ready to go."
+        f"{PROSE}\n\nCall ioctl(fd) when the device is open & ready to go."
     )
 
 

@@ -63,7 +63,7 @@ EVAL_EVERY = 10
 MAX_ROW_CHARS = 20_000
 """Rows are cut at paragraph breaks below this, so one long manual page does not
 make one huge row (the split itself is by whole documents)."""
-CLEANING_VERSION = 5
+CLEANING_VERSION = 6
 """Bumped whenever a cleaner in prose_cleaning or a rule here changes the text:
 it is part of the corpus folder's name, so the corpus is built anew (and
 activation caches keyed on its files are not reused)."""

@@ -93,11 +93,9 @@ def split_paragraphs(text: str) -> list[str]:
 
 # --- HTML ------------------------------------------------------------------
 
-_SKIPPED_TAGS = frozenset(
-    {"script", "style", "pre", "table", "nav", "head", "code", "kbd", "samp"}
-)
-"""Content never kept. Inline `code` is dropped too: a sentence that loses an
-identifier still reads as English, one that keeps `ioctl(fd, ...)` does not."""
+_SKIPPED_TAGS = frozenset({"script", "style", "pre", "table", "nav", "head"})
+"""Content never kept. Inline `code` is kept: a sentence that names `fork()`
+still reads as English, one with a hole where the name was does not."""
 _BLOCK_TAGS = frozenset(
     {"p", "div", "li", "dd", "dt", "h1", "h2", "h3", "h4", "h5", "h6", "br",
      "blockquote", "section", "article", "ul", "ol", "dl", "tr", "td", "th",
@@ -137,7 +135,7 @@ class _ProseParser(HTMLParser):
         if tag in _SKIPPED_TAGS or (
             tag not in ("br", "hr") and _SKIPPED_CLASSES.search(classes)
         ):
-            # Skipped inline text (an identifier) leaves its sentence whole.
+            # A skipped inline element leaves its sentence whole.
             if tag not in _INLINE_TAGS:
                 self._flush()
             self._skip_stack.append(tag)
