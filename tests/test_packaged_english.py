@@ -268,3 +268,17 @@ def test_missing_archives_name_the_set_up_step(tmp_path, monkeypatch):
     monkeypatch.setattr(packaged_english, "SOURCES", FIXTURE_SOURCES)
     with pytest.raises(DatasetResolutionError, match="make corpora"):
         resolve_corpus("packaged-english", tmp_path)
+
+
+def test_overlap_counts_texts_sharing_a_13_word_ngram_only():
+    from benchmarks.corpora.overlap import ngram_hashes, overlap_with
+
+    corpus = ngram_hashes(f"{PROSE} And then it rested for a while.")
+    shared = "Yes: the quick brown fox jumps over the lazy dog near the quiet river!"
+    short = "the quick brown fox jumps over the lazy dog"  # 9 words: a phrase
+    result = overlap_with(corpus, [shared, short, "Unrelated text entirely."])
+    assert (result.texts, result.texts_sharing) == (3, 1)
+    assert result.examples.most_common(1)[0] == (
+        "the quick brown fox jumps over the lazy dog near the quiet river",
+        1,
+    )
