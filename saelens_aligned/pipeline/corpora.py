@@ -26,10 +26,10 @@ import re
 import sys
 import sysconfig
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from saelens_aligned.io.cache import cache_root
 from saelens_aligned.io.files import write_text_atomic
@@ -51,6 +51,7 @@ EXCLUDED_PARTS = frozenset(
     {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
 )
 COMPLETE_MARKER = ".saelens_aligned_complete"
+T = TypeVar("T")
 # Corpora without a held-out split (user files) hold out this fraction of rows.
 EVAL_FRACTION = 0.1
 
@@ -121,8 +122,8 @@ def stdlib_source_files(root: Path) -> list[Path]:
 
 
 def split_documents(
-    texts: Sequence[str], seed: int = CORPUS_SEED, eval_every: int = EVAL_EVERY
-) -> tuple[list[str], list[str]]:
+    texts: Sequence[T], seed: int = CORPUS_SEED, eval_every: int = EVAL_EVERY
+) -> tuple[list[T], list[T]]:
     """Shuffle `texts` with a fixed seed; every `eval_every`-th goes to eval."""
     order = list(range(len(texts)))
     random.Random(seed).shuffle(order)
@@ -271,9 +272,3 @@ def brown_corpus(cache_dir: str | Path | None = None) -> TextCorpus:
         eval_every=BROWN_EVAL_EVERY,
         note=f" from {BROWN_NPM_PACKAGE}",
     )
-
-
-NAMED_CORPORA: dict[str, Callable[[str | Path | None], TextCorpus]] = {
-    DEFAULT_CORPUS_NAME: lambda cache_dir: default_corpus(cache_dir),
-    BROWN_CORPUS_NAME: brown_corpus,
-}

@@ -3,23 +3,38 @@ Face dataset) resolved to a `TextCorpus`, and its train or eval rows."""
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from saelens_aligned.pipeline.corpora import (
+    BROWN_CORPUS_NAME,
     CORPUS_SEED,
+    DEFAULT_CORPUS_NAME,
     EVAL_FRACTION,
-    NAMED_CORPORA,
     CorpusUnavailableError,
     TextCorpus,
+    brown_corpus,
     default_corpus,
+)
+from saelens_aligned.pipeline.packaged_english import (
+    PACKAGED_ENGLISH_NAME,
+    packaged_english_corpus,
 )
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 JSON_SUFFIXES = (".jsonl", ".json")
 
 __all__ = ["TextCorpus", "default_corpus"]
+
+
+NAMED_CORPORA: dict[str, Callable[[str | Path | None], TextCorpus]] = {
+    DEFAULT_CORPUS_NAME: lambda cache_dir: default_corpus(cache_dir),
+    BROWN_CORPUS_NAME: brown_corpus,
+    PACKAGED_ENGLISH_NAME: lambda cache_dir: packaged_english_corpus(cache_dir),
+}
+"""The corpora a `--dataset` / sweep `dataset:` names (corpora.py,
+packaged_english.py); each is built once into the cache from its fetched files."""
 
 
 class DatasetResolutionError(ValueError):
@@ -83,8 +98,8 @@ def resolve_corpus(
 ) -> TextCorpus:
     """Turn a dataset spec into a TextCorpus, failing fast with a useful message.
 
-    None: the embedded default corpus. A name of `corpora.NAMED_CORPORA`
-    (`python-stdlib`, `brown`): that corpus. Local files/directories (a list, or
+    None: the embedded default corpus. A name of `NAMED_CORPORA`
+    (`python-stdlib`, `brown`, `packaged-english`): that corpus. Local files/directories (a list, or
     one comma-separated string): used as they are. Anything else: a Hugging Face
     dataset path, which needs the hub.
     """
