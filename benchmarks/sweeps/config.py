@@ -24,6 +24,9 @@ ALIGNMENT_FORMS = ("tied", "projected")
 # read) or `validation` (held out from training and from eval; the lr grid's).
 EVAL_SPLITS = ("eval", "validation")
 SWEEP_KINDS = ("lm", "synthetic")
+# Where an arm's decoder bias starts besides SAELens' own zero: `mean`, the
+# training activations' mean (`benchmarks.records.activation_moments`).
+B_DEC_INITS = ("mean",)
 
 
 class SweepConfigError(InputError):
@@ -59,6 +62,11 @@ class ArchitectureSweep:
             (e.g. `jumprelu_init_threshold`).
         lr: This arm's learning rate; None means the sweep's (`lr`), or the best
             of `lr_grid` when the sweep has one.
+        b_dec_init: `mean`: start the decoder bias at the training activations'
+            mean (float64, computed once per sweep) instead of SAELens' zero,
+            the centring Simon, Adams & Zou 2026 (arXiv 2605.31518) find removes
+            outlier-driven dead latents; the label gains `b_dec=mean`. None:
+            the architecture's own start.
     """
 
     architecture: str
@@ -68,6 +76,7 @@ class ArchitectureSweep:
     init_from: str | None = None
     sae_kwargs: dict[str, Any] = field(default_factory=dict)
     lr: float | None = None
+    b_dec_init: str | None = None
 
 
 @dataclass(frozen=True)
