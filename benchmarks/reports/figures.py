@@ -29,6 +29,8 @@ _ROLE_STYLES: dict[str, dict[str, Any]] = {
     "diagnostic": {"linestyle": (0, (1, 1)), "marker": "v", "alpha": 0.55},
     "tied": {"linestyle": "--", "marker": "s"},
     "projected": {"linestyle": ":", "marker": "^"},
+    "centred": {"linestyle": (0, (5, 1)), "marker": "P"},
+    "tied, no AuxK": {"linestyle": (0, (3, 1, 1, 1)), "marker": "X"},
 }
 _ROLE_ORDER = list(_ROLE_STYLES)
 _ROLE_COLORS = {
@@ -37,6 +39,8 @@ _ROLE_COLORS = {
     "diagnostic": "tab:gray",
     "tied": "tab:blue",
     "projected": "tab:orange",
+    "centred": "tab:red",
+    "tied, no AuxK": "tab:cyan",
 }
 # One colour family per base, the same in every figure.
 _BASE_FAMILIES = {
@@ -53,6 +57,8 @@ _ROLE_SHADES = {
     "diagnostic": 0.45,
     "tied": 0.8,
     "projected": 0.55,
+    "centred": 0.35,
+    "tied, no AuxK": 0.7,
 }
 # Tick mantissas tried from sparse to dense on a log axis spanning a decade or more.
 _LOG_MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 5))
@@ -90,13 +96,19 @@ def pyplot() -> Any:
 
 
 def arm_role(label: str) -> str:
-    """`stock`, `fair control`, `diagnostic`, `tied` or `projected`."""
+    """`stock`, `fair control`, `diagnostic`, `tied` or `projected`; `centred`
+    (decoder bias from the activations' mean) and `tied, no AuxK` where a sweep
+    has those arms."""
     parts = display.arm_parts(label)
+    settings = {display.SETTING_NAMES.get(extra) for extra in parts.extras}
     if parts.aligned:
-        return parts.form or "tied"
+        form = parts.form or "tied"
+        return f"{form}, no AuxK" if "no AuxK" in settings and form == "tied" else form
     if parts.init_from == "projected":
         return "fair control"
-    return "diagnostic" if parts.init_from is not None else "stock"
+    if parts.init_from is not None:
+        return "diagnostic"
+    return "centred" if "b_dec from the activations' mean" in settings else "stock"
 
 
 def arm_order(label: str) -> tuple[str, int, str]:
