@@ -183,6 +183,11 @@ class SweepConfig:
         eval_at_steps: Learning curves: the checkpoints evaluated (multiples of
             `checkpoint_every_steps`), besides the final SAE. Their records go
             to `records/checkpoints/`.
+        checkpoint_core_only: Evaluate those checkpoints with the core metrics
+            only (CE/KL, explained variance, L0, dead fraction over the long
+            window: what learning curves and tokens-to-target read), leaving
+            meta_structure, absorption and the probing evals to the final SAE.
+            False: every checkpoint gets the sweep's whole `eval`.
         lr: Adam learning rate of every arm without its own `lr`, when the sweep
             has no `lr_grid`.
         lr_grid: Learning rates to try (at least 3, spanning at least 10x), or
@@ -249,6 +254,7 @@ class SweepConfig:
     lr_decay_steps: int = 0
     checkpoint_every_steps: int = 0
     eval_at_steps: list[int] = field(default_factory=list)
+    checkpoint_core_only: bool = False
     lr: float = 5e-4
     lr_grid: list[float] = field(default_factory=list)
     lr_metric: str = "explained_variance"
@@ -293,6 +299,20 @@ class SweepConfig:
             split=self.lr_split,
             n_eval_reconstruction_batches=0,
             dead_window_tokens=0,
+            meta_structure=False,
+            absorption=False,
+            sparse_probing=False,
+            sae_probes=False,
+            tpp=False,
+        )
+
+    def checkpoint_eval(self) -> EvalSettings:
+        """The evaluation of a learning-curve checkpoint: the sweep's `eval`, or
+        its core metrics only (`checkpoint_core_only`)."""
+        if not self.checkpoint_core_only:
+            return self.eval
+        return replace(
+            self.eval,
             meta_structure=False,
             absorption=False,
             sparse_probing=False,

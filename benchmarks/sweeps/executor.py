@@ -81,7 +81,7 @@ def execute_run(
         checkpoint_path = checkpoint_record_path(out_dir, run.run_id, step)
         if grid or is_valid_record(checkpoint_path):
             continue
-        result = backend.evaluate(run, checkpoint, settings)
+        result = backend.evaluate(run, checkpoint, config.checkpoint_eval())
         record = build_record(config.to_dict(), run, result, train_seconds)
         record["eval_config"]["run"]["step"] = step
         write_json_atomic(checkpoint_path, record)
