@@ -55,3 +55,24 @@ def test_checkpoints_get_the_core_metrics_only():
     assert not checkpoint.sparse_probing
     assert checkpoint.dead_window_tokens == config.eval.dead_window_tokens
     assert checkpoint.n_eval_reconstruction_batches == 8
+
+
+def test_a_finished_run_keeps_only_its_evaluated_checkpoints(tmp_path):
+    from dataclasses import replace
+
+    from benchmarks.sweeps.executor import prune_unevaluated_checkpoints
+
+    config = replace(
+        load_sweep_config("scale_long"), train_batch_size_tokens=10
+    )  # checkpoint folders are named by samples seen: step * 10
+    folder = tmp_path / "checkpoints"
+    steps = range(126, 8001, 125)  # 63 checkpoints, as SAELens names them
+    for step in steps:
+        checkpoint = folder / str(step * 10)
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "cfg.json").write_text("{}")
+        (checkpoint / "sae_weights.safetensors").write_text("")
+    deleted = prune_unevaluated_checkpoints(config, tmp_path)
+    kept = sorted(int(p.name) // 10 for p in folder.iterdir())
+    assert kept == [126, 251, 501, 1001, 2001, 4001]
+    assert len(deleted) == len(steps) - len(kept)
