@@ -366,3 +366,69 @@ def plot_curves(
         )
     )
     return CaptionedFigure(fig, caption)
+
+
+def plot_by_dictionary_size(
+    points: Mapping[str, Mapping[str, Sequence[tuple[int, IntervalLike]]]],
+    k: float,
+    d_in: int,
+) -> CaptionedFigure:
+    """One panel per metric: each arm's seed mean and 95% interval against the
+    dictionary size (log x, ticks at the sizes drawn), at one k.
+
+    Args:
+        points: Metric key -> arm label -> (d_sae, interval) in size order.
+        k: The TopK k every point was trained at.
+        d_in: The width the sizes are multiples of (for the caption).
+    """
+    import matplotlib.ticker as ticker
+
+    plt = pyplot()
+    metrics = list(points)
+    labels = sorted({label for p in points.values() for label in p}, key=arm_order)
+    styles = _arm_styles(labels)
+    fig, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(3.9 * len(metrics) + 2.9, 3.7),
+        squeeze=False,
+        layout="constrained",
+    )
+    sizes = sorted({d for p in points.values() for c in p.values() for d, _ in c})
+    for ax, metric in zip(axes[0], metrics):
+        for label in labels:
+            curve = points[metric].get(label, [])
+            if not curve:
+                continue
+            ax.errorbar(
+                [d for d, _ in curve],
+                [i.mean for _, i in curve],
+                yerr=_error_bars([(i.mean, i.low, i.high) for _, i in curve]),
+                markersize=5,
+                capsize=3,
+                **styles[label],
+            )
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.FixedLocator(sizes))
+        ax.xaxis.set_major_formatter(
+            ticker.FuncFormatter(lambda v, _: f"{v:.0f} ({v / d_in:.0f}×)")
+        )
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_xlabel("dictionary size d_sae (latents, log scale)")
+        ax.set_ylabel(display.metric_axis(metric))
+        ax.set_title(display.metric_name(metric))
+        ax.grid(True, which="major", alpha=0.3)
+    entries: dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(name, handle)
+    fig.legend(
+        list(entries.values()), list(entries), loc="outside right upper", fontsize=8
+    )
+    names_text = " and ".join(display.metric_name(m) for m in metrics)
+    caption = (
+        f"{names_text} against dictionary size (multiples of d_in {d_in}), TopK "
+        f"k = {k:g}: each arm's seed mean with its 95% t interval, every arm "
+        "at its own rate."
+    )
+    return CaptionedFigure(fig, caption)
