@@ -1,5 +1,5 @@
 """`python -m benchmarks COMMAND`: sweep, report, eval, perf, sparse-perf, curves,
-results."""
+scale-estimate, results."""
 
 import argparse
 import importlib
@@ -29,6 +29,10 @@ COMMANDS = {
     "curves": (
         "benchmarks.reports.curves",
         "Learning curves and aligned-vs-control gaps of a checkpointed sweep.",
+    ),
+    "scale-estimate": (
+        "benchmarks.perf.scale_estimate",
+        "Estimated wall time of each step of the dictionary-size study.",
     ),
     "results": (
         "benchmarks.reports.published",

@@ -83,6 +83,18 @@ def test_each_size_has_a_table_per_aligned_recipe_or_says_not_run_yet(results):
     assert rows and all("no data" not in line for line in rows)
 
 
+def test_a_sweep_with_the_activation_mean_states_its_gamma(results):
+    from benchmarks.records.activation_moments import (
+        ActivationMoments,
+        write_activation_moments,
+    )
+
+    moments = ActivationMoments([0.0], 0.6, 0.26, 1_024_000, "cache")
+    write_activation_moments(results / "scale_8x", moments)
+    text = scale.claims_block(results)
+    assert "γ = ‖μ‖/‖σ‖ = 0.60; the mean carries 26% of E‖x‖² (1,024,000" in text
+
+
 def test_a_folder_without_records_is_not_run_yet(tmp_path):
     text = scale.claims_block(tmp_path)
     assert text.count("Not run yet") == 3

@@ -3,7 +3,7 @@ before it starts from measured seconds per training step and per evaluation
 (`benchmarks.perf.scale_timing`, committed as
 benchmarks/results/perf/scale_timing.json).
 
-    python -m benchmarks.perf.scale_estimate     # print the table
+    python -m benchmarks scale-estimate          # print the table
     python -m benchmarks results                 # also writes it into
                                                  # benchmarks/results/README.md
 
@@ -19,6 +19,7 @@ Stability and the report take minutes and are left out. Pure: numbers in, table
 out.
 """
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,5 +180,13 @@ def render() -> str:
     return estimate_table(configs, timing)
 
 
-if __name__ == "__main__":
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options: the presets and the committed timing say everything."""
+
+
+def main(_args: argparse.Namespace | None = None) -> None:
     print(render())
+
+
+if __name__ == "__main__":
+    main()

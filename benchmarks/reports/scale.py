@@ -24,6 +24,7 @@ from benchmarks.analysis.tokens_to_target import TARGET_METRIC, tokens_to_target
 from benchmarks.analysis.verdicts.judge import judge_sweep
 from benchmarks.analysis.verdicts.rules import CENTRED_BASE, ROLES
 from benchmarks.analysis.verdicts.summary import claim_frame, markdown
+from benchmarks.records.activation_moments import read_activation_moments
 from benchmarks.records.run_table import SweepRecords
 from benchmarks.reports import display
 from benchmarks.reports.figures import CaptionedFigure, plot_by_dictionary_size
@@ -139,6 +140,13 @@ def claims_block(results: Path) -> str:
             parts.append(not_run(size))
             continue
         sweep = found[1]
+        moments = read_activation_moments(results / found[0])
+        if moments is not None:
+            parts.append(
+                f"Training activations: γ = ‖μ‖/‖σ‖ = {moments.gamma:.2f}; the mean "
+                f"carries {moments.mean_share:.0%} of E‖x‖² ({moments.tokens:,} "
+                "tokens; the `b_dec=mean` arm starts its decoder bias at μ)."
+            )
         for label in aligned_recipes(sweep):
             rows = judge_sweep(one_recipe(sweep, label), roles=(*ROLES, CENTRED_BASE))
             parts.append(f"#### {display.arm_name(label)}")
