@@ -123,3 +123,37 @@ def test_the_synthetic_backend_trains_the_centred_arm_from_its_data_mean(
     assert moments.gamma > 0
     torch.testing.assert_close(started[0], moments.mean_tensor().float())
     assert not torch.all(started[0] == 0)
+
+
+def test_the_lm_backend_trains_the_centred_arm_from_its_cache_mean(
+    tmp_path, monkeypatch
+):
+    """LM sweeps: the mean of the training activation cache (every row, in
+    float64), written once to the sweep folder, is the b_dec SAELens' runner
+    starts from. The model and the cache are stand-ins: nothing loads."""
+    import datasets
+    import numpy as np
+
+    from benchmarks.sweeps.backends import lm
+
+    rows_RCD = np.random.default_rng(0).normal(2.0, 1.0, (10, 8, 4)).astype("f4")
+    cache = tmp_path / "cache"
+    datasets.Dataset.from_dict({"model.layers.3": rows_RCD}).save_to_disk(str(cache))
+    config = replace(
+        SweepConfig(name="t", d_sae=[16], seeds=[0]),
+        architectures=[ArchitectureSweep("topk", "k", [4], b_dec_init="mean")],
+    )
+    backend = lm.LMBackend(config, tmp_path / "sweep")
+    backend._model, backend._d_in, backend._cache_dir = object(), 4, cache
+    started = []
+
+    def train_sae(*_args, override_sae, **_kwargs):
+        started.append(override_sae.b_dec)
+
+    monkeypatch.setattr(lm, "train_sae", train_sae)
+    backend.train(expand_runs(config)[0], tmp_path / "sae")
+    mean_D = rows_RCD.reshape(-1, 4).astype("f8").mean(0)
+    torch.testing.assert_close(started[0], torch.tensor(mean_D, dtype=torch.float32))
+    moments = read_activation_moments(tmp_path / "sweep")
+    assert moments is not None and moments.tokens == 80
+    assert np.allclose(moments.mean, mean_D, rtol=0, atol=1e-12)
