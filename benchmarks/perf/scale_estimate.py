@@ -101,6 +101,8 @@ def estimate_step(
         grid_runs += runs
         grid_s += runs * run_s
         eval_s += runs * evals["grid"]
+    # Once per sweep: the probing activations and absorption probes. The
+    # activation caches are once per machine and left out.
     setup_s = evals["final (first of the sweep)"] - evals["final"]
     return StepEstimate(
         step=step,
@@ -143,7 +145,14 @@ def measurements_text(timing: dict[str, Any]) -> str:
     for d_sae, arms in timing["step_seconds"].items():
         parts = ", ".join(f"`{label}` {s:.2f}" for label, s in arms.items())
         lines.append(f"- d_sae {d_sae}: {parts}")
-    lines += ["", "Seconds per evaluation of one SAE:", ""]
+    lines += [
+        "",
+        "Seconds per evaluation of one SAE (`activation caches`: the training "
+        "and held-out caches the presets share, made once per machine; `final "
+        "(first of the sweep)` also builds the probing activations and absorption "
+        "probes, once per sweep):",
+        "",
+    ]
     for d_sae, evals in timing["eval_seconds"].items():
         parts = ", ".join(f"{name} {s:.0f}" for name, s in evals.items())
         lines.append(f"- d_sae {d_sae}: {parts}")

@@ -23,6 +23,7 @@ the numbers are only as good as the load they ran under.
 
 import argparse
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -57,12 +58,18 @@ def timed_runs(config: SweepConfig, d_sae: int) -> list[RunSpec]:
 def step_seconds(
     config: SweepConfig, d_sae: int, steps: int, warmup: int
 ) -> dict[str, float]:
-    """Arm label -> median wall seconds of one training step."""
+    """Arm label -> median wall seconds of one training step. The arms step in
+    turn (A B C ... A B C), each on the same batch, so a change of the shared
+    machine's load falls on every arm alike."""
+    from sae_lens.training.sae_trainer import SAETrainer
+
     gen = torch.Generator().manual_seed(0)
     batch = config.train_batch_size_tokens
-    # Off-centre activations, as the residual stream is (gamma about 0.6).
-    mean_D = torch.randn(D_IN, generator=gen, dtype=torch.float64) * 0.6
-    out = {}
+    # Off-centre activations, as the residual stream is: sigma 1 per dimension
+    # and ||mu|| = 0.6 ||sigma||.
+    mean_D = torch.randn(D_IN, generator=gen, dtype=torch.float64)
+    mean_D *= 0.6 * math.sqrt(D_IN) / mean_D.norm()
+    trainers = {}
     for run in timed_runs(config, d_sae):
         sae = initial_sae(
             run,
@@ -72,22 +79,24 @@ def step_seconds(
             activation_mean=mean_D,
         )
         trainer_cfg = in_process_trainer_config(10**9, batch, lr=run.lr)
-        from sae_lens.training.sae_trainer import SAETrainer
-
-        trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=iter(()))
-        dead_F = torch.rand(d_sae, generator=gen) < DEAD_FRACTION
-        times = []
-        for i in range(warmup + steps):
-            x_BD = mean_D.float() + torch.randn(batch, D_IN, generator=gen)
+        trainers[run.label] = SAETrainer(
+            cfg=trainer_cfg, sae=sae, data_provider=iter(())
+        )
+    dead_F = torch.rand(d_sae, generator=gen) < DEAD_FRACTION
+    times: dict[str, list[float]] = {label: [] for label in trainers}
+    for i in range(warmup + steps):
+        x_BD = mean_D.float() + torch.randn(batch, D_IN, generator=gen)
+        for label, trainer in trainers.items():
             trainer.n_forward_passes_since_fired[dead_F] = (
                 trainer.cfg.dead_feature_window + 1
             )
             start = time.perf_counter()
-            trainer._train_step(sae=sae, sae_in=x_BD)
+            trainer._train_step(sae=trainer.sae, sae_in=x_BD)
             if i >= warmup:
-                times.append(time.perf_counter() - start)
-        out[run.label] = statistics.median(times)
-        print(f"d_sae {d_sae} {run.label}: {out[run.label]:.3f} s/step", flush=True)
+                times[label].append(time.perf_counter() - start)
+    out = {label: statistics.median(t) for label, t in times.items()}
+    for label, seconds in out.items():
+        print(f"d_sae {d_sae} {label}: {seconds:.3f} s/step", flush=True)
     return out
 
 
@@ -104,8 +113,11 @@ def eval_seconds(config: SweepConfig, d_sae: int, work: Path) -> dict[str, float
     initial_sae(run, backend.d_in, config.training_steps).save_inference_model(
         str(sae_dir)
     )
+    start = time.perf_counter()
     backend.prepare()
-    out = {}
+    # The training and held-out activation caches: made once per machine (every
+    # scale preset shares them), about nothing when they exist.
+    out = {"activation caches": time.perf_counter() - start}
     for name, timed, settings in (
         ("grid", run, config.grid_eval()),
         ("core", run, config.checkpoint_eval()),
