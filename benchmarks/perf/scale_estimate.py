@@ -156,6 +156,14 @@ def measurements_text(timing: dict[str, Any]) -> str:
     for d_sae, evals in timing["eval_seconds"].items():
         parts = ", ".join(f"{name} {s:.0f}" for name, s in evals.items())
         lines.append(f"- d_sae {d_sae}: {parts}")
+    cache = timing.get("training_cache")
+    if cache:
+        lines += [
+            "",
+            f"Once per machine, shared by every scale preset: the training "
+            f"activation cache, {cache['seconds'] / 60:.0f} min for "
+            f"{cache['tokens']:,} tokens ({cache['note']}).",
+        ]
     machine = timing["machine"]
     loads = "; ".join(
         f"{part} {v['before']} -> {v['after']}"
