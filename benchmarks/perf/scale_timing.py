@@ -111,9 +111,12 @@ def eval_seconds(config: SweepConfig, d_sae: int, work: Path) -> dict[str, float
     # The same SAE as a run at another k: the backend skips absorption there.
     other_k = replace(run, sparsity_value=float(TIMED_K // 2))
     sae_dir = work / f"sae-{d_sae}"
-    initial_sae(run, backend.d_in, config.training_steps).save_inference_model(
-        str(sae_dir)
-    )
+    sae = initial_sae(run, backend.d_in, config.training_steps)
+    # What SAELens' runner writes into a trained SAE's metadata.
+    sae.cfg.metadata.hook_name = config.hook
+    sae.cfg.metadata.model_name = backend.resolved.model_name
+    sae.cfg.metadata.context_size = config.context_size
+    sae.save_inference_model(str(sae_dir))
     # Evaluating needs the held-out cache only (the long dead window); the
     # training cache, made once per machine for every scale preset, is timed
     # apart (TRAINING_CACHE_SECONDS).
