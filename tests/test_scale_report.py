@@ -161,3 +161,12 @@ def test_the_estimate_table_names_each_step_and_the_machine():
     for preset in configs:
         assert f"`{preset}`" in text
     assert "Machine: x, 2 cores" in text
+
+
+def test_a_size_whose_evals_were_not_measured_borrows_the_nearest_and_says_so():
+    configs = {p: load_sweep_config(p) for p in ("scale_8x", "scale_32x", "scale_long")}
+    partial = timing(1.0, 10.0)
+    del partial["eval_seconds"]["18432"]
+    text = estimate_table(configs, partial)
+    assert "18432 uses d_sae 4608's" in text
+    assert text.count(" * |") == 1  # only scale_32x's eval hours are marked

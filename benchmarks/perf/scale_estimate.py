@@ -50,6 +50,8 @@ class StepEstimate:
         grid_runs: Learning-rate grid runs (arms x rates).
         training_hours: Training, grid and main runs.
         eval_hours: Every evaluation, checkpoints included, and the set-up.
+        evals_from: The size whose evaluation seconds were used: `d_sae`, or
+            the nearest size measured when this one was not.
     """
 
     step: str
@@ -59,6 +61,7 @@ class StepEstimate:
     grid_runs: int
     training_hours: float
     eval_hours: float
+    evals_from: int = 0
 
     @property
     def total_hours(self) -> float:
@@ -71,7 +74,8 @@ def estimate_step(
     """`config`'s hours from `timing` (scale_timing.json's layout)."""
     (d_sae,) = config.d_sae
     per_step = timing["step_seconds"][str(d_sae)]
-    evals = timing["eval_seconds"][str(d_sae)]
+    evals_from = eval_size(timing, d_sae)
+    evals = timing["eval_seconds"][str(evals_from)]
     labels = [label for labels in arm_labels(config) for label in labels]
     ks = {
         label: arm.sparsity_values
@@ -112,7 +116,19 @@ def estimate_step(
         grid_runs=grid_runs,
         training_hours=(train_s + grid_s) / 3600,
         eval_hours=(eval_s + max(setup_s, 0.0)) / 3600,
+        evals_from=evals_from,
     )
+
+
+def eval_size(timing: dict[str, Any], d_sae: int) -> int:
+    """`d_sae` if its evaluations were measured, else the nearest size that was
+    (in log size)."""
+    import math
+
+    measured = [int(d) for d in timing["eval_seconds"]]
+    if not measured:
+        raise KeyError(f"no evaluation seconds measured (d_sae {d_sae})")
+    return min(measured, key=lambda d: abs(math.log(d / d_sae)))
 
 
 def estimate_table(configs: dict[str, SweepConfig], timing: dict[str, Any]) -> str:
@@ -122,15 +138,28 @@ def estimate_table(configs: dict[str, SweepConfig], timing: dict[str, Any]) -> s
         "|---|---|---|---|---|---|---|",
     ]
     total = 0.0
+    borrowed = []
     for step, preset in STEPS:
         e = estimate_step(step, preset, configs[preset], timing)
         total += e.total_hours
+        mark = ""
+        if e.evals_from != e.d_sae:
+            mark = " *"
+            borrowed.append(f"{e.d_sae} uses d_sae {e.evals_from}'s")
         rows.append(
             f"| {e.step} | `{e.preset}` | {e.d_sae} | {e.saes} (+{e.grid_runs}) | "
-            f"{e.training_hours:.1f} | {e.eval_hours:.1f} | {e.total_hours:.1f} |"
+            f"{e.training_hours:.1f} | {e.eval_hours:.1f}{mark} | "
+            f"{e.total_hours:.1f} |"
         )
     rows.append(f"| all | | | | | | {total:.1f} |")
-    return "\n".join(rows) + "\n\n" + measurements_text(timing)
+    note = (
+        "\n\n\\* Evaluation not measured at this size: "
+        + "; ".join(dict.fromkeys(borrowed))
+        + " (a lower bound: the dead window and probing encode every latent)."
+        if borrowed
+        else ""
+    )
+    return "\n".join(rows) + note + "\n\n" + measurements_text(timing)
 
 
 def measurements_text(timing: dict[str, Any]) -> str:
@@ -187,8 +216,9 @@ def render() -> str:
     timing = json.loads(TIMING_PATH.read_text()) if TIMING_PATH.exists() else {}
     configs = {p: load_sweep_config(p) for _, p in STEPS}
     sizes = {str(d) for c in configs.values() for d in c.d_sae}
-    measured = set(timing.get("step_seconds", {})) & set(timing.get("eval_seconds", {}))
-    missing = sorted(sizes - measured)
+    missing = sorted(sizes - set(timing.get("step_seconds", {})))
+    if not timing.get("eval_seconds"):
+        missing = sorted(sizes)
     if missing:
         return (
             f"Not measured yet at d_sae {', '.join(missing)}: run "
