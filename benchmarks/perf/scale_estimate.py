@@ -95,19 +95,22 @@ def estimate_step(
                     and k == middle_value(ks[label])
                 )
                 train_s += 0.0 if reused else run_s
-                final = (
-                    "final"
-                    if k in (config.eval.absorption_sparsity_values or [k])
-                    else "final without absorption"
-                )
-                eval_s += len(config.eval_at_steps) * evals["core"] + evals[final]
+                with_absorption = k in (config.eval.absorption_sparsity_values or [k])
+                # Unmeasured without absorption: the final eval's (an upper bound).
+                final = evals.get("final", evals["final (first of the sweep)"])
+                if not with_absorption:
+                    final = evals.get("final without absorption", final)
+                eval_s += len(config.eval_at_steps) * evals["core"] + final
         runs = len(config.lr_grid)
         grid_runs += runs
         grid_s += runs * run_s
         eval_s += runs * evals["grid"]
     # Once per sweep: the probing activations and absorption probes. The
     # activation caches are once per machine and left out.
-    setup_s = evals["final (first of the sweep)"] - evals["final"]
+    # Unmeasured per-SAE final eval: the first one's, set-up included (an upper
+    # bound, and no set-up counted apart).
+    first = evals["final (first of the sweep)"]
+    setup_s = first - evals.get("final", first)
     return StepEstimate(
         step=step,
         preset=preset,
