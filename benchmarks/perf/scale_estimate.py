@@ -179,10 +179,10 @@ def measurements_text(timing: dict[str, Any]) -> str:
         lines.append(f"- d_sae {d_sae}: {parts}")
     lines += [
         "",
-        "Seconds per evaluation of one SAE (`activation caches`: the training "
-        "and held-out caches the presets share, made once per machine; `final "
-        "(first of the sweep)` also builds the probing activations and absorption "
-        "probes, once per sweep):",
+        "Seconds per evaluation of one SAE (`core`: the first in its process, "
+        "so it includes SAEBench's reference passes, made once per process; "
+        "`final (first of the sweep)` also builds the probing activations and "
+        "absorption probes, once per sweep):",
         "",
     ]
     for d_sae, evals in timing["eval_seconds"].items():
