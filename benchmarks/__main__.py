@@ -1,5 +1,5 @@
 """`python -m benchmarks COMMAND`: sweep, report, eval, perf, sparse-perf, curves,
-corpus, results."""
+corpus, scale-estimate, results."""
 
 import argparse
 import importlib
@@ -33,6 +33,10 @@ COMMANDS = {
     "corpus": (
         "benchmarks.corpora.manifest",
         "Build and measure the packaged-english corpus; write docs/corpora.md.",
+    ),
+    "scale-estimate": (
+        "benchmarks.perf.scale_estimate",
+        "Estimated wall time of each step of the dictionary-size study.",
     ),
     "results": (
         "benchmarks.reports.published",

@@ -307,6 +307,10 @@ class SparseTopKTraining(TrainingSAE[T_SPARSE_CONFIG]):
         hidden_pre: torch.Tensor,
         dead_neuron_mask: torch.Tensor | None,
     ) -> torch.Tensor:
+        if self.cfg.aux_loss_coefficient == 0:  # type: ignore[attr-defined]
+            # AuxK off (`aux_loss_coefficient: 0`): SAELens would return 0 times
+            # the loss; skip computing it. Same loss and gradients.
+            return sae_out.new_tensor(0.0)
         if not self._in_sparse_step():
             return super().calculate_topk_aux_loss(  # type: ignore[misc]
                 sae_in, sae_out, hidden_pre, dead_neuron_mask

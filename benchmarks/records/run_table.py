@@ -65,6 +65,8 @@ class Arm:
             otherwise).
         init_from: The aligned form whose start an unconstrained control copies,
             else None.
+        b_dec_init: `mean` when the decoder bias started at the activations'
+            mean (`ArchitectureSweep.b_dec_init`), else None.
     """
 
     label: str
@@ -72,10 +74,15 @@ class Arm:
     alignment: str | None
     base_architecture: str
     init_from: str | None
+    b_dec_init: str | None = None
 
     @property
     def is_stock(self) -> bool:
-        return self.alignment is None and self.init_from is None
+        return (
+            self.alignment is None
+            and self.init_from is None
+            and self.b_dec_init is None
+        )
 
     @classmethod
     def from_info(cls, info: dict[str, Any]) -> "Arm":
@@ -86,6 +93,7 @@ class Arm:
             alignment=info.get("alignment"),
             base_architecture=info.get("base_architecture", info["architecture"]),
             init_from=info.get("init_from"),
+            b_dec_init=info.get("b_dec_init"),
         )
 
 
@@ -355,6 +363,7 @@ IDENTITY_COLUMNS = (
     "alignment",
     "base_architecture",
     "init_from",
+    "b_dec_init",
     "sparsity_param",
     "sparsity_value",
     "d_sae",
@@ -378,6 +387,7 @@ def run_frame(runs: Iterable[RunRecord]) -> pd.DataFrame:
                 "alignment": run.arm.alignment,
                 "base_architecture": run.arm.base_architecture,
                 "init_from": run.arm.init_from,
+                "b_dec_init": run.arm.b_dec_init,
                 "sparsity_param": run.point.sparsity_param,
                 "sparsity_value": run.point.sparsity_value,
                 "d_sae": run.point.d_sae,

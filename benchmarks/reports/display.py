@@ -81,6 +81,15 @@ INIT_NAMES: dict[str, str] = {
 `projected`'s weights is every aligned form's fair control (benchmarks.analysis.verdicts
 .rules.FAIR_CONTROL_START); the tied-init start collapses, a diagnostic only."""
 
+SETTING_NAMES: dict[tuple[str, str], str] = {
+    ("b_dec", "mean"): "b_dec from the activations' mean",
+    ("aux_loss_coefficient", "0"): "no AuxK",
+    ("aux_loss_coefficient", "0.0"): "no AuxK",
+}
+"""A label's `key=value` setting -> how it reads, where a name says more than the
+field: the decoder bias started at the mean (`ArchitectureSweep.b_dec_init`), TopK
+with its auxiliary loss off."""
+
 INPUT_UNITS: dict[str, str] = {"lm": "token", "synthetic": "sample"}
 """Sweep kind -> what one training input is (L0 is per input, budgets in them)."""
 
@@ -140,7 +149,7 @@ def arm_name(label: str) -> str:
     parentheses."""
     parts = arm_parts(label)
     base = architecture_name(parts.base)
-    extras = ", ".join(f"{k} {v}" for k, v in parts.extras)
+    extras = ", ".join(SETTING_NAMES.get((k, v), f"{k} {v}") for k, v in parts.extras)
     if parts.aligned:
         inside = ", ".join(filter(None, (parts.form, extras)))
         return f"aligned {base}" + (f" ({inside})" if inside else "")
@@ -153,4 +162,7 @@ def arm_name(label: str) -> str:
         return (
             name[:-1] + f", {extras})" if name.endswith(")") else f"{name} ({extras})"
         )
+    if ("b_dec", "mean") in parts.extras:
+        # No longer SAELens' start: the setting replaces "stock".
+        return f"{base} ({extras})"
     return f"{base} (stock" + (f", {extras})" if extras else ")")

@@ -29,6 +29,8 @@ _ROLE_STYLES: dict[str, dict[str, Any]] = {
     "diagnostic": {"linestyle": (0, (1, 1)), "marker": "v", "alpha": 0.55},
     "tied": {"linestyle": "--", "marker": "s"},
     "projected": {"linestyle": ":", "marker": "^"},
+    "centred": {"linestyle": (0, (5, 1)), "marker": "P"},
+    "tied, no AuxK": {"linestyle": (0, (3, 1, 1, 1)), "marker": "X"},
 }
 _ROLE_ORDER = list(_ROLE_STYLES)
 _ROLE_COLORS = {
@@ -37,6 +39,8 @@ _ROLE_COLORS = {
     "diagnostic": "tab:gray",
     "tied": "tab:blue",
     "projected": "tab:orange",
+    "centred": "tab:red",
+    "tied, no AuxK": "tab:cyan",
 }
 # One colour family per base, the same in every figure.
 _BASE_FAMILIES = {
@@ -53,6 +57,8 @@ _ROLE_SHADES = {
     "diagnostic": 0.45,
     "tied": 0.8,
     "projected": 0.55,
+    "centred": 0.35,
+    "tied, no AuxK": 0.7,
 }
 # Tick mantissas tried from sparse to dense on a log axis spanning a decade or more.
 _LOG_MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 5))
@@ -90,13 +96,19 @@ def pyplot() -> Any:
 
 
 def arm_role(label: str) -> str:
-    """`stock`, `fair control`, `diagnostic`, `tied` or `projected`."""
+    """`stock`, `fair control`, `diagnostic`, `tied` or `projected`; `centred`
+    (decoder bias from the activations' mean) and `tied, no AuxK` where a sweep
+    has those arms."""
     parts = display.arm_parts(label)
+    settings = {display.SETTING_NAMES.get(extra) for extra in parts.extras}
     if parts.aligned:
-        return parts.form or "tied"
+        form = parts.form or "tied"
+        return f"{form}, no AuxK" if "no AuxK" in settings and form == "tied" else form
     if parts.init_from == "projected":
         return "fair control"
-    return "diagnostic" if parts.init_from is not None else "stock"
+    if parts.init_from is not None:
+        return "diagnostic"
+    return "centred" if "b_dec from the activations' mean" in settings else "stock"
 
 
 def arm_order(label: str) -> tuple[str, int, str]:
@@ -352,5 +364,71 @@ def plot_curves(
             if decay_from_step is not None and decay_from_step < last_step
             else "."
         )
+    )
+    return CaptionedFigure(fig, caption)
+
+
+def plot_by_dictionary_size(
+    points: Mapping[str, Mapping[str, Sequence[tuple[int, IntervalLike]]]],
+    k: float,
+    d_in: int,
+) -> CaptionedFigure:
+    """One panel per metric: each arm's seed mean and 95% interval against the
+    dictionary size (log x, ticks at the sizes drawn), at one k.
+
+    Args:
+        points: Metric key -> arm label -> (d_sae, interval) in size order.
+        k: The TopK k every point was trained at.
+        d_in: The width the sizes are multiples of (for the caption).
+    """
+    import matplotlib.ticker as ticker
+
+    plt = pyplot()
+    metrics = list(points)
+    labels = sorted({label for p in points.values() for label in p}, key=arm_order)
+    styles = _arm_styles(labels)
+    fig, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(3.9 * len(metrics) + 2.9, 3.7),
+        squeeze=False,
+        layout="constrained",
+    )
+    sizes = sorted({d for p in points.values() for c in p.values() for d, _ in c})
+    for ax, metric in zip(axes[0], metrics):
+        for label in labels:
+            curve = points[metric].get(label, [])
+            if not curve:
+                continue
+            ax.errorbar(
+                [d for d, _ in curve],
+                [i.mean for _, i in curve],
+                yerr=_error_bars([(i.mean, i.low, i.high) for _, i in curve]),
+                markersize=5,
+                capsize=3,
+                **styles[label],
+            )
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.FixedLocator(sizes))
+        ax.xaxis.set_major_formatter(
+            ticker.FuncFormatter(lambda v, _: f"{v:.0f} ({v / d_in:.0f}×)")
+        )
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_xlabel("dictionary size d_sae (latents, log scale)")
+        ax.set_ylabel(display.metric_axis(metric))
+        ax.set_title(display.metric_name(metric))
+        ax.grid(True, which="major", alpha=0.3)
+    entries: dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(name, handle)
+    fig.legend(
+        list(entries.values()), list(entries), loc="outside right upper", fontsize=8
+    )
+    names_text = " and ".join(display.metric_name(m) for m in metrics)
+    caption = (
+        f"{names_text} against dictionary size (multiples of d_in {d_in}), TopK "
+        f"k = {k:g}: each arm's seed mean with its 95% t interval, every arm "
+        "at its own rate."
     )
     return CaptionedFigure(fig, caption)

@@ -36,8 +36,9 @@ from benchmarks.analysis.verdicts.summary import (
     answer_frame,
     markdown,
 )
+from benchmarks.perf import scale_estimate
 from benchmarks.records.run_table import SweepRecords
-from benchmarks.reports import feature_quality, results_brief
+from benchmarks.reports import feature_quality, results_brief, scale
 from benchmarks.reports.claim_figures import claim_caption, plot_claim
 from benchmarks.reports.generated import Block, fill, stale_documents
 from benchmarks.reports.tables import claims_section
@@ -177,6 +178,30 @@ def claim_figures() -> str:
     return "\n\n".join(parts)
 
 
+SCALE_FIGURE = FIGURES_DIR / "scale-dead-and-ce.png"
+
+
+def draw_scale_figure() -> None:
+    """docs/scale.md's figure, once two dictionary sizes have records."""
+    from saelens_aligned.io import save_figure_atomic
+
+    figure = scale.scale_figure(RESULTS)
+    if figure is not None:
+        save_figure_atomic(figure.figure, SCALE_FIGURE)
+
+
+SCALE_BLOCKS = (
+    Block(
+        "scale figure",
+        lambda: scale.figure_block(
+            RESULTS, str(SCALE_FIGURE.relative_to(ROOT / "docs"))
+        ),
+    ),
+    Block("scale tokens", lambda: scale.tokens_block(RESULTS)),
+    Block("scale claims", lambda: scale.claims_block(RESULTS)),
+)
+
+
 def report_pages() -> dict[Path, tuple[Block, ...]]:
     """Each committed sweep's report page, whose claim table (and, for a
     learning-curve sweep, length table) is a generated block."""
@@ -214,6 +239,8 @@ DOCUMENTS: dict[Path, tuple[Block, ...]] = {
             lambda: feature_quality.render(RESULTS / "probing_cpu").strip(),
         ),
     ),
+    ROOT / "docs" / "scale.md": SCALE_BLOCKS,
+    RESULTS / "README.md": (Block("scale estimate", scale_estimate.render),),
     **report_pages(),
 }
 
@@ -228,15 +255,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> None:
     if args.check:
-        stale = stale_documents(DOCUMENTS) + [
-            path
-            for path in map(claim_figure_path, (c for c, _ in CLAIM_FIGURES))
-            if not path.exists()
-        ]
+        figures = [claim_figure_path(c) for c, _ in CLAIM_FIGURES]
+        if scale.sizes_drawn(RESULTS) >= 2:
+            figures.append(SCALE_FIGURE)
+        stale = stale_documents(DOCUMENTS) + [p for p in figures if not p.exists()]
         for path in stale:
             print(f"{path}: stale; run `python -m benchmarks results`", file=sys.stderr)
         sys.exit(1 if stale else 0)
     draw_claim_figures()
+    draw_scale_figure()
     for path, blocks in DOCUMENTS.items():
         path.write_text(fill(path.read_text(), blocks, path))
         print(f"Wrote {path}")

@@ -24,6 +24,9 @@ ALIGNMENT_FORMS = ("tied", "projected")
 # read) or `validation` (held out from training and from eval; the lr grid's).
 EVAL_SPLITS = ("eval", "validation")
 SWEEP_KINDS = ("lm", "synthetic")
+# Where an arm's decoder bias starts besides SAELens' own zero: `mean`, the
+# training activations' mean (`benchmarks.records.activation_moments`).
+B_DEC_INITS = ("mean",)
 
 
 class SweepConfigError(InputError):
@@ -59,6 +62,11 @@ class ArchitectureSweep:
             (e.g. `jumprelu_init_threshold`).
         lr: This arm's learning rate; None means the sweep's (`lr`), or the best
             of `lr_grid` when the sweep has one.
+        b_dec_init: `mean`: start the decoder bias at the training activations'
+            mean (float64, computed once per sweep) instead of SAELens' zero,
+            the centring Simon, Adams & Zou 2026 (arXiv 2605.31518) find removes
+            outlier-driven dead latents; the label gains `b_dec=mean`. None:
+            the architecture's own start.
     """
 
     architecture: str
@@ -68,6 +76,7 @@ class ArchitectureSweep:
     init_from: str | None = None
     sae_kwargs: dict[str, Any] = field(default_factory=dict)
     lr: float | None = None
+    b_dec_init: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,11 @@ class SweepConfig:
         eval_at_steps: Learning curves: the checkpoints evaluated (multiples of
             `checkpoint_every_steps`), besides the final SAE. Their records go
             to `records/checkpoints/`.
+        checkpoint_core_only: Evaluate those checkpoints with the core metrics
+            only (CE/KL, explained variance, L0, dead fraction over the long
+            window: what learning curves and tokens-to-target read), leaving
+            meta_structure, absorption and the probing evals to the final SAE.
+            False: every checkpoint gets the sweep's whole `eval`.
         lr: Adam learning rate of every arm without its own `lr`, when the sweep
             has no `lr_grid`.
         lr_grid: Learning rates to try (at least 3, spanning at least 10x), or
@@ -241,6 +255,7 @@ class SweepConfig:
     lr_decay_steps: int = 0
     checkpoint_every_steps: int = 0
     eval_at_steps: list[int] = field(default_factory=list)
+    checkpoint_core_only: bool = False
     lr: float = 5e-4
     lr_grid: list[float] = field(default_factory=list)
     lr_metric: str = "explained_variance"
@@ -285,6 +300,20 @@ class SweepConfig:
             split=self.lr_split,
             n_eval_reconstruction_batches=0,
             dead_window_tokens=0,
+            meta_structure=False,
+            absorption=False,
+            sparse_probing=False,
+            sae_probes=False,
+            tpp=False,
+        )
+
+    def checkpoint_eval(self) -> EvalSettings:
+        """The evaluation of a learning-curve checkpoint: the sweep's `eval`, or
+        its core metrics only (`checkpoint_core_only`)."""
+        if not self.checkpoint_core_only:
+            return self.eval
+        return replace(
+            self.eval,
             meta_structure=False,
             absorption=False,
             sparse_probing=False,

@@ -12,6 +12,7 @@ from typing import Any
 
 from benchmarks.sweeps.config import (
     ALIGNMENT_FORMS,
+    B_DEC_INITS,
     EVAL_SPLITS,
     SWEEP_KINDS,
     SweepConfig,
@@ -261,6 +262,12 @@ def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:
                     f"{where}.init_from",
                     f"is {arch.init_from!r}; choose from {list(ALIGNMENT_FORMS)}.",
                 )
+        if arch.b_dec_init is not None and arch.b_dec_init not in B_DEC_INITS:
+            fail(
+                f"{where}.b_dec_init",
+                f"is {arch.b_dec_init!r}; choose from {list(B_DEC_INITS)} or leave "
+                "it unset for the architecture's own start.",
+            )
         if arch.alignments is not None:
             if arch.architecture not in aligned:
                 fail(

@@ -81,7 +81,7 @@ def execute_run(
         checkpoint_path = checkpoint_record_path(out_dir, run.run_id, step)
         if grid or is_valid_record(checkpoint_path):
             continue
-        result = backend.evaluate(run, checkpoint, settings)
+        result = backend.evaluate(run, checkpoint, config.checkpoint_eval())
         record = build_record(config.to_dict(), run, result, train_seconds)
         record["eval_config"]["run"]["step"] = step
         write_json_atomic(checkpoint_path, record)
@@ -89,8 +89,28 @@ def execute_run(
     record = build_record(config.to_dict(), run, result, train_seconds)
     record["eval_config"]["run"]["step"] = config.training_steps
     write_json_atomic(path, record)
+    prune_unevaluated_checkpoints(config, sae_dir)
     log_event(out_dir, run.run_id, "finished", seconds=time.monotonic() - start)
     return status
+
+
+def prune_unevaluated_checkpoints(config: SweepConfig, sae_dir: Path) -> list[Path]:
+    """Delete the checkpoints of a finished run that no record reads: SAELens saves
+    one every `checkpoint_every_steps` (with its optimizer state), and a long run
+    of a large dictionary would otherwise fill the disk with them (scale_long: 63
+    per run). The evaluated ones stay beside the SAE. Returns what was deleted."""
+    import shutil
+
+    folder = sae_dir / CHECKPOINTS_DIRNAME
+    if not folder.is_dir():
+        return []
+    kept = set(checkpoints_to_evaluate(config, sae_dir).values())
+    deleted = []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir() and path not in kept:
+            shutil.rmtree(path)
+            deleted.append(path)
+    return deleted
 
 
 def checkpoints_to_evaluate(config: SweepConfig, sae_dir: Path) -> dict[int, Path]:

@@ -3,8 +3,9 @@ record, so a rerun of the sweep finds what is already done.
 
 An arm's label names its architecture and every setting that tells it apart from
 the other arms of that architecture: the alignment form of an aligned arm always
-(`aligned_topk[tied]`), an init control's form (`topk[init=tied]`), and any SAE
-field or learning rate that differs between arms of one architecture
+(`aligned_topk[tied]`), an init control's form (`topk[init=tied]`), a decoder bias
+started at the activations' mean (`topk[b_dec=mean]`), and any SAE field or
+learning rate that differs between arms of one architecture
 (`jumprelu[jumprelu_sparsity_loss_mode=quadratic]`). Two arms with one label are
 a config error naming both. Run ids add the sparsity value, d_sae, learning rate
 and seed.
@@ -45,6 +46,8 @@ class RunSpec:
             in this form (`tied` / `projected`), None otherwise.
         lr: Learning rate.
         label: The arm (curve) this run belongs to (see the module docstring).
+        b_dec_init: `mean`: the decoder bias starts at the training
+            activations' mean; None: the architecture's own start.
     """
 
     architecture: str
@@ -57,6 +60,7 @@ class RunSpec:
     init_from: str | None = None
     lr: float = 5e-4
     label: str = ""
+    b_dec_init: str | None = None
 
     @property
     def slug(self) -> str:
@@ -128,13 +132,16 @@ def arm_labels(config: SweepConfig) -> list[list[str]]:
             parts = [form] if form else []
             if arm.init_from:
                 parts.append(f"init={arm.init_from}")
+            if arm.b_dec_init:
+                parts.append(f"b_dec={arm.b_dec_init}")
             parts += extra
             label = arm.architecture + (f"[{','.join(parts)}]" if parts else "")
             if label in seen:
                 raise SweepConfigError(
                     f"architectures[{seen[label]}] and architectures[{i}] are the "
                     f"same arm {label!r}: give them a setting that differs "
-                    "(alignments, init_from, sae_kwargs or lr), or remove one."
+                    "(alignments, init_from, b_dec_init, sae_kwargs or lr), or "
+                    "remove one."
                 )
             seen[label] = i
             arm_labels_.append(label)
@@ -194,11 +201,16 @@ def make_run(
         init_from=arm.init_from,
         lr=float(lr),
         label=label,
+        b_dec_init=arm.b_dec_init,
     )
 
 
 def initial_sae(
-    run: RunSpec, d_in: int, training_steps: int, sparse_stock_step: bool = False
+    run: RunSpec,
+    d_in: int,
+    training_steps: int,
+    sparse_stock_step: bool = False,
+    activation_mean: torch.Tensor | None = None,
 ) -> TrainingSAE[Any]:
     """The run's SAE before its first step, seeded by `run.seed`.
 
@@ -207,7 +219,9 @@ def initial_sae(
     otherwise): the two compute the same function at step 0 and differ only in
     the constraint during training. With `sparse_stock_step`, a stock TopK-family
     arm is its sparse-step class (`sparse_topk` for `topk`, ...): same weights,
-    same loss and gradients, SAELens' export.
+    same loss and gradients, SAELens' export. A run with `b_dec_init: mean`
+    then has its decoder bias set to `activation_mean` ([d_in], the backend's
+    `activation_mean()`), every other weight as its arm without it.
     """
     from sae_lens.registry import get_sae_training_class
 
@@ -236,6 +250,14 @@ def initial_sae(
         sae.load_state_dict(
             {k: v.detach().clone() for k, v in start.state_dict().items()}
         )
+    if run.b_dec_init == "mean":
+        if activation_mean is None:
+            raise ValueError(
+                f"{run.run_id}: b_dec_init is 'mean' but no activation mean was "
+                "given; the backend computes it (activation_mean())."
+            )
+        with torch.no_grad():
+            sae.b_dec.copy_(activation_mean.to(sae.b_dec.dtype))
     return sae
 
 

@@ -37,7 +37,10 @@ def chance_weights(run: RunSpec, d_in: int, training_steps: int) -> Any:
     run's arm and shape: what two seeds share before any training."""
     pair = []
     for seed in CHANCE_SEEDS:
-        sae = initial_sae(replace(run, seed=seed), d_in, training_steps)
+        # The baseline compares weights only: the decoder bias's start (b_dec_init)
+        # plays no part, so no activation mean is needed.
+        untrained = replace(run, seed=seed, b_dec_init=None)
+        sae = initial_sae(untrained, d_in, training_steps)
         pair.append(
             (sae.W_enc.detach().float().numpy(), sae.W_dec.detach().float().numpy())
         )
@@ -51,7 +54,10 @@ def untrained_ground_truth(
     what a synthetic sweep's numbers are measured against."""
     import tempfile
 
-    sae = initial_sae(replace(run, seed=CHANCE_SEEDS[0]), d_in, config.training_steps)
+    # Ground truth scores the dictionary's directions; an arm's decoder-bias
+    # start (b_dec_init) is left at the architecture's own.
+    untrained = replace(run, seed=CHANCE_SEEDS[0], b_dec_init=None)
+    sae = initial_sae(untrained, d_in, config.training_steps)
     with tempfile.TemporaryDirectory() as tmp:
         sae.save_inference_model(tmp)
         result = backend_for(config, out_dir).evaluate(

@@ -18,6 +18,7 @@ import pandas as pd
 from benchmarks.analysis.verdicts.degenerate import DegeneratePoint, degenerate_points
 from benchmarks.analysis.verdicts.matching import SeedPairing, pair_at_matched_l0
 from benchmarks.analysis.verdicts.rules import (
+    CENTRED_BASE,
     CLAIM_SPECS,
     DEAD_CLAIM,
     DEAD_ELIMINATED,
@@ -213,9 +214,17 @@ class ClaimRow:
 
 
 def reference_mask(frame: pd.DataFrame, base: str, form: str, role: str) -> pd.Series:
-    """Rows of `frame` that are the `role` reference (stock base or fair
-    control) of an aligned `form` arm whose base architecture is `base`."""
+    """Rows of `frame` that are the `role` reference (stock base, fair control or
+    mean-centred base) of an aligned `form` arm whose base architecture is
+    `base`."""
     stock = frame["alignment"].isna() & (frame["architecture"] == base)
+    # Records older than `b_dec_init` have no such column: every start is zero.
+    b_dec = (
+        frame["b_dec_init"] if "b_dec_init" in frame else pd.Series(None, frame.index)
+    )
+    if role == CENTRED_BASE:
+        return stock & frame["init_from"].isna() & (b_dec == "mean")
+    stock = stock & b_dec.isna()
     if role == STOCK_BASE:
         return stock & frame["init_from"].isna()
     return stock & (frame["init_from"] == FAIR_CONTROL_START[form])
@@ -246,6 +255,7 @@ def stability_frame(
                     "alignment": arm.alignment,
                     "base_architecture": arm.base_architecture,
                     "init_from": arm.init_from,
+                    "b_dec_init": arm.b_dec_init,
                     "sparsity_param": point.sparsity_param,
                     "sparsity_value": point.sparsity_value,
                     "d_sae": point.d_sae,
@@ -368,9 +378,10 @@ def judged_specs(frame: pd.DataFrame, stability: pd.DataFrame) -> list[ClaimSpec
     return out
 
 
-def judge_sweep(sweep: SweepRecords) -> list[ClaimRow]:
+def judge_sweep(sweep: SweepRecords, roles: Sequence[str] = ROLES) -> list[ClaimRow]:
     """Every claim row of a sweep: per base, then pooled, for each judged claim
-    metric, alignment form and reference (ROLES)."""
+    metric, alignment form and reference (`roles`: ROLES, or with CENTRED_BASE
+    where the sweep has that arm)."""
     frame = sweep.frame()
     stab = stability_frame(sweep.stability, frame)
     degenerate = degenerate_points(frame)
@@ -389,7 +400,7 @@ def judge_sweep(sweep: SweepRecords) -> list[ClaimRow]:
     for spec in judged_specs(frame, stab):
         source = stab if spec.metric == STABILITY else frame
         for form in forms:
-            for role in ROLES:
+            for role in roles:
                 raws, no_overlap, arms, unreferenced = _raw_comparisons(
                     source, spec, form, role, gone
                 )

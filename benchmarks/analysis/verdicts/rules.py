@@ -20,6 +20,11 @@ FAIR_CONTROL = "fair control"
 DIAGNOSTIC = "tied-init diagnostic"
 ROLES = (STOCK_BASE, FAIR_CONTROL)
 """The references a verdict is judged against, in table order."""
+CENTRED_BASE = "mean-centred base"
+"""A third reference where a sweep has one (`judge_sweep(roles=...)`): the stock
+base with its decoder bias started at the activations' mean
+(`b_dec_init: mean`), the cheapest competing fix for dead latents (Simon, Adams &
+Zou 2026, arXiv 2605.31518)."""
 FAIR_CONTROL_START: dict[str, str] = {"tied": "projected", "projected": "projected"}
 """Alignment form -> the start (`init_from`) of its fair control: the base
 architecture from the balanced init (e_i = d_i at unit norm), the start `tied`

@@ -19,12 +19,11 @@ from benchmarks.analysis.verdicts.judge import (
     Verdict,
 )
 from benchmarks.analysis.verdicts.rules import (
+    CENTRED_BASE,
     COMPOSITIONS,
-    FAIR_CONTROL,
     PARETO_METRICS,
     RECONSTRUCTION_CLAIM,
     ROLES,
-    STOCK_BASE,
 )
 
 PARETO_CLAIM = "Pareto improvement"
@@ -54,6 +53,13 @@ def _index(rows: Sequence[ClaimRow]) -> dict[tuple, ClaimRow]:
     return {(r.spec, r.alignment, r.role, r.base): r for r in rows}
 
 
+def roles_of(rows: Sequence[ClaimRow]) -> list[str]:
+    """The references the table has columns for: ROLES, and the mean-centred
+    base where the rows were judged against it (`judge_sweep(roles=...)`)."""
+    judged = {r.role for r in rows}
+    return [*ROLES, *([CENTRED_BASE] if CENTRED_BASE in judged else [])]
+
+
 def claim_frame(
     rows: Sequence[ClaimRow], forms: Sequence[str] | None = None
 ) -> pd.DataFrame:
@@ -65,24 +71,26 @@ def claim_frame(
     out = []
     specs = list(dict.fromkeys(r.spec for r in rows))
     forms = forms or list(dict.fromkeys(r.alignment for r in rows))
+    roles = roles_of(rows)
     tokens = next((r.training_tokens for r in rows), None)
     for spec in specs:
         for form in forms:
-            pooled = [index.get((spec, form, role, POOLED)) for role in ROLES]
+            pooled = [index.get((spec, form, role, POOLED)) for role in roles]
             if all(p is None for p in pooled):
                 continue
             left_out = sorted({b for p in pooled if p for b in p.left_out})
             for scope in ["all bases", *left_out]:
                 base = POOLED if scope == "all bases" else scope
-                cells = [_cell(index.get((spec, form, role, base))) for role in ROLES]
                 out.append(
                     {
                         "claim": spec.claim,
                         "metric (matched L0)": spec.label,
                         "form": form,
                         "bases": scope,
-                        f"vs {STOCK_BASE}": cells[0],
-                        f"vs {FAIR_CONTROL}": cells[1],
+                        **{
+                            f"vs {role}": _cell(index.get((spec, form, role, base)))
+                            for role in roles
+                        },
                         "trained on": tokens_text(tokens),
                     }
                 )
@@ -96,8 +104,7 @@ def claim_frame(
                     "metric (matched L0)": cells["metric"],
                     "form": form,
                     "bases": cells["bases"],
-                    f"vs {STOCK_BASE}": cells[STOCK_BASE],
-                    f"vs {FAIR_CONTROL}": cells[FAIR_CONTROL],
+                    **{f"vs {role}": cells[role] for role in roles},
                     "trained on": tokens_text(tokens),
                 }
             )
@@ -133,7 +140,7 @@ def pareto_rows(rows: Sequence[ClaimRow]) -> dict[tuple[str, str], dict[str, str
     for form in dict.fromkeys(a for a, _ in by_key):
         cells = {"metric": " + ".join(m for m in PARETO_METRICS), "bases": "all bases"}
         metrics_seen = []
-        for role in ROLES:
+        for role in roles_of(rows):
             rs = by_key.get((form, role), [])
             metrics_seen += [r.spec.display for r in rs]
             parts = [f"{r.spec.display}: {r.verdict.text}" for r in rs]
@@ -152,7 +159,7 @@ def composition_rows(rows: Sequence[ClaimRow]) -> dict[tuple[str, str], dict[str
         for form in dict.fromkeys(r.alignment for r in rows):
             cells = {"metric": "every claim above", "bases": base}
             found = False
-            for role in ROLES:
+            for role in roles_of(rows):
                 mine = [
                     r
                     for r in rows

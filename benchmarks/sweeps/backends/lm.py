@@ -16,6 +16,11 @@ from typing import Any
 import torch
 from filelock import FileLock
 
+from benchmarks.records.activation_moments import (
+    activation_moments,
+    read_activation_moments,
+    write_activation_moments,
+)
 from benchmarks.sweeps.backends.base import (
     RunResult,
     meta_structure_metrics,
@@ -318,10 +323,32 @@ class LMBackend:
             self.prepare()
         return self._heldout_dir
 
+    def activation_mean(self) -> torch.Tensor:
+        """The mean of the training activation cache (float64, [d_in]): computed
+        once per sweep and kept with gamma in the sweep folder
+        (`benchmarks.records.activation_moments`)."""
+        moments = read_activation_moments(self.out_dir)
+        if moments is None:
+            # Parallel workers: the first computes it, the others read it.
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with FileLock(self.out_dir / ".activation_moments.lock"):
+                moments = read_activation_moments(self.out_dir)
+                if moments is None:
+                    moments = activation_moments(
+                        iter_cached_activations(self.cache_dir, self.d_in),
+                        f"training activation cache {self.cache_dir.name}",
+                    )
+                    write_activation_moments(self.out_dir, moments)
+        return moments.mean_tensor()
+
     def train(self, run: RunSpec, sae_dir: Path) -> None:
         config = self.config
         sae = initial_sae(
-            run, self.d_in, config.training_steps, config.sparse_stock_step
+            run,
+            self.d_in,
+            config.training_steps,
+            config.sparse_stock_step,
+            self.activation_mean() if run.b_dec_init == "mean" else None,
         )
         train_sae(
             self.resolved,

@@ -28,6 +28,7 @@ and shared by every run, so every SAE is scored on identical data.
 """
 
 import copy
+import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -38,6 +39,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from benchmarks.records.activation_moments import (
+    activation_moments,
+    read_activation_moments,
+    write_activation_moments,
+)
 from benchmarks.sweeps.backends.base import (
     HUB_EVALS,
     RunResult,
@@ -350,6 +356,20 @@ class SyntheticBackend:
             self.model.feature_dict, self.model.activation_generator, batch_size
         )
 
+    def activation_mean(self) -> torch.Tensor:
+        """The mean of one run's worth of training activations, in the sweep's
+        own data order (float64, [hidden_dim]): computed once per sweep and kept
+        with gamma in the sweep folder (`benchmarks.records.activation_moments`)."""
+        moments = read_activation_moments(self.out_dir)
+        if moments is None:
+            torch.manual_seed(self.config.activation_seed)
+            batches = itertools.islice(
+                self._data(self.config.activation_seed), self.config.training_steps
+            )
+            moments = activation_moments(batches, "synthetic training samples")
+            write_activation_moments(self.out_dir, moments)
+        return moments.mean_tensor()
+
     def train(self, run: RunSpec, sae_dir: Path) -> None:
         from sae_lens.config import LoggingConfig
         from sae_lens.constants import SPARSITY_FILENAME
@@ -367,6 +387,7 @@ class SyntheticBackend:
             self.model_cfg.hidden_dim,
             self.config.training_steps,
             self.config.sparse_stock_step,
+            self.activation_mean() if run.b_dec_init == "mean" else None,
         )
         # SyntheticSAERunner's settings, so runs match SAELens' synthetic training;
         # the trainer is driven directly to feed it the stored samples.
