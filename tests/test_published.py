@@ -116,6 +116,11 @@ def test_the_seeds_line_groups_sweeps_by_what_their_seeds_vary():
         "same batches in the same order); in `b` the seeds vary the initialisation "
         "and the data order."
     )
+    # A sweep just started, with no main run recorded yet, is not named.
+    assert results_brief.seeds_line({"a": runs(False), "new": ()}) == (
+        "In `a` the seeds vary the initialisation only (every run sees the same "
+        "batches in the same order)."
+    )
 
 
 def test_the_committed_readme_says_form_bases_seeds_and_every_curve_metric():

@@ -156,6 +156,8 @@ def seeds_line(runs: Mapping[str, Sequence[RunRecord]]) -> str:
     """What each sweep's seeds vary, sweeps that agree named together."""
     groups: dict[str, list[str]] = {}
     for name, records in runs.items():
+        if not records:  # a sweep just started: no main run to say it of yet
+            continue
         groups.setdefault(seeds_vary(records), []).append(f"`{name}`")
     parts = [f"in {_and(names)} the seeds {text}" for text, names in groups.items()]
     text = "; ".join(parts)
