@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.records.layout import SWEEP_FILENAME
-from benchmarks.sweeps.config import SweepConfig, SweepError
+from benchmarks.sweeps.config import ArchitectureSweep, SweepConfig, SweepError
 
 
 def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
@@ -25,6 +25,17 @@ def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
         # A setting added after the folder's sweep ran, left at its default,
         # changes nothing the folder holds.
         current = _without_new_defaults(current, previous, SweepConfig)
+        # So does an arm setting added since (`b_dec_init`), on each arm.
+        old_arms = previous.get("architectures") or []
+        current["architectures"] = [
+            _without_new_defaults(arm, old, ArchitectureSweep)
+            if isinstance(arm, dict) and isinstance(old, dict)
+            else arm
+            for arm, old in zip(
+                current.get("architectures") or [],
+                [*old_arms, *([{}] * len(current.get("architectures") or []))],
+            )
+        ]
         if isinstance(current.get("eval"), dict):
             # An eval added after the folder's sweep ran applies to runs evaluated
             # from then on; each record's skipped_evals says which evals it lacks.
