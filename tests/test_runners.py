@@ -133,10 +133,8 @@ def test_language_model_runner_trains_aligned_on_a_real_lm(
     assert exported.cfg.metadata.hook_name == HOOK
 
 
-def test_language_model_runner_reads_cached_activations(
-    model_dir, model, text_dir, tmp_path
-):
-    cache_path = tmp_path / "activations"
+def cache_activations(model_dir: str, text_dir: Path, path: Path, tokens: int) -> Path:
+    """SAELens' CacheActivationsRunner over the test text: `tokens` tokens at HOOK."""
     CacheActivationsRunner(
         CacheActivationsRunnerConfig(
             dataset_path=str(text_dir),
@@ -145,18 +143,25 @@ def test_language_model_runner_reads_cached_activations(
             model_batch_size=4,
             hook_name=HOOK,
             d_in=D_IN,
-            training_tokens=4096,
+            training_tokens=tokens,
             context_size=CONTEXT,
             # SAELens' default 2 GB buffer would cycle the tiny corpus until it
             # held 2 GB of activations (16.6 GB peak RSS, 4 minutes); size it to
-            # the 4096 tokens as the pipeline does.
-            buffer_size_gb=cache_buffer_size_gb(4096, 4 * CONTEXT, D_IN * 4),
-            new_cached_activations_path=str(cache_path),
+            # the tokens as the pipeline does.
+            buffer_size_gb=cache_buffer_size_gb(tokens, 4 * CONTEXT, D_IN * 4),
+            new_cached_activations_path=str(path),
             streaming=False,
             device="cpu",
         ),
         override_dataset=local_dataset(text_dir),
     ).run()
+    return path
+
+
+def test_language_model_runner_reads_cached_activations(
+    model_dir, model, text_dir, tmp_path
+):
+    cache_path = cache_activations(model_dir, text_dir, tmp_path / "activations", 4096)
     cfg = runner_config(
         "aligned_topk",
         model_dir,
@@ -365,24 +370,7 @@ def test_cached_rows_are_read_in_an_order_drawn_from_the_seed(
 ):
     from saelens_aligned.pipeline.training import order_cached_rows
 
-    cache_path = tmp_path / "activations"
-    CacheActivationsRunner(
-        CacheActivationsRunnerConfig(
-            dataset_path=str(text_dir),
-            model_name=model_dir,
-            model_class_name="AutoModelForCausalLM",
-            model_batch_size=4,
-            hook_name=HOOK,
-            d_in=D_IN,
-            training_tokens=2048,
-            context_size=CONTEXT,
-            buffer_size_gb=cache_buffer_size_gb(2048, 4 * CONTEXT, D_IN * 4),
-            new_cached_activations_path=str(cache_path),
-            streaming=False,
-            device="cpu",
-        ),
-        override_dataset=local_dataset(text_dir),
-    ).run()
+    cache_path = cache_activations(model_dir, text_dir, tmp_path / "activations", 2048)
     cfg = runner_config(
         "aligned_topk",
         model_dir,

@@ -39,7 +39,13 @@ from benchmarks.records.calibration import (
 )
 from benchmarks.records.layout import flat_metrics, grid_record_path, read_record
 from benchmarks.sweeps.config import SweepConfig
-from benchmarks.sweeps.l0_search import SearchState, Trial, score_at_l0, search_step
+from benchmarks.sweeps.l0_search import (
+    SearchState,
+    Trial,
+    nearest,
+    score_at_l0,
+    search_step,
+)
 from benchmarks.sweeps.lr_grid import (
     ArmGrid,
     record_split,
@@ -49,7 +55,6 @@ from benchmarks.sweeps.lr_grid import (
 from benchmarks.sweeps.lr_rule import (
     best_learning_rate,
     next_rate,
-    sparsity_set_by_penalty,
 )
 from benchmarks.sweeps.runs import (
     RunSpec,
@@ -80,14 +85,14 @@ class CalibratedArm:
 
 
 def calibrated_arms(config: SweepConfig) -> list[CalibratedArm]:
-    """The arms whose L0 is set by a penalty, when the sweep has `target_l0`."""
+    """The arms the phase calibrates (`SweepConfig.calibrates`)."""
     from saelens_aligned.architectures import aligned_architectures
 
-    if not config.target_l0:
-        return []
     aligned = set(aligned_architectures())
     arms = []
     for arm, labels in zip(config.architectures, arm_labels(config)):
+        if not config.calibrates(arm):
+            continue
         for form, label in zip(arm_forms(arm, aligned), labels):
 
             def make(coef: float, lr: float, arm=arm, form=form, label=label):
@@ -95,9 +100,6 @@ def calibrated_arms(config: SweepConfig) -> list[CalibratedArm]:
                     arm, form, label, coef, config.d_sae[0], config.seeds[0], lr
                 )
 
-            probe = make(middle_value(arm.sparsity_values), config.lr)
-            if not sparsity_set_by_penalty(probe):
-                continue
             rates = [arm.lr] if arm.lr is not None else sorted(config.lr_grid)
             arms.append(
                 CalibratedArm(
@@ -300,12 +302,12 @@ def run_calibration(
         for target in sorted(config.target_l0):
             state = states[(arm.label, lr, target)]
             trials = searches.trials(arm, lr)
-            nearest = state.found or _nearest(trials, target)
+            closest = state.found or (nearest(trials, target) if trials else None)
             points.append(
                 CalibratedPoint(
                     target_l0=target,
                     coefficient=state.found.coefficient if state.found else None,
-                    l0=nearest.l0 if nearest else math.nan,
+                    l0=closest.l0 if closest else math.nan,
                     trials=len(trials),
                     why=state.why,
                 )
@@ -318,9 +320,3 @@ def run_calibration(
     if grid_arms:
         write_lr_choice(config, out_dir, grid_arms)
     return calibration
-
-
-def _nearest(trials: list[Trial], target: float) -> Trial | None:
-    if not trials:
-        return None
-    return min(trials, key=lambda t: abs(math.log(max(t.l0, 1e-9) / target)))

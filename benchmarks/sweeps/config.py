@@ -277,6 +277,11 @@ class SweepConfig:
     def training_steps(self) -> int:
         return self.training_tokens // self.train_batch_size_tokens
 
+    def calibrates(self, arm: ArchitectureSweep) -> bool:
+        """Whether the calibration phase sets this arm's rate and coefficients:
+        with `target_l0`, every arm whose L0 is set by a penalty (not `k`)."""
+        return bool(self.target_l0) and arm.sparsity_param != "k"
+
     def source(self) -> Source:
         """The model, hook and text of an `lm` sweep."""
         return Source(

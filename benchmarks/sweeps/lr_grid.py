@@ -63,7 +63,7 @@ def grid_labels(config: SweepConfig) -> list[str]:
     return [
         label
         for arm, labels in zip(config.architectures, arm_labels(config))
-        if arm.lr is None and not (config.target_l0 and arm.sparsity_param != "k")
+        if arm.lr is None and not config.calibrates(arm)
         for _form, label in zip(arm_forms(arm, aligned), labels)
     ]
 

@@ -279,7 +279,7 @@ def main_runs(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
     coefficients: dict[str, list[float]] = {
         label: []
         for arm, labels in zip(config.architectures, arm_labels(config))
-        if config.target_l0 and arm.sparsity_param != "k"
+        if config.calibrates(arm)
         for label in labels
     }
     for arm in calibration.values():
