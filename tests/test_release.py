@@ -363,18 +363,6 @@ def test_the_shipped_release_stays_within_its_size_budget():
         assert sum(f.stat().st_size for f in files) <= 20_000_000
 
 
-def test_the_pretrained_doc_holds_the_table_of_the_committed_records():
-    from benchmarks.release.build import render
-
-    doc = Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
-    begin, end = "<!-- release table: begin -->", "<!-- release table: end -->"
-    generated = doc.read_text().split(begin, 1)[1].split(end, 1)[0]
-    assert generated.strip() == render().strip(), (
-        "docs/pretrained.md is stale: paste the output of "
-        "`python -m benchmarks.release render` between its release-table markers."
-    )
-
-
 def test_the_shipped_files_carry_portable_metadata():
     from benchmarks.release.build import RELEASE, ReleasePaths, compact_file
 

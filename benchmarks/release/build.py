@@ -3,6 +3,7 @@ from scratch by one command and shipped inside the package.
 
     python -m benchmarks.release build      # caches, trains, packages, evaluates
     python -m benchmarks.release render     # the docs table, from the records
+                                            # (`python -m benchmarks results` writes it)
 
 `build` is resumable (each layer is a sweep folder under benchmarks/results/
 release/; a rerun trains only what is missing, and retrains an aligned SAE whose
@@ -329,7 +330,9 @@ def register(spec: ReleaseSpec, paths: ReleasePaths) -> dict[str, Any]:
 
 def render(spec: ReleaseSpec = RELEASE, paths: ReleasePaths | None = None) -> str:
     """The docs table of the release: the shipped files' records beside the
-    stock SAEs' sweep records (all committed)."""
+    stock SAEs' sweep records (all committed). No training time: the SAEs of a
+    release may be trained in different builds on a shared machine (a rebuild
+    retrains only what is missing), so their seconds are not side by side."""
     from tabulate import tabulate
 
     rows = []
@@ -352,7 +355,6 @@ def render(spec: ReleaseSpec = RELEASE, paths: ReleasePaths | None = None) -> st
                 fmt("dead_fraction_long"),
                 fmt("alignment_mean"),
                 f"{r.training_tokens:,}",
-                fmt("train_seconds", 0),
             ]
         )
     return (
@@ -369,7 +371,6 @@ def render(spec: ReleaseSpec = RELEASE, paths: ReleasePaths | None = None) -> st
                 f"dead (held-out {spec.dead_window_tokens:,} tokens)",
                 "mean a_i",
                 "training tokens",
-                "train s",
             ],
             tablefmt="github",
         )

@@ -2,6 +2,7 @@
 
     python -m benchmarks.release.precision measure   # needs the float32 build
     python -m benchmarks.release.precision render    # the docs table, from the record
+                                                     # (`python -m benchmarks results` writes it)
 
 A compact file stores `W_enc` in 16 bits and the loader derives the decoder from
 it (`io/compact.py`). For each layer of the release, the float32 SAE its build

@@ -38,6 +38,8 @@ from benchmarks.analysis.verdicts.summary import (
 )
 from benchmarks.perf import scale_estimate
 from benchmarks.records.run_table import SweepRecords
+from benchmarks.release import build as release_build
+from benchmarks.release import precision as release_precision
 from benchmarks.reports import feature_quality, results_brief, scale
 from benchmarks.reports.claim_figures import claim_caption, plot_claim
 from benchmarks.reports.generated import Block, fill, stale_documents
@@ -219,6 +221,13 @@ def report_pages() -> dict[Path, tuple[Block, ...]]:
     return pages
 
 
+RELEASE_BLOCKS = (
+    Block("release table", lambda: release_build.render()),
+    Block("release precision", lambda: release_precision.render()),
+)
+"""docs/pretrained.md: the shipped files' evaluation beside the stock SAEs, and
+what 16-bit storage of the encoder changes."""
+
 FEATURE_QUALITY_PAGE = RESULTS / "probing_cpu" / "report" / "feature_quality.md"
 README_BLOCKS = (Block("results", readme_results),)
 RESULTS_BLOCKS = (
@@ -240,6 +249,7 @@ DOCUMENTS: dict[Path, tuple[Block, ...]] = {
         ),
     ),
     ROOT / "docs" / "scale.md": SCALE_BLOCKS,
+    ROOT / "docs" / "pretrained.md": RELEASE_BLOCKS,
     RESULTS / "README.md": (Block("scale estimate", scale_estimate.render),),
     **report_pages(),
 }
