@@ -40,10 +40,12 @@ from benchmarks.perf import scale_estimate
 from benchmarks.records.run_table import SweepRecords
 from benchmarks.release import build as release_build
 from benchmarks.release import precision as release_precision
-from benchmarks.reports import feature_quality, results_brief, scale
+from benchmarks.reports import feature_quality, per_base, results_brief, scale
 from benchmarks.reports.claim_figures import claim_caption, plot_claim
 from benchmarks.reports.generated import Block, fill, stale_documents
 from benchmarks.reports.tables import claims_section
+from benchmarks.sweeps.presets import load_sweep_config
+from benchmarks.sweeps.runs import planned_main_run_count
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -63,6 +65,9 @@ def _rows(name: str) -> tuple[ClaimRow, ...]:
 CURVE_SWEEPS = ("curves_cpu", "curves_synthetic_cpu")
 """The TopK learning-curve sweeps whose lengths the results pages follow."""
 BRIEF_SWEEPS = (TEXT_SWEEP, SYNTHETIC_SWEEP)
+MATCHED_SWEEPS = ("cpu_matched", "synthetic_matched")
+"""The sweeps that calibrate every base to the TopK points' L0 (issue #33);
+their presets have the same names."""
 
 
 def _curves() -> dict[str, list[LengthComparison]]:
@@ -86,6 +91,16 @@ def readme_results() -> str:
             results_brief.compact_length_lines(_curves()),
         ]
     )
+
+
+def per_base_verdicts() -> str:
+    """docs/results.md's per-base table from the matched sweeps, with how far
+    each has got (a sweep runs over several sessions)."""
+    present = [n for n in MATCHED_SWEEPS if (RESULTS / n / "records").is_dir()]
+    planned = {n: planned_main_run_count(load_sweep_config(n)) for n in MATCHED_SWEEPS}
+    done = {n: len(_sweep(n).runs) for n in present}
+    table = per_base.per_base_table({n: _rows(n) for n in present})
+    return per_base.progress_line(done, planned) + "\n\n" + table
 
 
 def length_lines() -> str:
@@ -233,6 +248,7 @@ README_BLOCKS = (Block("results", readme_results),)
 RESULTS_BLOCKS = (
     Block("answer", answer),
     Block("answer projected", lambda: answer("projected")),
+    Block("per base", per_base_verdicts),
     Block("lengths", length_lines),
     Block("seeds", seeds_lines),
     Block("claim figures", claim_figures),

@@ -289,6 +289,18 @@ def main_runs(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
     return middle_sparsity_first(expand_runs(config, chosen, coefficients))
 
 
+def planned_main_run_count(config: SweepConfig) -> int:
+    """How many main runs the sweep makes once every arm is calibrated: a
+    calibrated arm has one coefficient per target L0."""
+    one_per_target = {
+        label: [float(t) for t in config.target_l0]
+        for arm, labels in zip(config.architectures, arm_labels(config))
+        if config.calibrates(arm)
+        for label in labels
+    }
+    return len(expand_runs(config, coefficients=one_per_target))
+
+
 def middle_sparsity_first(runs: list[RunSpec]) -> list[RunSpec]:
     """`runs` with every arm's middle sparsity first, then the values next to it,
     and within one sparsity seed by seed (every arm's seed 0, then every arm's

@@ -381,7 +381,9 @@ def judged_specs(frame: pd.DataFrame, stability: pd.DataFrame) -> list[ClaimSpec
 def judge_sweep(sweep: SweepRecords, roles: Sequence[str] = ROLES) -> list[ClaimRow]:
     """Every claim row of a sweep: per base, then pooled, for each judged claim
     metric, alignment form and reference (`roles`: ROLES, or with CENTRED_BASE
-    where the sweep has that arm)."""
+    where the sweep has that arm). None for a sweep with no main run yet."""
+    if not sweep.runs:
+        return []
     frame = sweep.frame()
     stab = stability_frame(sweep.stability, frame)
     degenerate = degenerate_points(frame)
