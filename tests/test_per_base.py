@@ -47,4 +47,4 @@ def test_the_matched_presets_plan_three_targets_times_three_seeds_per_arm():
     for name in ("cpu_matched", "synthetic_matched"):
         config = load_sweep_config(name)
         arms = sum(len(a.alignments or [None]) for a in config.architectures)
-        assert planned_main_run_count(config) == arms * 3 * 3 == 162
+        assert planned_main_run_count(config) == arms * 3 * 3
