@@ -219,6 +219,11 @@ def test_a_synthetic_grid_run_is_scored_on_validation_and_its_main_run_on_eval(
         gridded["eval_result_metrics"]["reconstruction_quality"]
         != (record["eval_result_metrics"]["reconstruction_quality"])
     )
+    # The main run trained nothing: its record carries the grid run's training
+    # time, the time its SAE took, not the ~0 s it spent loading it.
+    seconds = gridded["eval_result_metrics"]["training"]["seconds"]
+    assert seconds > 0.1
+    assert record["eval_result_metrics"]["training"]["seconds"] == seconds
 
 
 def write_rows(path: Path, n: int, prefix: str) -> Path:

@@ -6,6 +6,7 @@ backend per sweep, so a worker loads the model once. Every phase of a sweep's
 plan (`benchmarks.sweeps.plan`) runs its runs through one executor."""
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -75,7 +76,9 @@ def execute_run(
         backend.train(run, sae_dir)
         status = "trained"
         log_event(out_dir, run.run_id, "trained")
-    train_seconds = time.monotonic() - start
+        train_seconds = time.monotonic() - start
+    else:
+        train_seconds = earlier_training_seconds(out_dir, run)
     # Checkpoints first: the run's own record marks the whole run as done.
     for step, checkpoint in checkpoints_to_evaluate(config, sae_dir).items():
         checkpoint_path = checkpoint_record_path(out_dir, run.run_id, step)
@@ -92,6 +95,19 @@ def execute_run(
     prune_unevaluated_checkpoints(config, sae_dir)
     log_event(out_dir, run.run_id, "finished", seconds=time.monotonic() - start)
     return status
+
+
+def earlier_training_seconds(out_dir: Path, run: RunSpec) -> float:
+    """How long the saved SAE of `run` took to train, from the record of the run
+    that trained it (the learning-rate grid's, whose SAE a main run at the
+    chosen rate reuses); NaN when no record says (not 0: nothing was timed)."""
+    for grid in (True, False):
+        path = run_record_path(out_dir, run, grid)
+        if path.exists():
+            training = json.loads(path.read_text())["eval_result_metrics"]["training"]
+            if training.get("seconds"):
+                return float(training["seconds"])
+    return math.nan
 
 
 def prune_unevaluated_checkpoints(config: SweepConfig, sae_dir: Path) -> list[Path]:
