@@ -96,7 +96,13 @@ def readme_results() -> str:
 def per_base_verdicts() -> str:
     """docs/results.md's per-base table from the matched sweeps, with how far
     each has got (a sweep runs over several sessions)."""
-    present = [n for n in MATCHED_SWEEPS if (RESULTS / n / "records").is_dir()]
+    # A sweep with no main run yet gets no column: only its progress (its
+    # grid records may be on disk and not yet committed).
+    present = [
+        n
+        for n in MATCHED_SWEEPS
+        if (RESULTS / n / "records").is_dir() and _sweep(n).runs
+    ]
     planned = {n: planned_main_run_count(load_sweep_config(n)) for n in MATCHED_SWEEPS}
     done = {n: len(_sweep(n).runs) for n in present}
     table = per_base.per_base_table({n: _rows(n) for n in present})
