@@ -83,6 +83,23 @@ def test_each_size_has_a_table_per_aligned_recipe_or_says_not_run_yet(results):
     assert rows and all("no data" not in line for line in rows)
 
 
+def test_a_sweep_still_running_does_not_displace_a_finished_one(results):
+    write_sweep(results / "cpu_matched", 1152)
+    for record in (results / "cpu_matched" / "records").glob("*-s[12].json"):
+        record.unlink()
+    text = scale.claims_block(results)
+    assert "### 2× (d_sae 1152, `benchmarks/results/cpu`)" in text
+    assert "Running:" not in text
+
+    # Alone, the running sweep is shown, and said to be partial.
+    for record in (results / "cpu" / "records").glob("*.json"):
+        record.unlink()
+    text = scale.claims_block(results)
+    assert "### 2× (d_sae 1152, `benchmarks/results/cpu_matched`)" in text
+    planned = scale.planned_topk_runs("cpu_matched", 1152)
+    assert f"Running: 15 of {planned} TopK runs recorded so far" in text
+
+
 def test_a_sweep_with_the_activation_mean_states_its_gamma(results):
     from benchmarks.records.activation_moments import (
         ActivationMoments,

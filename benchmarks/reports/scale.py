@@ -28,9 +28,13 @@ from benchmarks.records.activation_moments import read_activation_moments
 from benchmarks.records.run_table import SweepRecords
 from benchmarks.reports import display
 from benchmarks.reports.figures import CaptionedFigure, plot_by_dictionary_size
+from benchmarks.sweeps.presets import PRESETS, load_sweep_config
+from benchmarks.sweeps.runs import expand_runs
 
 BASE = "topk"
 """The base architecture the study compares arms of."""
+TOPK_FORMS = ("topk", "aligned_topk")
+"""The training architectures of BASE's arms."""
 FIGURE_K = 32.0
 """The k every size has (32x trains k = 32 only)."""
 D_IN = 576
@@ -65,18 +69,38 @@ SIZES = (
 )
 
 
+def planned_topk_runs(folder: str, d_sae: int) -> int | None:
+    """How many TopK-arm runs at `d_sae` the preset named like `folder` plans,
+    None where no preset has that name (the folder's plan is unknown)."""
+    if folder not in PRESETS:
+        return None
+    planned = expand_runs(load_sweep_config(folder))
+    return sum(1 for r in planned if r.architecture in TOPK_FORMS and r.d_sae == d_sae)
+
+
+def is_complete(folder: str, sweep: SweepRecords, d_sae: int) -> bool:
+    """Whether `sweep` (TopK arms at `d_sae`) holds every run its preset plans."""
+    planned = planned_topk_runs(folder, d_sae)
+    return planned is None or len({r.run_id for r in sweep.runs}) >= planned
+
+
 def size_records(
     results: Path, size: ScaleSize, curves: bool = False
 ) -> tuple[str, SweepRecords] | None:
-    """(folder, its TopK arms at the size) of the first folder with such runs
-    (`curves`: and with checkpoints, `curve_folders` first)."""
+    """(folder, its TopK arms at the size) of the first complete folder with
+    such runs (`curves`: and with checkpoints, `curve_folders` first); the
+    first partial one where none is complete. A sweep still running does not
+    displace a finished one (2×: `cpu_matched` replaces `cpu` once done)."""
+    partial = None
     for folder in (*size.curve_folders, *size.folders) if curves else size.folders:
         if not (results / folder / "records").is_dir():
             continue
         sweep = topk_arms(SweepRecords.read(results / folder), size.d_sae)
         if sweep.runs and (sweep.checkpoints or not curves):
-            return folder, sweep
-    return None
+            if is_complete(folder, sweep, size.d_sae):
+                return folder, sweep
+            partial = partial or (folder, sweep)
+    return partial
 
 
 def topk_arms(sweep: SweepRecords, d_sae: int) -> SweepRecords:
@@ -140,6 +164,12 @@ def claims_block(results: Path) -> str:
             parts.append(not_run(size))
             continue
         sweep = found[1]
+        if not is_complete(found[0], sweep, size.d_sae):
+            parts.append(
+                f"Running: {len({r.run_id for r in sweep.runs})} of "
+                f"{planned_topk_runs(found[0], size.d_sae)} TopK runs recorded so "
+                "far; the verdicts below are partial."
+            )
         moments = read_activation_moments(results / found[0])
         if moments is not None:
             parts.append(
