@@ -29,12 +29,10 @@ from benchmarks.records.run_table import SweepRecords
 from benchmarks.reports import display
 from benchmarks.reports.figures import CaptionedFigure, plot_by_dictionary_size
 from benchmarks.sweeps.presets import PRESETS, load_sweep_config
-from benchmarks.sweeps.runs import expand_runs
+from benchmarks.sweeps.runs import planned_main_runs
 
 BASE = "topk"
 """The base architecture the study compares arms of."""
-TOPK_FORMS = ("topk", "aligned_topk")
-"""The training architectures of BASE's arms."""
 FIGURE_K = 32.0
 """The k every size has (32x trains k = 32 only)."""
 D_IN = 576
@@ -74,8 +72,8 @@ def planned_topk_runs(folder: str, d_sae: int) -> int | None:
     None where no preset has that name (the folder's plan is unknown)."""
     if folder not in PRESETS:
         return None
-    planned = expand_runs(load_sweep_config(folder))
-    return sum(1 for r in planned if r.architecture in TOPK_FORMS and r.d_sae == d_sae)
+    planned = planned_main_runs(load_sweep_config(folder))
+    return sum(1 for r in planned if r.base_architecture == BASE and r.d_sae == d_sae)
 
 
 def is_complete(folder: str, sweep: SweepRecords, d_sae: int) -> bool:

@@ -40,16 +40,7 @@ def build_record(
     sweep: dict[str, Any], run: RunSpec, result: RunResult, seconds: float
 ) -> dict[str, Any]:
     """The run's record in SAEBench's result layout (see benchmarks.records.layout)."""
-    from sae_lens.registry import get_sae_training_class
-
-    from saelens_aligned.architectures import aligned_architectures, base_architecture
-
-    config_class = get_sae_training_class(run.architecture)[1]
-    base = (
-        base_architecture(config_class)
-        if run.architecture in aligned_architectures()
-        else run.architecture
-    )
+    base = run.base_architecture
     try:
         from sae_bench.sae_bench_utils import (
             get_sae_bench_version,

@@ -63,6 +63,21 @@ class RunSpec:
     b_dec_init: str | None = None
 
     @property
+    def base_architecture(self) -> str:
+        """The architecture an aligned one extends (itself otherwise), as
+        SAELens' registry says: `aligned_topk` -> `topk`."""
+        from sae_lens.registry import get_sae_training_class
+
+        from saelens_aligned.architectures import (
+            aligned_architectures,
+            base_architecture,
+        )
+
+        if self.architecture not in aligned_architectures():
+            return self.architecture
+        return base_architecture(get_sae_training_class(self.architecture)[1])
+
+    @property
     def slug(self) -> str:
         """The label as a file-name part: `topk[init=tied]` -> `topk-init-tied`."""
         name = self.label or self.architecture
@@ -289,16 +304,21 @@ def main_runs(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
     return middle_sparsity_first(expand_runs(config, chosen, coefficients))
 
 
-def planned_main_run_count(config: SweepConfig) -> int:
-    """How many main runs the sweep makes once every arm is calibrated: a
-    calibrated arm has one coefficient per target L0."""
+def planned_main_runs(config: SweepConfig) -> list[RunSpec]:
+    """The main runs the sweep makes once every arm is calibrated: a calibrated
+    arm has one coefficient per target L0 (the targets stand in for them)."""
     one_per_target = {
         label: [float(t) for t in config.target_l0]
         for arm, labels in zip(config.architectures, arm_labels(config))
         if config.calibrates(arm)
         for label in labels
     }
-    return len(expand_runs(config, coefficients=one_per_target))
+    return expand_runs(config, coefficients=one_per_target)
+
+
+def planned_main_run_count(config: SweepConfig) -> int:
+    """How many main runs the sweep makes once every arm is calibrated."""
+    return len(planned_main_runs(config))
 
 
 def middle_sparsity_first(runs: list[RunSpec]) -> list[RunSpec]:
