@@ -3,6 +3,7 @@ and the phase's records (benchmarks.sweeps.l0_search, benchmarks.sweeps.calibrat
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,12 @@ from benchmarks.records.layout import (
     write_json_atomic,
 )
 from benchmarks.sweeps.calibration import run_calibration
-from benchmarks.sweeps.config import SweepConfigError
+from benchmarks.sweeps.config import SweepConfigError, SweepError
+from benchmarks.sweeps.folder import check_out_dir
 from benchmarks.sweeps.l0_search import Trial, score_at_l0, search_step, within
 from benchmarks.sweeps.lr_grid import grid_labels
 from benchmarks.sweeps.presets import sweep_config_from_dict
-from benchmarks.sweeps.runs import RunSpec, main_runs
+from benchmarks.sweeps.runs import RunSpec, main_runs, planned_main_runs
 from saelens_aligned.pipeline.eval_moments import RECORD_KEY
 
 
@@ -170,6 +172,62 @@ def test_each_penalty_arm_gets_its_rate_at_matched_l0_and_a_coefficient_per_targ
     again, calls_again = recording_execute(tmp_path)
     assert run_calibration(sweep, tmp_path, again) == calibration
     assert all(not c for c in calls_again)
+
+
+def test_brackets_carry_the_reference_curves_past_the_end_targets(tmp_path: Path):
+    arms = [
+        {"architecture": "standard", "sparsity_param": "l1_coefficient"},
+        {
+            "architecture": "standard",
+            "sparsity_param": "l1_coefficient",
+            "init_from": "projected",
+        },
+        {
+            "architecture": "aligned",
+            "sparsity_param": "l1_coefficient",
+            "alignments": ["tied"],
+        },
+    ]
+    sweep = config(
+        bracket_factor=1.25,
+        architectures=[{**a, "sparsity_values": [2]} for a in arms],
+    )
+    (tmp_path / SWEEP_FILENAME).write_text(json.dumps(sweep.to_dict()))
+    execute, _ = recording_execute(tmp_path)
+    calibration = run_calibration(sweep, tmp_path, execute)
+    runs = main_runs(sweep, tmp_path)
+    values = {
+        label: {r.sparsity_value for r in runs if r.label == label}
+        for label in calibration
+    }
+    # The references get two coefficients past the ends; the aligned arm none.
+    assert values["aligned[tied]"] == set(calibration["aligned[tied]"].coefficients)
+    for label in ("standard", "standard[init=projected]"):
+        arm = calibration[label]
+        brackets = values[label] - set(arm.coefficients)
+        assert len(brackets) == 2 and len(values[label]) == 5
+        # On fake_response's power law they land at 8 / 1.25 and 32 x 1.25.
+        reached = [
+            fake_response(replace(runs[0], lr=arm.lr, sparsity_value=c))[0]
+            for c in brackets
+        ]
+        assert sorted(reached) == pytest.approx([6.4, 40.0], rel=0.01)
+    assert len(planned_main_runs(sweep)) == len(runs) == (3 * 3 + 2 * 2) * 2
+
+
+def test_brackets_extend_a_finished_sweep_and_need_targets(tmp_path: Path):
+    sweep = config()
+    (tmp_path / SWEEP_FILENAME).write_text(json.dumps(sweep.to_dict()))
+    check_out_dir(replace(sweep, bracket_factor=1.25), tmp_path)  # extends it
+    (tmp_path / SWEEP_FILENAME).write_text(
+        json.dumps(replace(sweep, bracket_factor=1.25).to_dict())
+    )
+    with pytest.raises(SweepError, match="different config"):
+        check_out_dir(replace(sweep, bracket_factor=1.5), tmp_path)
+    with pytest.raises(SweepConfigError, match="bracket_factor"):
+        config(bracket_factor=0.8)
+    with pytest.raises(SweepConfigError, match="bracket_factor"):
+        config(bracket_factor=1.25, target_l0=[])
 
 
 def test_a_penalty_arm_without_calibration_has_no_main_runs_yet(tmp_path: Path):

@@ -4,7 +4,7 @@ from benchmarks.analysis.verdicts.judge import judge_sweep
 from benchmarks.records.run_table import SweepRecords
 from benchmarks.reports import per_base
 from benchmarks.sweeps.presets import load_sweep_config
-from benchmarks.sweeps.runs import planned_main_run_count
+from benchmarks.sweeps.runs import bracketed_labels, planned_main_run_count
 from tests.record_factory import sweep
 
 
@@ -47,4 +47,7 @@ def test_the_matched_presets_plan_three_targets_times_three_seeds_per_arm():
     for name in ("cpu_matched", "synthetic_matched"):
         config = load_sweep_config(name)
         arms = sum(len(a.alignments or [None]) for a in config.architectures)
-        assert planned_main_run_count(config) == arms * 3 * 3
+        # Plus two brackets per calibrated reference arm (stock, fair control).
+        brackets = len(bracketed_labels(config)) * 2 * 3
+        assert planned_main_run_count(config) == arms * 3 * 3 + brackets
+    assert len(bracketed_labels(load_sweep_config("cpu_matched"))) == 8

@@ -78,8 +78,12 @@ def test_benjamini_hochberg_matches_scipy_and_keeps_nan():
 def test_a_seed_curve_is_read_in_log_l0_and_not_outside_its_range():
     curve = SeedCurve(np.array([10.0, 40.0]), np.array([0.5, 0.7]))
     assert curve.at(20.0) == pytest.approx(0.6)
-    assert curve.at(9.6) == pytest.approx(0.5)  # within 5% below: the end value
-    assert math.isnan(curve.at(9.0)) and math.isnan(curve.at(45.0))
+    # Within 10% beyond an end, the end segment continues (0.1 per doubling).
+    assert curve.at(9.2) == pytest.approx(0.5 + 0.1 * math.log2(0.92))
+    assert curve.at(43.0) == pytest.approx(0.7 + 0.1 * math.log2(43 / 40))
+    assert math.isnan(curve.at(9.0)) and math.isnan(curve.at(44.5))
+    one_point = SeedCurve(np.array([32.0]), np.array([0.8]))  # TopK at one k
+    assert one_point.at(30.0) == 0.8 and math.isnan(one_point.at(28.0))
 
 
 # ---------------------------------------------------------------- the references

@@ -4,6 +4,7 @@ coefficient or the L0 reached and why not (`benchmarks.sweeps.calibration`
 writes it; the sweep's main runs and report read it)."""
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,30 @@ class ArmCalibration:
     def coefficients(self) -> list[float]:
         """The coefficients of the targets reached: the arm's main sparsity values."""
         return [p.coefficient for p in self.points if p.coefficient is not None]
+
+    def bracket_coefficients(self, factor: float) -> list[float]:
+        """Coefficients meant to land at L0 = the lowest target / `factor` and the
+        highest target x `factor`: each end's two nearest reached points, extended
+        along their line in log coefficient against log L0 (no search), at three
+        significant figures. [] with fewer than two reached points."""
+        reached = sorted(
+            (p for p in self.points if p.coefficient is not None and p.l0 > 0),
+            key=lambda p: p.l0,
+        )
+        if len(reached) < 2:
+            return []
+        ends = (
+            (reached[0], reached[1], reached[0].target_l0 / factor),
+            (reached[-1], reached[-2], reached[-1].target_l0 * factor),
+        )
+        out = []
+        for near, far, target in ends:
+            slope = math.log(far.coefficient / near.coefficient) / math.log(
+                far.l0 / near.l0
+            )
+            coefficient = near.coefficient * (target / near.l0) ** slope
+            out.append(float(f"{coefficient:.3g}"))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

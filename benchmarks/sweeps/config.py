@@ -219,6 +219,16 @@ class SweepConfig:
         calibration_max_trials: Trials per (arm, rate), every target's counted,
             before a target counts as unreachable (the record says the L0
             reached).
+        bracket_factor: With `target_l0`, each calibrated reference arm (a
+            stock base or fair control: no aligned form) also trains at two
+            coefficients beyond its end targets, meant for L0 = the lowest
+            target / factor and the highest x factor
+            (`ArmCalibration.bracket_coefficients`, no search). Calibration
+            fixes coefficients on the first seed; at a fixed coefficient
+            another seed's L0 can move 10-20% (JumpReLU on text), past the
+            reference seed's curve, where a matched-L0 comparison has no
+            result. The brackets carry the reference curves past it. None: no
+            brackets.
         activation_seed: Seed of the shared activation cache and of the batch
             order (fixed, so every SAE sees the same activations).
         model_batch_size: Prompts per LM forward pass when caching activations.
@@ -265,6 +275,7 @@ class SweepConfig:
     target_l0: list[float] = field(default_factory=list)
     l0_tolerance: float = 0.1
     calibration_max_trials: int = 12
+    bracket_factor: float | None = None
     activation_seed: int = 42
     model_batch_size: int = 16
     device: str = "cpu"

@@ -158,6 +158,14 @@ def validate_sweep_config(config: SweepConfig, source: str = "config") -> None:
         )
     if config.calibration_max_trials < 2:
         fail("calibration_max_trials", "must be at least 2.")
+    if config.bracket_factor is not None and not (
+        config.target_l0 and config.bracket_factor > 1
+    ):
+        fail(
+            "bracket_factor",
+            f"is {config.bracket_factor}; give a factor above 1 (1.25: 25% past "
+            "the end targets) with `target_l0` set, or leave it out.",
+        )
     if config.lr_split not in EVAL_SPLITS:
         fail("lr_split", f"is {config.lr_split!r}; choose one of {list(EVAL_SPLITS)}.")
     if config.eval.split not in EVAL_SPLITS:

@@ -9,13 +9,18 @@ from typing import Any
 from benchmarks.records.layout import SWEEP_FILENAME
 from benchmarks.sweeps.config import ArchitectureSweep, SweepConfig, SweepError
 
+EXTENDING_SETTINGS = ("bracket_factor",)
+"""Settings that only add runs to a sweep: turned on for a folder whose sweep ran
+without them, they extend it (its records stay valid)."""
+
 
 def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
     """Refuse an output folder that holds another sweep or other files. Eval
     settings the folder's sweep did not have yet are not compared. A config
     that keeps every setting and every arm of the folder's sweep and adds arms
     extends it: runs are named by arm label, so the records already there stay
-    valid and only the new arms train (gated added to a finished sweep, say)."""
+    valid and only the new arms train (gated added to a finished sweep, say).
+    So does one that turns on an EXTENDING_SETTINGS setting."""
     if out_dir.exists() and not out_dir.is_dir():
         raise SweepError(f"--out {str(out_dir)!r} is a file; choose a folder.")
     snapshot = out_dir / SWEEP_FILENAME
@@ -41,6 +46,12 @@ def check_out_dir(config: SweepConfig, out_dir: Path) -> None:
             # from then on; each record's skipped_evals says which evals it lacks.
             before = previous.get("eval") or {}
             current["eval"] = {k: v for k, v in current["eval"].items() if k in before}
+        # A setting that only adds runs (brackets past the end targets) extends
+        # the folder's sweep when that sweep ran without it.
+        for name in EXTENDING_SETTINGS:
+            if previous.get(name) is None:
+                current.pop(name, None)
+                previous.pop(name, None)
         if previous != current and not only_adds_arms(previous, current):
             raise SweepError(
                 f"--out {str(out_dir)!r} holds a sweep with a different config "

@@ -297,18 +297,44 @@ def main_runs(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
         if config.calibrates(arm)
         for label in labels
     }
+    references = bracketed_labels(config)
     for arm in calibration.values():
         if arm.label in coefficients:
             chosen[arm.label] = arm.lr
             coefficients[arm.label] = arm.coefficients
+            if arm.label in references and config.bracket_factor:
+                coefficients[arm.label] += arm.bracket_coefficients(
+                    config.bracket_factor
+                )
     return middle_sparsity_first(expand_runs(config, chosen, coefficients))
+
+
+def bracketed_labels(config: SweepConfig) -> set[str]:
+    """The calibrated reference arms (stock bases and fair controls: arms with
+    no aligned form) that `bracket_factor` extends past the end targets."""
+    from saelens_aligned.architectures import aligned_architectures
+
+    aligned = set(aligned_architectures())
+    if not config.bracket_factor:
+        return set()
+    return {
+        label
+        for arm, labels in zip(config.architectures, arm_labels(config))
+        if config.calibrates(arm)
+        for form, label in zip(arm_forms(arm, aligned), labels)
+        if form is None
+    }
 
 
 def planned_main_runs(config: SweepConfig) -> list[RunSpec]:
     """The main runs the sweep makes once every arm is calibrated: a calibrated
     arm has one coefficient per target L0 (the targets stand in for them)."""
+    references, factor = bracketed_labels(config), config.bracket_factor or 1.0
+    lowest, highest = min(config.target_l0, default=0), max(config.target_l0, default=0)
+    # The brackets' L0 stand in for their coefficients, as the targets do.
     one_per_target = {
         label: [float(t) for t in config.target_l0]
+        + ([lowest / factor, highest * factor] if label in references else [])
         for arm, labels in zip(config.architectures, arm_labels(config))
         if config.calibrates(arm)
         for label in labels

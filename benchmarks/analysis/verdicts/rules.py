@@ -5,6 +5,7 @@ Every rule is stated once here and quoted by the reports (`RULES_TEXT`).
 
 from dataclasses import dataclass
 
+from benchmarks.analysis.verdicts.matching import L0_REL_TOL
 from benchmarks.records.run_table import STABILITY
 
 MIN_SEEDS = 3
@@ -127,8 +128,10 @@ RULES_TEXT = f"""\
 - **Matched L0, paired by seed.** An aligned seed is compared with the
   reference's same seed (arms share seeds, data order and evaluation tokens),
   read off that seed's own curve at the aligned seed's L0 (linear in log L0, up
-  to 5% beyond its end points); outside it, "no overlap". A point needs
-  {MIN_SEEDS} paired seeds; stability pairs seed pairs likewise.
+  to {L0_REL_TOL:.0%} beyond its end points, continuing the end segment: the
+  matched sweeps calibrate each arm to within 5–10% of the same target); outside
+  it, "no overlap". A point needs {MIN_SEEDS} paired seeds; stability pairs seed
+  pairs likewise.
 - **Outcome of a point.** Student t on the per-seed differences; better or worse
   when the Benjamini-Hochberg corrected p-value, over every comparison of the
   claim's metric for that form and reference, is below 0.05; else a tie. Two dead
