@@ -1,10 +1,11 @@
 """The results blocks of README.md and docs/results.md are the records' own."""
 
 import argparse
+from types import SimpleNamespace
 
 import pytest
 
-from benchmarks.analysis.verdicts.judge import judge_sweep
+from benchmarks.analysis.verdicts.judge import POOLED, judge_sweep
 from benchmarks.analysis.verdicts.rules import FAIR_CONTROL, STOCK_BASE
 from benchmarks.records import layout
 from benchmarks.records.run_table import SweepRecords
@@ -101,6 +102,31 @@ def test_a_column_names_the_bases_it_pools_and_a_base_without_that_reference():
     )
 
 
+def test_cells_that_pool_the_same_fewer_bases_are_named_together():
+    def row(display, bases):
+        spec = SimpleNamespace(display=display)
+        return SimpleNamespace(
+            alignment="tied",
+            base=POOLED,
+            role=STOCK_BASE,
+            spec=spec,
+            bases=dict.fromkeys(bases, 3),
+            no_reference=(),
+        )
+
+    every = ("batchtopk", "gated", "jumprelu", "standard", "topk")
+    rows = [row("explained variance", every), row("CE-loss score", every)]
+    rows += [
+        row("probing, top-1", ("batchtopk", "topk")),
+        row("TPP", ("batchtopk", "topk")),
+    ]
+    rows.append(row("dead fraction", ("batchtopk", "gated", "jumprelu", "topk")))
+    assert results_brief.column_bases(rows, "tied", STOCK_BASE) == (
+        "batchtopk, gated, jumprelu, standard, topk (probing, top-1 / TPP: "
+        "batchtopk, topk only; dead fraction: - standard)"
+    )
+
+
 def test_the_seeds_line_groups_sweeps_by_what_their_seeds_vary():
     def runs(varies):
         records = sweep(aligned_ev=0.0, aligned_dead=0.0, ks=(8,))
@@ -148,7 +174,7 @@ def test_the_committed_readme_says_form_bases_seeds_and_every_curve_metric():
         }
         for base in (pooled[STOCK_BASE] - pooled[FAIR_CONTROL]) & lacking:
             assert f"{base}: no fair control" in block.split(f"`{name}`", 1)[1]
-    assert "seeds vary the initialisation only" in block
+    assert "the seeds vary the initialisation" in block
     curves = block.split("by training length", 1)[1]
     synthetic_curves = curves.split("`curves_synthetic_cpu`", 1)[1]
     for metric in ("dead fraction", "explained variance", "MCC", "F1"):

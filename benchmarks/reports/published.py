@@ -49,7 +49,7 @@ from benchmarks.sweeps.runs import planned_main_run_count
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
-TEXT_SWEEP, SYNTHETIC_SWEEP = "cpu", "synthetic_matched"
+TEXT_SWEEP, SYNTHETIC_SWEEP = "cpu_matched", "synthetic_matched"
 
 
 @cache

@@ -81,13 +81,19 @@ def column_bases(rows: Sequence[ClaimRow], form: str, role: str) -> str:
     sets = Counter(tuple(sorted(r.bases)) for r in pooled)
     usual = sets.most_common(1)[0][0]
     text = ", ".join(usual)
-    others = [
-        f"{r.spec.display}: {_difference(set(usual), set(r.bases))}"
-        for r in pooled
-        if tuple(sorted(r.bases)) != usual
-    ]
+    # Cells that pool the same other set are named together (probing runs at
+    # the TopK points only, so its cells share one set).
+    others: dict[str, list[str]] = {}
+    for r in pooled:
+        if tuple(sorted(r.bases)) != usual:
+            difference = _difference(set(usual), set(r.bases))
+            others.setdefault(difference, []).append(r.spec.display)
     if others:
-        text += " (" + "; ".join(others) + ")"
+        text += (
+            " ("
+            + "; ".join(f"{' / '.join(cells)}: {d}" for d, cells in others.items())
+            + ")"
+        )
     elsewhere = {b for r in mine if r.role != role for b in r.bases}
     missing = sorted(
         {b for r in mine if r.role == role for b in r.no_reference} & elsewhere
@@ -98,7 +104,10 @@ def column_bases(rows: Sequence[ClaimRow], form: str, role: str) -> str:
 
 
 def _difference(usual: set[str], bases: set[str]) -> str:
-    """`+ standard`, `- panneal`: a cell's bases against its column's usual set."""
+    """`+ standard`, `- panneal`: a cell's bases against its column's usual set;
+    `topk only` where naming the few it keeps is shorter."""
+    if bases < usual and len(bases) < len(usual - bases):
+        return ", ".join(sorted(bases)) + " only"
     return ", ".join(
         [f"+ {b}" for b in sorted(bases - usual)]
         + [f"- {b}" for b in sorted(usual - bases)]
