@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from benchmarks.analysis.pareto import aggregate, interpolate_at_l0, pareto_frontier
+from benchmarks.analysis.pareto import aggregate, pareto_frontier
 from tests.record_factory import make_record, make_stability
 
 # ------------------------------------------------------------------ point summaries
@@ -90,27 +90,3 @@ def test_pareto_frontier_keeps_undominated_points():
     assert [(p.l0_mean, p.mean) for p in frontier] == [(10, 0.5), (20, 0.7), (40, 0.9)]
     lower = pareto_frontier(aggregate(runs, "dead_fraction"), higher_is_better=False)
     assert [(p.l0_mean, p.mean) for p in lower] == [(10, 0.5), (15, 0.4)]
-
-
-def test_interpolation_is_linear_in_log_l0_and_nan_outside():
-    curve = aggregate(points_at([(100, 0.8), (10, 0.2)]), "explained_variance")
-    assert interpolate_at_l0(curve, math.sqrt(1000)) == pytest.approx(0.5)
-    assert interpolate_at_l0(curve, 10) == pytest.approx(0.2)
-    assert interpolate_at_l0(curve, 10 / 1.03) == pytest.approx(0.2)  # L0 jitter
-    assert math.isnan(interpolate_at_l0(curve, 10 / 1.03, rel_tol=0.0))
-    assert math.isnan(interpolate_at_l0(curve, 5))
-    assert math.isnan(interpolate_at_l0(curve, 200))
-    assert math.isnan(interpolate_at_l0([], 10))
-
-
-def test_interpolation_reads_interval_bounds_too():
-    runs = [
-        make_record("topk", k, s, explained_variance=ev + j, l0=float(k))
-        for k, ev, spread in ((10, 0.2, 0.01), (100, 0.8, 0.03))
-        for s, j in enumerate((-spread, 0.0, spread))
-    ]
-    curve = aggregate(runs, "explained_variance")
-    mid = math.sqrt(1000)
-    for attr in ("sem", "ci_low", "ci_high"):
-        ends = [getattr(p, attr) for p in curve]
-        assert interpolate_at_l0(curve, mid, attr) == pytest.approx(sum(ends) / 2)

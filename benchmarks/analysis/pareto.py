@@ -9,9 +9,9 @@ nothing here reads files or plots, and nothing here judges a claim (that is
   confidence interval of the mean (`t_interval`), and the same for L0, the x
   coordinate of every Pareto plot. The pseudo-metrics `stability*` come from the
   stability records, joined with the L0 of the same point.
-- `pareto_frontier` keeps the points no other point beats in both L0 and metric;
-  `interpolate_at_l0` reads a curve at a given L0, so that curves whose sparsity
-  knobs differ are compared at matched L0.
+- `pareto_frontier` keeps the points no other point beats in both L0 and metric.
+  Comparisons at matched L0 read each seed's own curve
+  (`benchmarks.analysis.verdicts.matching`).
 """
 
 import math
@@ -64,8 +64,6 @@ NO_DIRECTION = frozenset(
         "tpp_unintended",
     }
 )
-L0_REL_TOL = 0.05
-"""A curve is read up to this far (relative L0) beyond its end points, as flat."""
 
 
 def higher_is_better(metric: str) -> bool | None:
@@ -311,33 +309,3 @@ def curves(points: Iterable[PointSummary]) -> dict[tuple[str, int], list[PointSu
         if _on_curve(p):
             out[(p.label, p.d_sae)].append(p)
     return {k: sorted(v, key=lambda p: p.l0_mean) for k, v in out.items()}
-
-
-def interpolate_at_l0(
-    curve: Sequence[PointSummary],
-    l0: float,
-    attr: str = "mean",
-    rel_tol: float = L0_REL_TOL,
-) -> float:
-    """A curve's value at `l0`: linear in log L0 between its seed-mean points.
-
-    Args:
-        curve: Points of one label (any order).
-        l0: Where to read it.
-        attr: A numeric field of PointSummary: `mean`, `min`, `max`, `sem`,
-            `ci_low`, `ci_high` (each interpolated alike; for `sem` this is
-            conservative: it is at least the standard error of the interpolated
-            mean of two independent points).
-        rel_tol: Up to this relative distance beyond the curve's lowest and
-            highest L0, the end value is returned (seed-to-seed L0 jitter at a
-            shared end point, e.g. TopK's L0 just under k); farther out, NaN.
-    """
-    pts = sorted((p for p in curve if _on_curve(p)), key=lambda p: p.l0_mean)
-    if not pts or not (math.isfinite(l0) and l0 > 0):
-        return math.nan
-    lo, hi = pts[0].l0_mean, pts[-1].l0_mean
-    if l0 < lo / (1 + rel_tol) or l0 > hi * (1 + rel_tol):
-        return math.nan
-    x = np.log([p.l0_mean for p in pts])
-    y = [getattr(p, attr) for p in pts]
-    return float(np.interp(math.log(min(max(l0, lo), hi)), x, y))
