@@ -7,6 +7,7 @@ import math
 import pytest
 
 from benchmarks.perf.scale_estimate import estimate_step, estimate_table
+from benchmarks.records.layout import grid_record_path
 from benchmarks.reports import scale
 from benchmarks.sweeps.presets import load_sweep_config
 from tests.record_factory import make_record
@@ -117,6 +118,16 @@ def test_a_folder_without_records_is_not_run_yet(tmp_path):
     assert text.count("Not run yet") == 3
     assert "Not drawn yet" in scale.figure_block(tmp_path, "figures/x.png")
     assert scale.scale_figure(tmp_path) is None
+
+
+def test_a_size_still_in_its_rate_grid_says_so(tmp_path):
+    for run_id in ("topk-k32-a", "topk-k32-b"):
+        path = grid_record_path(tmp_path / "scale_8x", run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    text = scale.claims_block(tmp_path)
+    assert "Learning-rate grid under way: 2 grid runs recorded" in text
+    assert text.count("Not run yet") == 2  # 2x and 32x
 
 
 def test_the_figure_draws_every_arm_at_every_size_with_records(results):

@@ -115,10 +115,15 @@ def record_path(out_dir: Path, run_id: str) -> Path:
     return Path(out_dir) / RECORDS_DIRNAME / f"{run_id}.json"
 
 
+def grid_records_dir(out_dir: Path) -> Path:
+    """Where the learning-rate grid's records live (`records/` itself holds the
+    main runs)."""
+    return Path(out_dir) / RECORDS_DIRNAME / "lr_grid"
+
+
 def grid_record_path(out_dir: Path, run_id: str) -> Path:
-    """The record of a learning-rate grid run (ranked by the grid's metric only;
-    `records/` itself holds the main runs)."""
-    return Path(out_dir) / RECORDS_DIRNAME / "lr_grid" / f"{run_id}.json"
+    """The record of a learning-rate grid run (ranked by the grid's metric only)."""
+    return grid_records_dir(out_dir) / f"{run_id}.json"
 
 
 def checkpoint_record_path(out_dir: Path, run_id: str, step: int) -> Path:

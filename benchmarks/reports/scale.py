@@ -25,6 +25,7 @@ from benchmarks.analysis.verdicts.judge import judge_sweep
 from benchmarks.analysis.verdicts.rules import CENTRED_BASE, ROLES
 from benchmarks.analysis.verdicts.summary import claim_frame, markdown
 from benchmarks.records.activation_moments import read_activation_moments
+from benchmarks.records.layout import grid_records_dir
 from benchmarks.records.run_table import SweepRecords
 from benchmarks.reports import display
 from benchmarks.reports.figures import CaptionedFigure, plot_by_dictionary_size
@@ -139,12 +140,21 @@ def one_recipe(sweep: SweepRecords, label: str) -> SweepRecords:
     )
 
 
-def not_run(size: ScaleSize) -> str:
+def not_run(size: ScaleSize, results: Path) -> str:
+    """Why a size has no main run: not started, or still in its rate grid."""
     preset = {"8×": "scale_8x", "32×": "scale_32x"}.get(size.name, size.folders[0])
-    return (
-        f"Not run yet: `python -m benchmarks sweep --preset {preset} --out "
-        f"benchmarks/results/{size.folders[0]}`."
+    command = (
+        f"`python -m benchmarks sweep --preset {preset} --out "
+        f"benchmarks/results/{size.folders[0]}`"
     )
+    grid = grid_records_dir(results / size.folders[0])
+    done = len(list(grid.glob("*.json"))) if grid.is_dir() else 0
+    if done:
+        return (
+            f"Learning-rate grid under way: {done} grid runs recorded, no main run "
+            f"yet ({command} resumes it)."
+        )
+    return f"Not run yet: {command}."
 
 
 def heading(size: ScaleSize, folder: str | None) -> str:
@@ -159,7 +169,7 @@ def claims_block(results: Path) -> str:
         found = size_records(results, size)
         parts.append(heading(size, found[0] if found else None))
         if found is None:
-            parts.append(not_run(size))
+            parts.append(not_run(size, results))
             continue
         sweep = found[1]
         if not is_complete(found[0], sweep, size.d_sae):
@@ -192,7 +202,7 @@ def tokens_block(results: Path) -> str:
             parts.append(
                 "No learning-curve checkpoints yet."
                 if size_records(results, size)
-                else not_run(size)
+                else not_run(size, results)
             )
             continue
         results_ = tokens_to_target(found[1].checkpoint_frame())
