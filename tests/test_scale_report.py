@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks.perf.scale_estimate import estimate_step, estimate_table
 from benchmarks.records.layout import grid_record_path
+from benchmarks.records.run_table import SweepRecords
 from benchmarks.reports import scale
 from benchmarks.sweeps.presets import load_sweep_config
 from tests.record_factory import make_record
@@ -76,12 +77,34 @@ def test_each_size_has_a_table_per_aligned_recipe_or_says_not_run_yet(results):
     assert "### 2× (d_sae 1152, `benchmarks/results/cpu`)" in text
     assert "### 8× (d_sae 4608, `benchmarks/results/scale_8x`)" in text
     assert "### 32× (d_sae 18432)\n\nNot run yet: `python -m benchmarks sweep " in text
-    assert text.count("#### aligned TopK (tied)\n") == 2
-    assert text.count("#### aligned TopK (tied, no AuxK)\n") == 2
+    assert text.count("#### aligned TopK (tied): the other recipe") == 2
+    assert text.count("#### aligned TopK (tied, no AuxK): the better recipe here") == 2
     assert "vs mean-centred base" in text
     # Judged against the centred arm, not "no data": it is in these sweeps.
     rows = [line for line in text.splitlines() if "explained variance" in line]
     assert rows and all("no data" not in line for line in rows)
+
+
+def test_the_better_recipe_is_the_one_ahead_of_its_references_and_comes_first(
+    results,
+):
+    sweep = scale.topk_arms(SweepRecords.read(results / "scale_8x"), 4608)
+    # Both recipes beat every reference at every point here, so the nets tie and
+    # the higher CE-loss score (no AuxK: +0.03 against +0.02) decides.
+    first, second = scale.judged_recipes(sweep)
+    assert first.net == second.net > 0
+    assert first.label == "aligned_topk[tied,aux_loss_coefficient=0]"
+
+    # Make the no-AuxK recipe leave latents dead: it falls behind on the dead
+    # claim against every reference, and the recipe with AuxK moves first.
+    for path in (results / "scale_8x" / "records").glob("*aux_loss*.json"):
+        record = json.loads(path.read_text())
+        record["eval_result_metrics"]["misc"]["frac_dead_latents_long"] = 0.5
+        path.write_text(json.dumps(record))
+    sweep = scale.topk_arms(SweepRecords.read(results / "scale_8x"), 4608)
+    first, second = scale.judged_recipes(sweep)
+    assert first.label == "aligned_topk[tied]"
+    assert first.net > second.net
 
 
 def test_a_sweep_still_running_does_not_displace_a_finished_one(results):

@@ -40,7 +40,13 @@ from benchmarks.perf import scale_estimate
 from benchmarks.records.run_table import SweepRecords
 from benchmarks.release import build as release_build
 from benchmarks.release import precision as release_precision
-from benchmarks.reports import feature_quality, per_base, results_brief, scale
+from benchmarks.reports import (
+    feature_quality,
+    per_base,
+    results_brief,
+    scale,
+    scale_brief,
+)
 from benchmarks.reports.claim_figures import claim_caption, plot_claim
 from benchmarks.reports.generated import Block, fill, stale_documents
 from benchmarks.reports.tables import claims_section
@@ -76,7 +82,7 @@ def _curves() -> dict[str, list[LengthComparison]]:
 
 def readme_results() -> str:
     """The README's block: both forms' pooled verdicts, the bases behind each
-    column, what the seeds vary, and `tied` TopK by training length."""
+    column and what the seeds vary (by training length: docs/results.md)."""
     sweeps = {name: _rows(name) for name in BRIEF_SWEEPS}
     return "\n".join(
         [
@@ -85,10 +91,6 @@ def readme_results() -> str:
             results_brief.bases_line(sweeps)
             + " "
             + results_brief.seeds_line({n: _sweep(n).runs for n in BRIEF_SWEEPS}),
-            "",
-            "`tied` TopK by training length, shortest → longest checkpoint:",
-            "",
-            results_brief.compact_length_lines(_curves()),
         ]
     )
 
@@ -250,7 +252,10 @@ RELEASE_BLOCKS = (
 what 16-bit storage of the encoder changes."""
 
 FEATURE_QUALITY_PAGE = RESULTS / "probing_cpu" / "report" / "feature_quality.md"
-README_BLOCKS = (Block("results", readme_results),)
+README_BLOCKS = (
+    Block("results", readme_results),
+    Block("scale", lambda: scale_brief.render(RESULTS)),
+)
 RESULTS_BLOCKS = (
     Block("answer", answer),
     Block("answer projected", lambda: answer("projected")),

@@ -1,6 +1,6 @@
 """The README's "Results in brief": the pooled verdicts of both forms on text and
-on synthetic data, the bases behind every column, what the seeds vary, and
-`tied` TopK by training length.
+on synthetic data, the bases behind every column and what the seeds vary; and
+docs/results.md's lines of `tied` TopK by training length.
 
 Pure: claim rows (`verdicts.judge`), length comparisons (`verdicts.lengths`) and
 run records in, markdown out. `published` reads the committed records and puts
@@ -195,30 +195,3 @@ def length_lines(curves: Mapping[str, Sequence[LengthComparison]]) -> str:
                 f"{comparison_text(last)}"
             )
     return "\n".join(lines)
-
-
-def compact_length_lines(curves: Mapping[str, Sequence[LengthComparison]]) -> str:
-    """The same as a table: a row per sweep and metric, the sweep's lengths
-    stated once, both references side by side and the interval at the longest
-    only: the README's form."""
-    out = []
-    for name, comparisons in curves.items():
-        ends = _ends(comparisons)
-        if not ends:
-            continue
-        first, last = next(iter(ends.values()))
-        span = tokens_text(int(first.tokens_seen))
-        if last is not None:
-            span += f" → {tokens_text(int(last.tokens_seen))}"
-        for i, metric in enumerate(dict.fromkeys(m for m, _ in ends)):
-            row = {"sweep": f"`{name}`, {span}" if i == 0 else "", "metric": metric}
-            for role in ROLES:
-                cell = "-"
-                if (metric, role) in ends:
-                    a, b = ends[(metric, role)]
-                    cell = comparison_text(a, interval=False, at=False)
-                    if b is not None:
-                        cell += " → " + comparison_text(b, at=False)
-                row[f"vs {role}"] = cell
-            out.append(row)
-    return compact_markdown(pd.DataFrame(out))

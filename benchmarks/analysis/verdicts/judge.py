@@ -104,6 +104,11 @@ class Verdict:
         return self.better + self.worse + self.tie
 
     @property
+    def net(self) -> int:
+        """Points better minus points worse."""
+        return self.better - self.worse
+
+    @property
     def counts_text(self) -> str:
         """Every nonzero count with its direction, then the whole: "better at 6,
         worse at 4 of 10", "better at 1, tie at 5 of 6", "worse at 2 of 2".
