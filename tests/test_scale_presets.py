@@ -15,6 +15,7 @@ ALL_ARMS = [
     "topk[b_dec=mean]",
 ]
 PRESETS = {
+    "scale_2x": (1152, [32.0], ALL_ARMS),
     "scale_8x": (4608, [16.0, 32.0, 64.0], ALL_ARMS),
     "scale_gpu": (4608, [16.0, 32.0, 64.0], ALL_ARMS),
     "scale_32x": (18432, [32.0], ALL_ARMS),

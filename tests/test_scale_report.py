@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from benchmarks.perf.scale_estimate import estimate_step, estimate_table
+from benchmarks.perf.scale_estimate import STEPS, estimate_step, estimate_table
 from benchmarks.records.layout import grid_record_path
 from benchmarks.records.run_table import SweepRecords
 from benchmarks.reports import scale
@@ -38,7 +38,7 @@ ARMS = {
 }
 
 
-def write_sweep(folder, d_sae: int) -> None:
+def write_sweep(folder, d_sae: int, tokens: int | None = None) -> None:
     records = folder / "records"
     records.mkdir(parents=True)
     jitter = (-0.002, 0.0, 0.002)
@@ -58,6 +58,8 @@ def write_sweep(folder, d_sae: int) -> None:
                     l0=float(k),
                     l2_ratio=0.9,
                 )
+                if tokens:
+                    record["eval_config"]["sweep"] = {"training_tokens": tokens}
                 run = record["eval_config"]["run"]
                 run.update(run_fields, label=label)
                 run["run_id"] = f"{label}-k{k}-d{d_sae}-s{seed}"
@@ -167,13 +169,32 @@ def test_the_figure_draws_every_arm_at_every_size_with_records(results):
     assert scale.figure_block(results, "figures/x.png").startswith("![")
 
 
+def test_the_figure_names_each_sizes_training_length_and_warns_when_they_differ(
+    tmp_path,
+):
+    write_sweep(tmp_path / "cpu", 1152, tokens=204_800)
+    write_sweep(tmp_path / "scale_8x", 4608, tokens=2_048_000)
+    assert scale.figure_tokens(tmp_path) == {1152: 204_800, 4608: 2_048_000}
+    figure = scale.scale_figure(tmp_path)
+    assert figure is not None
+    assert "not the dictionary size alone" in figure.caption
+    figure.figure.canvas.draw()
+    ticks = [t.get_text() for t in figure.figure.axes[0].get_xticklabels()]
+    assert ticks == ["1152 (2×)\n205k tokens", "4608 (8×)\n2.0M tokens"]
+
+    # One length at every size: nothing to warn about.
+    write_sweep(tmp_path / "scale_2x", 1152, tokens=2_048_000)
+    figure = scale.scale_figure(tmp_path)
+    assert figure is not None and "alone" not in figure.caption
+
+
 def test_a_sweep_without_checkpoints_has_no_tokens_to_target(results):
     text = scale.tokens_block(results)
     assert text.count("No learning-curve checkpoints yet.") == 2
 
 
 def timing(seconds_per_step: float, eval_s: float) -> dict:
-    sizes = ("4608", "18432")
+    sizes = ("1152", "4608", "18432")
     labels = list(ARMS)
     return {
         "batch_tokens": 1024,
@@ -207,7 +228,7 @@ def test_the_estimate_counts_every_run_and_evaluation_of_a_step():
 
 
 def test_the_estimate_table_names_each_step_and_the_machine():
-    configs = {p: load_sweep_config(p) for p in ("scale_8x", "scale_32x", "scale_long")}
+    configs = {p: load_sweep_config(p) for _, p in STEPS}
     text = estimate_table(configs, timing(1.0, 10.0))
     for preset in configs:
         assert f"`{preset}`" in text
@@ -215,7 +236,7 @@ def test_the_estimate_table_names_each_step_and_the_machine():
 
 
 def test_a_size_whose_evals_were_not_measured_borrows_the_nearest_and_says_so():
-    configs = {p: load_sweep_config(p) for p in ("scale_8x", "scale_32x", "scale_long")}
+    configs = {p: load_sweep_config(p) for _, p in STEPS}
     partial = timing(1.0, 10.0)
     del partial["eval_seconds"]["18432"]
     text = estimate_table(configs, partial)

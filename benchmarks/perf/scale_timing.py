@@ -39,8 +39,8 @@ from benchmarks.sweeps.presets import load_sweep_config
 from benchmarks.sweeps.runs import RunSpec, expand_runs, initial_sae
 from saelens_aligned.pipeline.training import in_process_trainer_config
 
-SIZES = (4608, 18432)
-"""The study's dictionary sizes (8x and 32x of d_in 576)."""
+SIZES = (1152, 4608, 18432)
+"""The study's dictionary sizes (2x, 8x and 32x of d_in 576)."""
 TIMED_K = 32
 DEAD_FRACTION = 0.25
 """Latents held dead during the timed steps: the preview of issue #34 left a

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from benchmarks.analysis import pareto
 from benchmarks.analysis.pareto import PointSummary
+from benchmarks.analysis.verdicts.summary import tokens_text
 from benchmarks.reports import display
 
 # Line style and marker of each role an arm plays; colour is its base.
@@ -372,6 +373,7 @@ def plot_by_dictionary_size(
     points: Mapping[str, Mapping[str, Sequence[tuple[int, IntervalLike]]]],
     k: float,
     d_in: int,
+    tokens: Mapping[int, int] | None = None,
 ) -> CaptionedFigure:
     """One panel per metric: each arm's seed mean and 95% interval against the
     dictionary size (log x, ticks at the sizes drawn), at one k.
@@ -380,6 +382,9 @@ def plot_by_dictionary_size(
         points: Metric key -> arm label -> (d_sae, interval) in size order.
         k: The TopK k every point was trained at.
         d_in: The width the sizes are multiples of (for the caption).
+        tokens: d_sae -> training tokens of its SAEs, written under each tick;
+            when they differ the caption says the sizes are confounded with
+            the training length.
     """
     import matplotlib.ticker as ticker
 
@@ -411,7 +416,7 @@ def plot_by_dictionary_size(
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(ticker.FixedLocator(sizes))
         ax.xaxis.set_major_formatter(
-            ticker.FuncFormatter(lambda v, _: f"{v:.0f} ({v / d_in:.0f}×)")
+            ticker.FuncFormatter(lambda v, _: size_tick(v, d_in, tokens or {}))
         )
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("dictionary size d_sae (latents, log scale)")
@@ -431,4 +436,18 @@ def plot_by_dictionary_size(
         f"k = {k:g}: each arm's seed mean with its 95% t interval, every arm "
         "at its own rate."
     )
+    if len(set((tokens or {}).values())) > 1:
+        caption += (
+            " The sizes trained for different numbers of tokens (under each "
+            "size): a difference between sizes is not the dictionary size alone."
+        )
     return CaptionedFigure(fig, caption)
+
+
+def size_tick(d_sae: float, d_in: int, tokens: Mapping[int, int]) -> str:
+    """`4608 (8×)`, with its SAEs' training tokens beneath when known."""
+    text = f"{d_sae:.0f} ({d_sae / d_in:.0f}×)"
+    trained = tokens.get(round(d_sae))
+    if trained:
+        text += f"\n{tokens_text(trained)} tokens"
+    return text

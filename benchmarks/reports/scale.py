@@ -49,11 +49,12 @@ class ScaleSize:
         name: `2×`, `8×`, `32×`.
         d_sae: Its dictionary size.
         folders: Sweep folders under benchmarks/results/ that hold it, the
-            first with records wins (2×: the matched-L0 sweep once it lands,
-            the `cpu` sweep until then).
+            first complete one wins (2×: `scale_2x`, the study's own settings
+            at 2×, once it is complete; the matched-L0 sweep until then, on
+            205k tokens; the `cpu` sweep before that).
         curve_folders: Folders whose checkpoints the tokens-to-target table
             reads before `folders` (2×: `curves_cpu`, the learning-curve sweep
-            on the same model, data and k 32).
+            on the same model, data and k 32, after `scale_2x`).
     """
 
     name: str
@@ -63,7 +64,9 @@ class ScaleSize:
 
 
 SIZES = (
-    ScaleSize("2×", 1152, ("cpu_matched", "cpu"), ("curves_cpu",)),
+    ScaleSize(
+        "2×", 1152, ("scale_2x", "cpu_matched", "cpu"), ("scale_2x", "curves_cpu")
+    ),
     ScaleSize("8×", 4608, ("scale_8x",)),
     ScaleSize("32×", 18432, ("scale_32x",)),
 )
@@ -204,7 +207,7 @@ def recipe_heading(recipe: RecipeVerdicts, rank: int, count: int) -> str:
 
 def not_run(size: ScaleSize, results: Path) -> str:
     """Why a size has no main run: not started, or still in its rate grid."""
-    preset = {"8×": "scale_8x", "32×": "scale_32x"}.get(size.name, size.folders[0])
+    preset = size.folders[0]
     command = (
         f"`python -m benchmarks sweep --preset {preset} --out "
         f"benchmarks/results/{size.folders[0]}`"
@@ -304,6 +307,17 @@ def figure_points(
     return points
 
 
+def figure_tokens(results: Path) -> dict[int, int]:
+    """d_sae -> the training tokens of the SAEs the figure draws at that size."""
+    tokens = {}
+    for size in SIZES:
+        found = size_records(results, size)
+        trained = [r.training_tokens for r in found[1].runs] if found else []
+        if any(trained):
+            tokens[size.d_sae] = max(t for t in trained if t)
+    return tokens
+
+
 def sizes_drawn(results: Path) -> int:
     return len(
         {d for c in figure_points(results).values() for p in c.values() for d, _ in p}
@@ -314,7 +328,9 @@ def scale_figure(results: Path) -> CaptionedFigure | None:
     """The figure, once two sizes have records (one size is no trend)."""
     if sizes_drawn(results) < 2:
         return None
-    return plot_by_dictionary_size(figure_points(results), FIGURE_K, D_IN)
+    return plot_by_dictionary_size(
+        figure_points(results), FIGURE_K, D_IN, figure_tokens(results)
+    )
 
 
 def figure_block(results: Path, image: str) -> str:
