@@ -66,7 +66,7 @@ def size_lines(name: str, label: str, recipe: RecipeVerdicts) -> list[str]:
 def render(results: Path) -> str:
     """The table, one block of lines per size with main runs; a size still
     running says how far it is."""
-    header = "| size | judged recipe | metric (matched L0) | " + " | ".join(
+    header = "| size | recipe | metric (matched L0) | " + " | ".join(
         ROLE_HEADER[r] for r in SCALE_ROLES
     )
     lines = [header + " |", "|---" * (3 + len(SCALE_ROLES)) + "|"]
@@ -84,8 +84,16 @@ def render(results: Path) -> str:
         tokens = next((r.training_tokens for r in recipes[0].rows), None)
         name = f"{size.name} (`{folder}`, {tokens_text(tokens)})"
         if not is_complete(folder, sweep, size.d_sae):
+            # Partial verdicts move as runs land: docs/scale.md shows them, the
+            # README only how far the sweep has got.
             runs = len({r.run_id for r in sweep.runs})
-            name += f", partial: {runs} of {planned_topk_runs(folder, size.d_sae)} runs"
+            planned = planned_topk_runs(folder, size.d_sae)
+            lines.append(
+                f"| {name} | running: {runs} of {planned} runs | "
+                + " | " * len(SCALE_ROLES)
+                + " |"
+            )
+            continue
         lines += size_lines(name, recipes[0].label, recipes[0])
     if missing:
         lines.append(
