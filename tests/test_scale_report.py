@@ -261,7 +261,7 @@ def test_the_readme_brief_gives_the_better_recipe_at_each_size(results):
         path.unlink()
     sweep = scale.topk_arms(SweepRecords.read(results / "cpu"), 1152)
     best = scale.judged_recipes(sweep)[0]
-    assert scale_brief.size_lines("2×", best.label, best)[0].endswith("| - |")
+    assert scale_brief.size_lines("2×", best)[0].endswith("| - |")
     # ...and a sweep short of its preset's plan (`cpu` plans 45 TopK runs) shows
     # only how far it has got: its verdicts would move as runs land.
     text = scale_brief.render(results)

@@ -207,12 +207,13 @@ def recipe_heading(recipe: RecipeVerdicts, rank: int, count: int) -> str:
 
 def not_run(size: ScaleSize, results: Path) -> str:
     """Why a size has no main run: not started, or still in its rate grid."""
+    # A scale folder is named after the preset that fills it.
     preset = size.folders[0]
     command = (
         f"`python -m benchmarks sweep --preset {preset} --out "
-        f"benchmarks/results/{size.folders[0]}`"
+        f"benchmarks/results/{preset}`"
     )
-    grid = grid_records_dir(results / size.folders[0])
+    grid = grid_records_dir(results / preset)
     done = len(list(grid.glob("*.json"))) if grid.is_dir() else 0
     if done:
         return (

@@ -9,7 +9,12 @@ from pathlib import Path
 
 from benchmarks.analysis.tokens_to_target import TARGET_METRIC
 from benchmarks.analysis.verdicts.judge import POOLED, ClaimRow
-from benchmarks.analysis.verdicts.rules import DEAD_CLAIM
+from benchmarks.analysis.verdicts.rules import (
+    CENTRED_BASE,
+    DEAD_CLAIM,
+    FAIR_CONTROL,
+    STOCK_BASE,
+)
 from benchmarks.analysis.verdicts.summary import tokens_text
 from benchmarks.reports import display
 from benchmarks.reports.scale import (
@@ -26,9 +31,9 @@ NO_REFERENCE = "-"
 """A cell whose reference the size's sweep does not train (2× has no
 mean-centred arm)."""
 ROLE_HEADER = {
-    "stock base": "vs stock",
-    "fair control": "vs fair control",
-    "mean-centred base": "vs mean-centred",
+    STOCK_BASE: "vs stock",
+    FAIR_CONTROL: "vs fair control",
+    CENTRED_BASE: "vs mean-centred",
 }
 
 
@@ -46,21 +51,22 @@ def cell(row: ClaimRow | None) -> str:
     return row.verdict.text
 
 
-def size_lines(name: str, label: str, recipe: RecipeVerdicts) -> list[str]:
+def size_lines(name: str, recipe: RecipeVerdicts) -> list[str]:
     """The table lines of one size: one per metric, the size named on the first."""
     lines = []
+    recipe_name = display.arm_name(recipe.label)
     rows = brief_rows(recipe)
     for spec in dict.fromkeys(r.spec for r in rows):
         by_role = {r.role: r for r in rows if r.spec == spec}
         first = not lines
         cells = [
             name if first else "",
-            f"{display.arm_name(recipe.label)}" if first else "",
+            recipe_name if first else "",
             spec.display,
             *(cell(by_role.get(role)) for role in SCALE_ROLES),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return lines or [f"| {name} | {label} | no verdicts yet | | | |"]
+    return lines or [f"| {name} | {recipe_name} | no verdicts yet | | | |"]
 
 
 def render(results: Path) -> str:
@@ -94,7 +100,7 @@ def render(results: Path) -> str:
                 + " |"
             )
             continue
-        lines += size_lines(name, recipes[0].label, recipes[0])
+        lines += size_lines(name, recipes[0])
     if missing:
         lines.append(
             f"\nNo main runs yet at {', '.join(missing)}: see [docs/scale.md]"
