@@ -73,7 +73,14 @@ def test_a_finished_run_keeps_only_its_evaluated_checkpoints(tmp_path):
         checkpoint.mkdir(parents=True)
         (checkpoint / "cfg.json").write_text("{}")
         (checkpoint / "sae_weights.safetensors").write_text("")
+        (checkpoint / "trainer_state.pt").write_text("")
+        (checkpoint / "activations_store_state.safetensors").write_text("")
     deleted = prune_unevaluated_checkpoints(config, tmp_path)
     kept = sorted(int(p.name) // 10 for p in folder.iterdir())
     assert kept == [126, 251, 501, 1001, 2001, 4001]
-    assert len(deleted) == len(steps) - len(kept)
+    # The run is over: what was kept is what an evaluation loads, not the
+    # optimizer and data-position state SAELens saves to resume from.
+    for checkpoint in folder.iterdir():
+        names = sorted(p.name for p in checkpoint.iterdir())
+        assert names == ["cfg.json", "sae_weights.safetensors"]
+    assert len(deleted) == len(steps) - len(kept) + 2 * len(kept)
