@@ -99,3 +99,67 @@ def test_passes_with_other_hooks_or_gradients_are_not_reference_passes() -> None
         model(tokens, return_type="both", loss_per_token=True)
     assert (cache.hits, cache.misses) == (1, 2)
     cache.uninstall()
+
+
+class FixedBatches:
+    """The one method of an ActivationsStore SAEBench's sparsity pass calls:
+    the same held-out batches, in order, for every SAE (as a sweep's store)."""
+
+    def __init__(self) -> None:
+        self.remaining = batches()
+
+    def get_batch_tokens(self, _: int) -> torch.Tensor:
+        return self.remaining.pop(0)
+
+
+def sparsity_metrics(sae: Any, model: HookedProxyLM) -> tuple[dict, dict]:
+    from sae_bench.evals.core.main import get_sparsity_and_variance_metrics
+
+    with torch.no_grad():
+        return get_sparsity_and_variance_metrics(
+            sae,
+            model,
+            FixedBatches(),  # type: ignore[arg-type]
+            n_batches=2,
+            compute_l2_norms=True,
+            compute_sparsity_metrics=True,
+            compute_variance_metrics=True,
+            compute_featurewise_density_statistics=True,
+            eval_batch_size_prompts=3,
+            model_kwargs={},
+        )
+
+
+def test_reused_activations_give_saebench_s_exact_sparsity_and_variance() -> None:
+    model = tiny_model()
+    saes = [saebench_sae(seed) for seed in (0, 1)]
+    expected = [sparsity_metrics(sae, model) for sae in saes]
+
+    with ReferencePassCache(model) as cache:
+        got = [sparsity_metrics(sae, model) for sae in saes]
+
+    for want, have in zip(expected, got):
+        for want_part, have_part in zip(want, have):
+            assert want_part.keys() == have_part.keys()
+            for name in want_part:
+                assert torch.equal(
+                    torch.as_tensor(want_part[name]), torch.as_tensor(have_part[name])
+                ), name
+    # One early-stopping pass per batch: run for the first SAE, served for the second.
+    assert (cache.hits, cache.misses) == (2, 2)
+    assert model.run_with_cache != cache._cached_run_with_cache
+
+
+def test_served_activations_are_copies() -> None:
+    model = tiny_model()
+    tokens = batches()[0]
+    kwargs = {"prepend_bos": False, "names_filter": [HOOK], "stop_at_layer": 1}
+    with ReferencePassCache(model) as cache, torch.no_grad():
+        _, first = model.run_with_cache(tokens, **kwargs)
+        original = first[HOOK].clone()
+        first[HOOK].mul_(0)  # what an SAE that scales its input in place would do
+        _, second = model.run_with_cache(tokens, **kwargs)
+        assert torch.equal(second[HOOK], original)
+        # Not a reference pass: another filter's activations, or a full pass.
+        model.run_with_cache(tokens, names_filter=[HOOK])
+    assert (cache.hits, cache.misses) == (1, 1)

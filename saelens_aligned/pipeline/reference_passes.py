@@ -1,4 +1,4 @@
-"""Reuse the two SAE-independent LM passes of SAEBench's CE-loss/KL evaluation.
+"""Reuse the SAE-independent LM passes of SAEBench's core evaluation.
 
 For each batch of held-out tokens SAEBench's `get_recons_loss` runs the model
 three times: clean, with the SAE spliced in, and with the hooked activation
@@ -7,6 +7,12 @@ SAEs on the same held-out batches with one model, so the clean and zero-ablated
 outputs can be computed once and handed back for every later SAE: the numbers
 are the ones SAEBench computes (the same function of the same tokens), at about
 a third of the LM time.
+
+SAEBench's sparsity and explained-variance metrics likewise read the hooked
+activation of the same held-out batches for every SAE, from a clean pass that
+stops after the hooked layer (`run_with_cache(..., stop_at_layer=...)`); those
+activations are reused too (handed out as copies, so nothing an SAE does to
+them reaches the next one).
 
 `ReferencePassCache` wraps the model's `forward` on the instance. A pass is
 served from the cache only when it is recognisably a reference pass: gradients
@@ -43,7 +49,8 @@ def _output_bytes(output: Any) -> int:
 
 class ReferencePassCache:
     """Serves repeated clean and zero-ablated forward passes of `model` (a
-    SAELens `HookedProxyLM` or a TransformerLens `HookedTransformer`) from
+    SAELens `HookedProxyLM` or a TransformerLens `HookedTransformer`), and the
+    hooked activations of clean passes that stop early (HookedProxyLM), from
     memory, up to `max_bytes` of outputs (logits dominate: batch x context x
     vocabulary floats per pass). Outputs are stored in insertion order and never
     evicted: a sweep revisits the same batches in the same order, where an LRU
@@ -62,18 +69,24 @@ class ReferencePassCache:
         self._stored_bytes = 0
         self._entries: dict[tuple[Any, ...], Any] = {}
         self._forward: Callable[..., Any] | None = None
+        self._run_with_cache: Callable[..., Any] | None = None
 
     def install(self) -> "ReferencePassCache":
-        """Route `model`'s forward pass through the cache (idempotent)."""
+        """Route `model`'s forward pass and its early-stopping
+        `run_with_cache` through the cache (idempotent)."""
         if self._forward is None:
             self._forward = self.model.forward
             self.model.forward = self._cached_forward
+            self._run_with_cache = self.model.run_with_cache
+            self.model.run_with_cache = self._cached_run_with_cache
         return self
 
     def uninstall(self) -> None:
         if self._forward is not None:
             self.model.forward = self._forward
+            self.model.run_with_cache = self._run_with_cache
             self._forward = None
+            self._run_with_cache = None
 
     def __enter__(self) -> "ReferencePassCache":
         return self.install()
@@ -119,6 +132,56 @@ class ReferencePassCache:
             str(tokens.dtype),
             digest,
         )
+
+    def _activations_key(
+        self, tokens: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, ...] | None:
+        """Key of a clean pass that stops after the hooked layer and returns the
+        named activations (SAEBench's sparsity pass), or None."""
+        names = kwargs.get("names_filter")
+        if isinstance(names, str):
+            names = [names]
+        if (
+            args
+            or torch.is_grad_enabled()
+            or not torch.is_tensor(tokens)
+            or kwargs.get("stop_at_layer") is None
+            or not isinstance(names, list | tuple)
+            or set(kwargs) - {"names_filter", "stop_at_layer", "prepend_bos"}
+            or self.reference_kind() != "clean"
+        ):
+            return None
+        digest = hashlib.sha256(tokens.detach().cpu().numpy().tobytes()).hexdigest()
+        return (
+            "activations",
+            tuple(names),
+            kwargs["stop_at_layer"],
+            kwargs.get("prepend_bos"),
+            tuple(tokens.shape),
+            str(tokens.dtype),
+            digest,
+        )
+
+    def _cached_run_with_cache(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
+        assert self._run_with_cache is not None
+        key = self._activations_key(tokens, args, kwargs)
+        if key is None:
+            return self._run_with_cache(tokens, *args, **kwargs)
+        if key in self._entries:
+            self.hits += 1
+            output, stored = self._entries[key]
+            return output, {name: t.clone() for name, t in stored.items()}
+        self.misses += 1
+        output, activations = self._run_with_cache(tokens, *args, **kwargs)
+        # A plain dict of tensors is what SAELens' HookedProxyLM returns, and
+        # early stopping leaves no output; anything else is passed through.
+        if output is None and type(activations) is dict:
+            size = sum(_output_bytes(t) for t in activations.values())
+            if self._stored_bytes + size <= self.max_bytes:
+                stored = {name: t.clone() for name, t in activations.items()}
+                self._entries[key] = (output, stored)
+                self._stored_bytes += size
+        return output, activations
 
     def _cached_forward(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
         assert self._forward is not None
