@@ -266,3 +266,29 @@ def test_the_readme_brief_gives_the_better_recipe_at_each_size(results):
     # only how far it has got: its verdicts would move as runs land.
     text = scale_brief.render(results)
     assert "| 2× (`cpu`, ?) | running: 36 of 45 runs |" in text
+
+
+def test_each_activation_cache_is_paid_once_by_the_first_step_to_read_it():
+    configs = {p: load_sweep_config(p) for _, p in STEPS}
+    measured = timing(1.0, 10.0) | {
+        "training_cache": {"tokens": 1_000_000, "seconds": 3600, "note": "x"}
+    }
+    text = estimate_table(configs, measured)
+    rows = {
+        line.split("|")[2].strip(" `"): line.split("|")
+        for line in text.splitlines()
+        if line.startswith("| ") and "`" in line
+    }
+    cache_h = {preset: float(row[7]) for preset, row in rows.items()}
+    brown_8x = configs["scale_8x"]
+    # scale_8x builds Brown's caches (training and held-out); the later Brown
+    # steps share them; scale_long reads another text and builds its own.
+    assert cache_h["scale_8x"] == pytest.approx(
+        (brown_8x.activation_tokens + brown_8x.eval.dead_window_tokens) / 1e6, abs=0.05
+    )
+    assert cache_h["scale_2x"] == cache_h["scale_32x"] == 0.0
+    long = configs["scale_long"]
+    assert long.dataset != brown_8x.dataset
+    assert cache_h["scale_long"] == pytest.approx(
+        (long.activation_tokens + long.eval.dead_window_tokens) / 1e6, abs=0.05
+    )

@@ -14,13 +14,16 @@ A step's time is the sum, for one worker, of
 - the main runs: every arm, k and seed, trained (less the grid run at the chosen
   rate, which is reused), each checkpoint of `eval_at_steps` scored with the core
   eval and the final SAE with the whole eval (absorption only at its k);
-- the once-per-sweep set-up of the probing activations and absorption probes.
+- the once-per-sweep set-up of the probing activations and absorption probes;
+- the activation caches (training, and the held-out dead-latent window), each
+  paid by the first step that reads it (steps on the same text, hook and size
+  share one), at the measured build rate.
 Stability and the report take minutes and are left out. Pure: numbers in, table
 out.
 """
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,8 @@ class StepEstimate:
         grid_runs: Learning-rate grid runs (arms x rates).
         training_hours: Training, grid and main runs.
         eval_hours: Every evaluation, checkpoints included, and the set-up.
+        cache_hours: Building its activation caches (0 for those an earlier
+            step built, or when no build was measured).
         evals_from: The size whose evaluation seconds were used: `d_sae`, or
             the nearest size measured when this one was not.
     """
@@ -64,10 +69,11 @@ class StepEstimate:
     training_hours: float
     eval_hours: float
     evals_from: int = 0
+    cache_hours: float = 0.0
 
     @property
     def total_hours(self) -> float:
-        return self.training_hours + self.eval_hours
+        return self.training_hours + self.eval_hours + self.cache_hours
 
 
 def estimate_step(
@@ -125,6 +131,25 @@ def estimate_step(
     )
 
 
+def activation_caches(config: SweepConfig) -> dict[tuple[Any, ...], int]:
+    """The activation caches `config` reads, each as (what identifies it
+    across presets) -> its tokens."""
+    text = (config.dataset, config.hook, config.context_size)
+    caches = {(*text, "train"): config.activation_tokens or config.training_tokens}
+    if config.eval.dead_window_tokens:
+        caches[(*text, "held-out")] = config.eval.dead_window_tokens
+    return caches
+
+
+def cache_hours(tokens: int, timing: dict[str, Any]) -> float:
+    """Hours to build a cache of `tokens` at the measured rate (0 when no build
+    was measured)."""
+    cache = timing.get("training_cache")
+    if not cache:
+        return 0.0
+    return tokens * cache["seconds"] / cache["tokens"] / 3600
+
+
 def eval_size(timing: dict[str, Any], d_sae: int) -> int:
     """`d_sae` if its evaluations were measured, else the nearest size that was
     (in log size)."""
@@ -139,13 +164,20 @@ def eval_size(timing: dict[str, Any], d_sae: int) -> int:
 def estimate_table(configs: dict[str, SweepConfig], timing: dict[str, Any]) -> str:
     """The markdown table of every step, then the measurements behind it."""
     rows = [
-        "| step | preset | d_sae | SAEs (+ grid runs) | training h | eval h | total h |",
-        "|---|---|---|---|---|---|---|",
+        "| step | preset | d_sae | SAEs (+ grid runs) | training h | eval h | cache h | total h |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     total = 0.0
     borrowed = []
+    built: set[tuple[Any, ...]] = set()
     for step, preset in STEPS:
-        e = estimate_step(step, preset, configs[preset], timing)
+        config = configs[preset]
+        new = {k: n for k, n in activation_caches(config).items() if k not in built}
+        built |= set(new)
+        e = replace(
+            estimate_step(step, preset, config, timing),
+            cache_hours=cache_hours(sum(new.values()), timing),
+        )
         total += e.total_hours
         mark = ""
         if e.evals_from != e.d_sae:
@@ -154,9 +186,9 @@ def estimate_table(configs: dict[str, SweepConfig], timing: dict[str, Any]) -> s
         rows.append(
             f"| {e.step} | `{e.preset}` | {e.d_sae} | {e.saes} (+{e.grid_runs}) | "
             f"{e.training_hours:.1f} | {e.eval_hours:.1f}{mark} | "
-            f"{e.total_hours:.1f} |"
+            f"{e.cache_hours:.1f} | {e.total_hours:.1f} |"
         )
-    rows.append(f"| all | | | | | | {total:.1f} |")
+    rows.append(f"| all | | | | | | | {total:.1f} |")
     note = (
         "\n\n\\* Evaluation not measured at this size: "
         + "; ".join(dict.fromkeys(borrowed))
@@ -194,9 +226,11 @@ def measurements_text(timing: dict[str, Any]) -> str:
     if cache:
         lines += [
             "",
-            f"Once per machine, shared by every scale preset: the training "
-            f"activation cache, {cache['seconds'] / 60:.0f} min for "
-            f"{cache['tokens']:,} tokens ({cache['note']}).",
+            f"Activation caches (`cache h`, training and held-out: once per "
+            f"machine for each text and size, the first step to read one "
+            f"builds it): "
+            f"{cache['seconds'] / 60:.0f} min for {cache['tokens']:,} tokens "
+            f"({cache['note']}), scaled by each cache's tokens.",
         ]
     machine = timing["machine"]
     loads = "; ".join(
