@@ -141,7 +141,7 @@ def activation_caches(config: SweepConfig) -> dict[tuple[Any, ...], int]:
     return caches
 
 
-def cache_hours(tokens: int, timing: dict[str, Any]) -> float:
+def cache_build_hours(tokens: int, timing: dict[str, Any]) -> float:
     """Hours to build a cache of `tokens` at the measured rate (0 when no build
     was measured)."""
     cache = timing.get("training_cache")
@@ -176,7 +176,7 @@ def estimate_table(configs: dict[str, SweepConfig], timing: dict[str, Any]) -> s
         built |= set(new)
         e = replace(
             estimate_step(step, preset, config, timing),
-            cache_hours=cache_hours(sum(new.values()), timing),
+            cache_hours=cache_build_hours(sum(new.values()), timing),
         )
         total += e.total_hours
         mark = ""

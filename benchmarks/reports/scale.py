@@ -308,14 +308,21 @@ def figure_points(
     return points
 
 
+def training_tokens(sweep: SweepRecords) -> int | None:
+    """The most tokens any of `sweep`'s SAEs trained on (None: not recorded)."""
+    return max(
+        (r.training_tokens for r in sweep.runs if r.training_tokens), default=None
+    )
+
+
 def figure_tokens(results: Path) -> dict[int, int]:
     """d_sae -> the training tokens of the SAEs the figure draws at that size."""
     tokens = {}
     for size in SIZES:
         found = size_records(results, size)
-        trained = [r.training_tokens for r in found[1].runs] if found else []
-        if any(trained):
-            tokens[size.d_sae] = max(t for t in trained if t)
+        trained = training_tokens(found[1]) if found else None
+        if trained:
+            tokens[size.d_sae] = trained
     return tokens
 
 

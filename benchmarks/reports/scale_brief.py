@@ -21,10 +21,12 @@ from benchmarks.reports.scale import (
     SCALE_ROLES,
     SIZES,
     RecipeVerdicts,
+    aligned_recipes,
     is_complete,
     judged_recipes,
     planned_topk_runs,
     size_records,
+    training_tokens,
 )
 
 NO_REFERENCE = "-"
@@ -83,12 +85,10 @@ def render(results: Path) -> str:
             missing.append(size.name)
             continue
         folder, sweep = found
-        recipes = judged_recipes(sweep)
-        if not recipes:
+        if not aligned_recipes(sweep):
             missing.append(size.name)
             continue
-        tokens = next((r.training_tokens for r in recipes[0].rows), None)
-        name = f"{size.name} (`{folder}`, {tokens_text(tokens)})"
+        name = f"{size.name} (`{folder}`, {tokens_text(training_tokens(sweep))})"
         if not is_complete(folder, sweep, size.d_sae):
             # Partial verdicts move as runs land: docs/scale.md shows them, the
             # README only how far the sweep has got.
@@ -100,7 +100,7 @@ def render(results: Path) -> str:
                 + " |"
             )
             continue
-        lines += size_lines(name, recipes[0])
+        lines += size_lines(name, judged_recipes(sweep)[0])
     if missing:
         lines.append(
             f"\nNo main runs yet at {', '.join(missing)}: see [docs/scale.md]"

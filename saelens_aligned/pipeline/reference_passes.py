@@ -111,26 +111,30 @@ class ReferencePassCache:
                 return f"zero_ablation:{point_name}"
         return None
 
-    def _key(self, tokens: Any, args: tuple[Any, ...], kwargs: dict[str, Any]):
-        if (
-            args
-            or torch.is_grad_enabled()
-            or not torch.is_tensor(tokens)
-            or kwargs.get("stop_at_layer") is not None
-            or set(kwargs) - {"return_type", "loss_per_token"}
-        ):
-            return None
-        kind = self.reference_kind()
-        if kind is None:
+    @staticmethod
+    def _tokens_key(tokens: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """What identifies the tokens of a pass that may be served from the
+        cache (no positional extras, gradients off), or None."""
+        if args or torch.is_grad_enabled() or not torch.is_tensor(tokens):
             return None
         digest = hashlib.sha256(tokens.detach().cpu().numpy().tobytes()).hexdigest()
+        return (tuple(tokens.shape), str(tokens.dtype), digest)
+
+    def _key(self, tokens: Any, args: tuple[Any, ...], kwargs: dict[str, Any]):
+        if kwargs.get("stop_at_layer") is not None or set(kwargs) - {
+            "return_type",
+            "loss_per_token",
+        }:
+            return None
+        tokens_key = self._tokens_key(tokens, args)
+        kind = self.reference_kind() if tokens_key else None
+        if kind is None:
+            return None
         return (
             kind,
             kwargs.get("return_type", "logits"),
             bool(kwargs.get("loss_per_token", False)),
-            tuple(tokens.shape),
-            str(tokens.dtype),
-            digest,
+            *tokens_key,
         )
 
     def _activations_key(
@@ -142,25 +146,27 @@ class ReferencePassCache:
         if isinstance(names, str):
             names = [names]
         if (
-            args
-            or torch.is_grad_enabled()
-            or not torch.is_tensor(tokens)
-            or kwargs.get("stop_at_layer") is None
+            kwargs.get("stop_at_layer") is None
             or not isinstance(names, list | tuple)
             or set(kwargs) - {"names_filter", "stop_at_layer", "prepend_bos"}
-            or self.reference_kind() != "clean"
         ):
             return None
-        digest = hashlib.sha256(tokens.detach().cpu().numpy().tobytes()).hexdigest()
+        tokens_key = self._tokens_key(tokens, args)
+        if tokens_key is None or self.reference_kind() != "clean":
+            return None
         return (
             "activations",
             tuple(names),
             kwargs["stop_at_layer"],
             kwargs.get("prepend_bos"),
-            tuple(tokens.shape),
-            str(tokens.dtype),
-            digest,
+            *tokens_key,
         )
+
+    def _store(self, key: tuple[Any, ...], value: Any, size: int) -> None:
+        """Keep `value` under `key` if it fits in what is left of `max_bytes`."""
+        if self._stored_bytes + size <= self.max_bytes:
+            self._entries[key] = value
+            self._stored_bytes += size
 
     def _cached_run_with_cache(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
         assert self._run_with_cache is not None
@@ -176,11 +182,9 @@ class ReferencePassCache:
         # A plain dict of tensors is what SAELens' HookedProxyLM returns, and
         # early stopping leaves no output; anything else is passed through.
         if output is None and type(activations) is dict:
-            size = sum(_output_bytes(t) for t in activations.values())
-            if self._stored_bytes + size <= self.max_bytes:
-                stored = {name: t.clone() for name, t in activations.items()}
-                self._entries[key] = (output, stored)
-                self._stored_bytes += size
+            stored = {name: t.clone() for name, t in activations.items()}
+            size = sum(_output_bytes(t) for t in stored.values())
+            self._store(key, (output, stored), size)
         return output, activations
 
     def _cached_forward(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
@@ -193,8 +197,5 @@ class ReferencePassCache:
             return self._entries[key]
         self.misses += 1
         output = self._forward(tokens, *args, **kwargs)
-        size = _output_bytes(output)
-        if self._stored_bytes + size <= self.max_bytes:
-            self._entries[key] = output
-            self._stored_bytes += size
+        self._store(key, output, _output_bytes(output))
         return output
