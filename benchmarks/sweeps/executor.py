@@ -26,6 +26,7 @@ from benchmarks.records.layout import (
 )
 from benchmarks.sweeps.backends.base import Backend
 from benchmarks.sweeps.config import SweepConfig, SweepError
+from benchmarks.sweeps.restore import weights_sha256
 from benchmarks.sweeps.run_records import (
     build_record,
     is_complete_sae_dir,
@@ -98,6 +99,11 @@ def execute_run(
     result = backend.evaluate(run, sae_dir, settings)
     record = build_record(config.to_dict(), run, result, train_seconds)
     record["eval_config"]["run"]["step"] = config.training_steps
+    # What a machine without this SAE checks a retrained one against
+    # (`benchmarks.sweeps.restore`).
+    record["eval_result_metrics"]["training"]["weights_sha256"] = weights_sha256(
+        sae_dir
+    )
     write_json_atomic(path, record)
     prune_unevaluated_checkpoints(config, sae_dir)
     log_event(out_dir, run.run_id, "finished", seconds=time.monotonic() - start)
@@ -166,6 +172,15 @@ def checkpoints_to_evaluate(config: SweepConfig, sae_dir: Path) -> dict[int, Pat
 
 
 Progress = Callable[[RunSpec, str], None]
+Task = Callable[[SweepConfig, Path, RunSpec, bool], str]
+"""What an executor does with one run: `execute_run`, or `restore_task`."""
+
+
+def restore_task(config: SweepConfig, out_dir: Path, run: RunSpec, _grid: bool) -> str:
+    """`benchmarks.sweeps.restore.restore_sae` as a `Task`."""
+    from benchmarks.sweeps.restore import restore_sae
+
+    return restore_sae(config, Path(out_dir), run)
 
 
 def run_local(
@@ -175,21 +190,20 @@ def run_local(
     progress: Progress,
     workers: int = 1,
     grid: bool = False,
+    task: Task = execute_run,
 ) -> None:
-    """In this process, one run after another; or `workers` processes (each loads
-    the model once) where memory allows."""
+    """`task` on each run in this process, one run after another; or in
+    `workers` processes (each loads the model once) where memory allows."""
     if workers <= 1:
         for run in runs:
-            progress(run, execute_run(config, out_dir, run, grid))
+            progress(run, task(config, out_dir, run, grid))
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {
-            pool.submit(execute_run, config, out_dir, run, grid): run for run in runs
-        }
+        futures = {pool.submit(task, config, out_dir, run, grid): run for run in runs}
         for future in as_completed(futures):
             progress(futures[future], future.result())
 
@@ -202,6 +216,7 @@ def run_ray(
     address: str | None = None,
     cpus_per_run: float = 1.0,
     grid: bool = False,
+    task: Task = execute_run,
 ) -> None:
     """Each run a Ray task (`ray.init(address=...)`; None starts a local Ray).
     Workers read the shared data from `out_dir` and the activation cache, so both
@@ -217,7 +232,7 @@ def run_ray(
         # A local instance (address None) gets one CPU per core of this machine.
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
-        remote = ray.remote(num_cpus=cpus_per_run)(execute_run)
+        remote = ray.remote(num_cpus=cpus_per_run)(task)
         pending = {remote.remote(config, str(out_dir), run, grid): run for run in runs}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -292,11 +307,52 @@ class SweepExecutor:
                 bar.set_postfix_str(f"{run.run_id}: {status}", refresh=False)
                 bar.update()
 
-            if self.kind == "ray":
-                run_ray(
-                    config, out_dir, todo, progress, address=self.ray_address, grid=grid
-                )
-            else:
-                run_local(
-                    config, out_dir, todo, progress, workers=self.workers, grid=grid
-                )
+            self._dispatch(config, out_dir, todo, progress, grid, execute_run)
+
+    def restore(self, config: SweepConfig, out_dir: Path, runs: list[RunSpec]) -> None:
+        """Retrain the SAEs of recorded `runs` that this machine does not hold
+        (`benchmarks.sweeps.restore`), each checked against its record."""
+        if not runs:
+            return
+        print(
+            f"Sweep {config.name!r}: retraining {len(runs)} recorded runs' SAEs "
+            "that this machine lacks, for stability",
+            file=sys.stderr,
+            flush=True,
+        )
+        backend_for(config, out_dir).prepare()
+
+        def progress(run: RunSpec, status: str) -> None:
+            print(f"{run.run_id}: {status}", file=sys.stderr, flush=True)
+
+        self._dispatch(config, out_dir, runs, progress, False, restore_task)
+
+    def _dispatch(
+        self,
+        config: SweepConfig,
+        out_dir: Path,
+        runs: list[RunSpec],
+        progress: Progress,
+        grid: bool,
+        task: Task,
+    ) -> None:
+        if self.kind == "ray":
+            run_ray(
+                config,
+                out_dir,
+                runs,
+                progress,
+                address=self.ray_address,
+                grid=grid,
+                task=task,
+            )
+        else:
+            run_local(
+                config,
+                out_dir,
+                runs,
+                progress,
+                workers=self.workers,
+                grid=grid,
+                task=task,
+            )

@@ -14,7 +14,9 @@
                             and seed (`benchmarks.sweeps.runs.main_runs`),
                             trained and evaluated
     4. stability            seed-to-seed stability of each point with its chance
-                            baseline (`benchmarks.sweeps.stability_phase`)
+                            baseline (`benchmarks.sweeps.stability_phase`),
+                            after retraining the recorded seeds' SAEs this
+                            machine lacks (`benchmarks.sweeps.restore`)
     5. report               the sweep's report and learning curves
                             (`benchmarks.reports`); optional
 
@@ -39,7 +41,10 @@ from benchmarks.sweeps.lr_grid import (
     run_lr_grid,
 )
 from benchmarks.sweeps.runs import RunSpec, main_runs
-from benchmarks.sweeps.stability_phase import write_stability_records
+from benchmarks.sweeps.stability_phase import (
+    runs_to_restore,
+    write_stability_records,
+)
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,8 @@ def sweep_plan(
     def main(executor: SweepExecutor) -> None:
         executor.execute(config, out_dir, wanted(main_runs(config, out_dir)))
 
-    def stability(_executor: SweepExecutor) -> None:
+    def stability(executor: SweepExecutor) -> None:
+        executor.restore(config, out_dir, runs_to_restore(config, out_dir))
         write_stability_records(config, out_dir)
 
     def render(_executor: SweepExecutor) -> None:

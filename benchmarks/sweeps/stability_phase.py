@@ -1,7 +1,7 @@
 """Seed-to-seed stability records of a sweep's points, each with the chance
 baseline of two untrained SAEs of the same arm."""
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from benchmarks.records.layout import (
 )
 from benchmarks.sweeps.config import SweepConfig
 from benchmarks.sweeps.executor import backend_for
+from benchmarks.sweeps.restore import read_reproduction
 from benchmarks.sweeps.run_records import has_valid_record, is_complete_sae_dir
 from benchmarks.sweeps.runs import RunSpec, initial_sae, main_runs, point_runs
 
@@ -66,6 +67,31 @@ def untrained_ground_truth(
     return result.metrics.get("ground_truth", {})
 
 
+def points_awaiting_stability(
+    config: SweepConfig, out_dir: Path
+) -> dict[str, list[RunSpec]]:
+    """point id -> its runs, for every point with >= 2 seeds, all recorded, and
+    no stability record yet."""
+    return {
+        point_id: runs
+        for point_id, runs in point_runs(main_runs(config, out_dir)).items()
+        if len(runs) >= 2
+        and not stability_path(out_dir, point_id).exists()
+        and all(has_valid_record(out_dir, r.run_id) for r in runs)
+    }
+
+
+def runs_to_restore(config: SweepConfig, out_dir: Path) -> list[RunSpec]:
+    """Recorded runs whose SAEs a stability record needs and this machine lacks
+    (records made in an earlier session, on another machine)."""
+    return [
+        run
+        for runs in points_awaiting_stability(config, out_dir).values()
+        for run in runs
+        if not is_complete_sae_dir(out_dir / "saes" / run.run_id)
+    ]
+
+
 def write_stability_records(config: SweepConfig, out_dir: Path) -> int:
     """Stability of every point whose seeds (>= 2) are all done; returns how
     many records were written (existing ones are kept)."""
@@ -73,11 +99,7 @@ def write_stability_records(config: SweepConfig, out_dir: Path) -> int:
     from benchmarks.sweeps.stability_record import point_stability
 
     written = 0
-    for point_id, runs in point_runs(main_runs(config, out_dir)).items():
-        if len(runs) < 2 or stability_path(out_dir, point_id).exists():
-            continue
-        if not all(has_valid_record(out_dir, r.run_id) for r in runs):
-            continue
+    for point_id, runs in points_awaiting_stability(config, out_dir).items():
         run_records = [read_record(record_path(out_dir, r.run_id)) for r in runs]
         members = [
             (run_info(record), out_dir / "saes" / r.run_id, alive_latents(record))
@@ -88,6 +110,8 @@ def write_stability_records(config: SweepConfig, out_dir: Path) -> int:
         d_in = int(run_records[0]["sae_cfg_dict"]["d_in"])
         chance = chance_weights(runs[0], d_in, config.training_steps)
         record = point_stability(members, config.stability_threshold, chance=chance)
+        retrained = [read_reproduction(d) for _, d, _ in members]
+        record["eval_config"]["retrained"] = [asdict(r) for r in retrained if r]
         if config.kind == "synthetic":
             record["eval_result_metrics"]["chance_ground_truth"] = (
                 untrained_ground_truth(config, out_dir, runs[0], d_in)
