@@ -80,3 +80,41 @@ def test_one_pass_caches_every_hook_as_its_own_cache_would(text_dir, tmp_path):
     model.run_with_cache = counted
     assert ensure_activation_caches(resolved, model, 576, TOKENS, seed=7) == shared
     assert passes == []
+
+
+def test_two_jobs_needing_one_cache_build_it_once(text_dir, tmp_path, monkeypatch):
+    """A sweep and a job beside it (say, a retraining for stability) ask for the
+    same cache at once: one builds it, the other waits and reuses it, and neither
+    clears the other's partial folder as stale."""
+    import threading
+
+    import saelens_aligned.pipeline.activations as activations
+
+    resolved = resolved_for(HOOKS[0], text_dir, tmp_path)
+    model = load_model(
+        resolved.source.model_class, resolved.model_name, HOOKS[:1], "cpu"
+    )
+    builds = []
+    original = activations._cache_runner
+
+    def counted(*args, **kwargs):
+        builds.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(activations, "_cache_runner", counted)
+    results, errors = {}, []
+
+    def job(name: str) -> None:
+        try:
+            results[name] = ensure_activation_cache(resolved, model, 576, TOKENS, 7)
+        except Exception as e:  # noqa: BLE001 - reported by the assert below
+            errors.append(e)
+
+    threads = [threading.Thread(target=job, args=(n,), name=n) for n in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(builds) == 1
+    assert results["a"] == results["b"]
+    assert datasets.load_from_disk(str(results["a"])).num_rows > 0

@@ -94,7 +94,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with pytest.raises(KeyboardInterrupt):
         run_demo(config)
     mp.undo()
-    caches = [p for p in Path(config.activations_dir or "").iterdir()]
+    caches = [p for p in Path(config.activations_dir or "").iterdir() if p.is_dir()]
     assert len(caches) == 1 and is_complete_cache(caches[0])
     cache_mtime = (caches[0] / "state.json").stat().st_mtime_ns
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from benchmarks.records.layout import log_event, read_record, record_path
 from benchmarks.sweeps.config import SweepConfig
@@ -119,13 +120,18 @@ def restore_sae(config: SweepConfig, out_dir: Path, run: RunSpec) -> str:
 
     out_dir = Path(out_dir)
     sae_dir = out_dir / "saes" / run.run_id
-    if is_complete_sae_dir(sae_dir):
-        return "kept"
-    log_event(out_dir, run.run_id, "retrain_start")
-    backend_for(config, out_dir).train(run, sae_dir)
-    prune_unevaluated_checkpoints(config, sae_dir)
-    check = compare_with_record(read_record(record_path(out_dir, run.run_id)), sae_dir)
-    (sae_dir / RETRAINED_FILENAME).write_text(json.dumps(asdict(check), indent=1))
+    sae_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Two jobs restoring one folder (a sweep and a rerun of its stability) take
+    # turns on each run: the second finds the SAE the first made.
+    with FileLock(sae_dir.parent / f".{run.run_id}.lock"):
+        if is_complete_sae_dir(sae_dir):
+            return "kept"
+        log_event(out_dir, run.run_id, "retrain_start")
+        backend_for(config, out_dir).train(run, sae_dir)
+        prune_unevaluated_checkpoints(config, sae_dir)
+        record = read_record(record_path(out_dir, run.run_id))
+        check = compare_with_record(record, sae_dir)
+        (sae_dir / RETRAINED_FILENAME).write_text(json.dumps(asdict(check), indent=1))
     outcome = {True: "reproduced", False: "differs", None: "unchecked"}
     log_event(
         out_dir, run.run_id, "retrained", reproduced=check.reproduced, by=check.checked

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 from saelens_aligned.io.files import atomic_dir, write_text_atomic
 from saelens_aligned.pipeline.progress import say
@@ -69,17 +70,42 @@ def ensure_activation_cache(
     """The activation cache of `tokens` tokens of the corpus split `split`, made
     with SAELens' CacheActivationsRunner only if no complete one exists. Returns
     its directory."""
-    from sae_lens import CacheActivationsRunnerConfig
-
-    source = resolved.source
     key = cache_key(resolved, d_in, tokens, seed, split)
     final = activation_cache_dir(resolved, key)
     if is_complete_cache(final):
         say(f"Reusing the activation cache {final}")
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{final.name}.*"):
-        shutil.rmtree(stale, ignore_errors=True)  # an interrupted earlier caching
+    # Processes that need the same cache (a sweep and a second job beside it)
+    # take turns: the one that waits then reuses what the first made, and the
+    # partial folder it would otherwise clear as stale is never another's live one.
+    with FileLock(final.parent / f".{final.name}.lock"):
+        if is_complete_cache(final):
+            say(f"Reusing the activation cache {final}")
+            return final
+        for stale in final.parent.glob(f".{final.name}.*"):
+            if stale.is_dir():  # an interrupted earlier caching
+                shutil.rmtree(stale, ignore_errors=True)
+        _build_activation_cache(
+            resolved, model, d_in, tokens, seed, model_batch_size, split, key, final
+        )
+    return final
+
+
+def _build_activation_cache(
+    resolved: ResolvedSource,
+    model: Any,
+    d_in: int,
+    tokens: int,
+    seed: int,
+    model_batch_size: int,
+    split: str,
+    key: dict[str, Any],
+    final: Path,
+) -> None:
+    from sae_lens import CacheActivationsRunnerConfig
+
+    source = resolved.source
     n_seq = math.ceil(tokens / source.context_size)
     batch_size = max(1, min(model_batch_size, n_seq))
     say(f"Caching {tokens:,} tokens of {source.hook} activations ({split} text) ...")
@@ -113,7 +139,6 @@ def ensure_activation_cache(
         write_text_atomic(
             partial / CACHE_CONFIG_FILENAME, json.dumps(key, indent=2, sort_keys=True)
         )
-    return final
 
 
 def cache_buffer_size_gb(
