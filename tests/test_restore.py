@@ -1,6 +1,7 @@
-"""A sweep resumed on a machine without its SAEs: the stability phase retrains
-the recorded seeds it lacks, checks each against its record, and writes the
-same stability record the original SAEs gave."""
+"""A point's stability is written as soon as its seeds are done; a sweep resumed
+on a machine without its SAEs retrains the recorded seeds it lacks, checks each
+against its record, and writes the same stability record the original SAEs
+gave."""
 
 import json
 import shutil
@@ -16,7 +17,6 @@ from benchmarks.sweeps.restore import (
 )
 from benchmarks.sweeps.runs import expand_runs
 from benchmarks.sweeps.stability_phase import runs_to_restore
-from benchmarks.sweeps.sweep import run_sweep
 from tests.test_synthetic_backend import tiny_config
 
 
@@ -32,8 +32,11 @@ def test_stability_retrains_missing_seeds_and_reproduces_the_record(
 ) -> None:
     config = tiny_config()
     out = tmp_path / "out"
-    run_sweep(config, out, report=False)
+    # The main runs alone write each point's stability as its seeds finish.
+    main = [p for p in sweep_plan(config, out, report=False) if p.name == "main runs"]
+    run_plan(main, SweepExecutor())
     before = stability_by_point(out)
+    assert sorted(before) == sorted({r.point_id for r in expand_runs(config)})
     records = {
         r.run_id: read_record(record_path(out, r.run_id)) for r in expand_runs(config)
     }

@@ -279,9 +279,11 @@ class SweepExecutor:
         out_dir: Path,
         runs: list[RunSpec],
         grid: bool = False,
+        after_each: Callable[[RunSpec], None] | None = None,
     ) -> None:
         """Every run of `runs` without a valid record (of the grid's kind when
-        `grid`), with a progress bar on which runs already done count."""
+        `grid`), with a progress bar on which runs already done count;
+        `after_each` is called in this process as each run ends."""
         todo = pending_runs(out_dir, runs, grid)
         what = "learning-rate grid" if grid else "runs"
         print(
@@ -306,6 +308,8 @@ class SweepExecutor:
             def progress(run: RunSpec, status: str) -> None:
                 bar.set_postfix_str(f"{run.run_id}: {status}", refresh=False)
                 bar.update()
+                if after_each is not None:
+                    after_each(run)
 
             self._dispatch(config, out_dir, todo, progress, grid, execute_run)
 

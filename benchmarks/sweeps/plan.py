@@ -12,7 +12,8 @@
                             to `records/superseded/`; only when rerunning arms
     3. main runs            every arm at its chosen rate, every sparsity, size
                             and seed (`benchmarks.sweeps.runs.main_runs`),
-                            trained and evaluated
+                            trained and evaluated; each point's stability as
+                            soon as its seeds are done
     4. stability            seed-to-seed stability of each point with its chance
                             baseline (`benchmarks.sweeps.stability_phase`),
                             after retraining the recorded seeds' SAEs this
@@ -111,7 +112,15 @@ def sweep_plan(
         print(f"{moved} records at rates no longer chosen moved to records/superseded/")
 
     def main(executor: SweepExecutor) -> None:
-        executor.execute(config, out_dir, wanted(main_runs(config, out_dir)))
+        # A point's stability is written as soon as its seeds are done, while its
+        # SAEs are on this machine: a sweep cut off at the end of a session then
+        # leaves few SAEs to retrain on the next machine.
+        executor.execute(
+            config,
+            out_dir,
+            wanted(main_runs(config, out_dir)),
+            after_each=lambda _run: write_stability_records(config, out_dir),
+        )
 
     def stability(executor: SweepExecutor) -> None:
         executor.restore(config, out_dir, runs_to_restore(config, out_dir))
