@@ -1,11 +1,12 @@
 """The results blocks of README.md and docs/results.md are the records' own."""
 
 import argparse
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 
-from benchmarks.analysis.verdicts.judge import POOLED, judge_sweep
+from benchmarks.analysis.verdicts.judge import POOLED, Verdict, judge_sweep
 from benchmarks.analysis.verdicts.rules import FAIR_CONTROL, STOCK_BASE
 from benchmarks.records import layout
 from benchmarks.records.run_table import SweepRecords
@@ -85,6 +86,32 @@ def test_the_readme_table_gives_both_forms_a_row_and_names_every_count():
     # serves both forms).
     assert lines[ev + 1] == "|  | `projected` | worse at 3 of 3 | worse at 3 of 3 |"
     assert "never" not in table and "/3" not in table
+
+
+def test_a_claim_with_no_verdict_anywhere_is_named_not_tabled():
+    runs = sweep(aligned_ev=0.05, aligned_dead=0.0, control_ev=0.0)
+    unjudged = Verdict(better=1, worse=0, tie=1, status="insufficient data")
+    rows = [
+        replace(r, verdict=unjudged)
+        if "(explained variance)" in results_brief.claim_name(r)
+        else r
+        for r in _rows(runs)
+    ]
+    table = results_brief.verdict_table({"text": rows})
+    assert "(explained variance)" not in table and "(CE-loss score)" in table
+    assert results_brief.unjudged_line({"text": rows}) == (
+        "No verdict yet (too few points at matched L0): "
+        "reconstruction improved (explained variance)."
+    )
+    # One judged cell anywhere keeps the row, its other cells saying why not.
+    first = next(
+        i
+        for i, r in enumerate(rows)
+        if "(explained variance)" in results_brief.claim_name(r) and r.base == POOLED
+    )
+    rows[first] = _rows(runs)[first]
+    assert "(explained variance)" in results_brief.verdict_table({"text": rows})
+    assert results_brief.unjudged_line({"text": rows}) == ""
 
 
 def test_a_column_names_the_bases_it_pools_and_a_base_without_that_reference():

@@ -93,9 +93,15 @@ def readme_results() -> str:
         [
             results_brief.verdict_table(sweeps),
             "",
-            results_brief.bases_line(sweeps)
-            + " "
-            + results_brief.seeds_line({n: _sweep(n).runs for n in BRIEF_SWEEPS}),
+            " ".join(
+                part
+                for part in (
+                    results_brief.unjudged_line(sweeps),
+                    results_brief.bases_line(sweeps),
+                    results_brief.seeds_line({n: _sweep(n).runs for n in BRIEF_SWEEPS}),
+                )
+                if part
+            ),
         ]
     )
 

@@ -42,13 +42,24 @@ def _pooled(rows: Sequence[ClaimRow]) -> dict[tuple[str, str, str], ClaimRow]:
     return {(claim_name(r), r.alignment, r.role): r for r in rows if r.base == POOLED}
 
 
+def unjudged_claims(sweeps: Mapping[str, Sequence[ClaimRow]]) -> list[str]:
+    """Claim metrics with no verdict in any sweep, form or reference (too few
+    points at matched L0 everywhere): a row of the brief that would say nothing."""
+    pooled = [r for rows in sweeps.values() for r in _pooled(rows).values()]
+    claims = dict.fromkeys(claim_name(r) for r in pooled)
+    judged = {claim_name(r) for r in pooled if r.verdict.status is None}
+    return [c for c in claims if c not in judged]
+
+
 def verdict_table(sweeps: Mapping[str, Sequence[ClaimRow]]) -> str:
     """One row per claim metric and form (`tied`, then `projected`), one column
-    per sweep and reference; each cell every count with its direction."""
+    per sweep and reference; each cell every count with its direction. Claims
+    with no verdict anywhere are left out (`unjudged_claims`)."""
     pooled = {name: _pooled(rows) for name, rows in sweeps.items()}
     claims = dict.fromkeys(c for rows in pooled.values() for c, _, _ in rows)
+    unjudged = set(unjudged_claims(sweeps))
     out = []
-    for claim in claims:
+    for claim in (c for c in claims if c not in unjudged):
         for form in FORMS:
             # The claim is named on its first row only: the rows below it are
             # the same claim for the other form.
@@ -67,6 +78,14 @@ def verdict_table(sweeps: Mapping[str, Sequence[ClaimRow]]) -> str:
             if found:
                 out.append(cells)
     return compact_markdown(pd.DataFrame(out))
+
+
+def unjudged_line(sweeps: Mapping[str, Sequence[ClaimRow]]) -> str:
+    """The claims the table leaves out, named ("" when none)."""
+    unjudged = unjudged_claims(sweeps)
+    if not unjudged:
+        return ""
+    return f"No verdict yet (too few points at matched L0): {_and(unjudged)}."
 
 
 def column_bases(rows: Sequence[ClaimRow], form: str, role: str) -> str:
