@@ -19,7 +19,8 @@ PRESETS = {
     "scale_8x": (4608, [16.0, 32.0, 64.0], ALL_ARMS),
     "scale_gpu": (4608, [16.0, 32.0, 64.0], ALL_ARMS),
     "scale_32x": (18432, [32.0], ALL_ARMS),
-    "scale_long": (4608, [32.0], ALL_ARMS[:3]),
+    # Arms 1-3, and arm 5, which won step 1 on reconstruction (its yaml says how).
+    "scale_long": (4608, [32.0], ALL_ARMS[:3] + ALL_ARMS[4:]),
 }
 
 
