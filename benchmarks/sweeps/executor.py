@@ -10,7 +10,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sae_lens.constants import (
@@ -22,11 +22,17 @@ from tqdm.auto import tqdm
 from benchmarks.records.layout import (
     checkpoint_record_path,
     log_event,
+    read_record,
+    record_path,
     write_json_atomic,
 )
 from benchmarks.sweeps.backends.base import Backend
 from benchmarks.sweeps.config import SweepConfig, SweepError
-from benchmarks.sweeps.restore import weights_sha256
+from benchmarks.sweeps.restore import (
+    RETRAINED_FILENAME,
+    compare_with_record,
+    weights_sha256,
+)
 from benchmarks.sweeps.run_records import (
     build_record,
     is_complete_sae_dir,
@@ -173,14 +179,35 @@ def checkpoints_to_evaluate(config: SweepConfig, sae_dir: Path) -> dict[int, Pat
 
 Progress = Callable[[RunSpec, str], None]
 Task = Callable[[SweepConfig, Path, RunSpec, bool], str]
-"""What an executor does with one run: `execute_run`, or `restore_task`."""
+"""What an executor does with one run: `execute_run`, or `restore_run`."""
 
 
-def restore_task(config: SweepConfig, out_dir: Path, run: RunSpec, _grid: bool) -> str:
-    """`benchmarks.sweeps.restore.restore_sae` as a `Task`."""
-    from benchmarks.sweeps.restore import restore_sae
+def restore_run(config: SweepConfig, out_dir: Path, run: RunSpec, _grid: bool) -> str:
+    """Retrain a recorded `run`'s SAE (no evaluation) unless this machine holds
+    it, check it against the run's record (`benchmarks.sweeps.restore`) and keep
+    the check beside it. Returns "kept", or "retrained: reproduced" /
+    "retrained: differs" / "retrained: unchecked"."""
+    from filelock import FileLock
 
-    return restore_sae(config, Path(out_dir), run)
+    out_dir = Path(out_dir)
+    sae_dir = out_dir / "saes" / run.run_id
+    sae_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Two jobs restoring one folder (a sweep and a rerun of its stability) take
+    # turns on each run: the second finds the SAE the first made.
+    with FileLock(sae_dir.parent / f".{run.run_id}.lock"):
+        if is_complete_sae_dir(sae_dir):
+            return "kept"
+        log_event(out_dir, run.run_id, "retrain_start")
+        backend_for(config, out_dir).train(run, sae_dir)
+        prune_unevaluated_checkpoints(config, sae_dir)
+        record = read_record(record_path(out_dir, run.run_id))
+        check = compare_with_record(record, sae_dir)
+        (sae_dir / RETRAINED_FILENAME).write_text(json.dumps(asdict(check), indent=1))
+    outcome = {True: "reproduced", False: "differs", None: "unchecked"}
+    log_event(
+        out_dir, run.run_id, "retrained", reproduced=check.reproduced, by=check.checked
+    )
+    return f"retrained: {outcome[check.reproduced]}"
 
 
 def run_local(
@@ -329,7 +356,7 @@ class SweepExecutor:
         def progress(run: RunSpec, status: str) -> None:
             print(f"{run.run_id}: {status}", file=sys.stderr, flush=True)
 
-        self._dispatch(config, out_dir, runs, progress, False, restore_task)
+        self._dispatch(config, out_dir, runs, progress, False, restore_run)
 
     def _dispatch(
         self,

@@ -4,22 +4,17 @@ A run's record is committed; its SAE (tens of MB at 8x and up) is not. A sweep
 that spans sessions on fresh machines therefore reaches its stability phase
 with records for every seed of a point but SAEs for only some of them. Training
 is seeded (init and data order), so the missing SAEs are retrained, without
-evaluation, and each is checked against what its record measured of the weights
-it was evaluated on, before stability reads it."""
+evaluation (`benchmarks.sweeps.executor.restore_run`), and each is checked, here,
+against what its record measured of the weights it was evaluated on, before
+stability reads it."""
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
-
-from benchmarks.records.layout import log_event, read_record, record_path
-from benchmarks.sweeps.config import SweepConfig
-from benchmarks.sweeps.run_records import is_complete_sae_dir
-from benchmarks.sweeps.runs import RunSpec
 
 SAE_WEIGHTS_FILENAME = "sae_weights.safetensors"
 RETRAINED_FILENAME = "retrained.json"
@@ -111,30 +106,3 @@ def read_reproduction(sae_dir: Path) -> Reproduction | None:
     return Reproduction(
         data["run_id"], data["reproduced"], data["checked"], tuple(data["dead_at_end"])
     )
-
-
-def restore_sae(config: SweepConfig, out_dir: Path, run: RunSpec) -> str:
-    """Retrain `run`'s SAE (no evaluation) unless it is saved, check it against
-    the run's record and keep the check beside it. Returns "kept", or
-    "retrained: reproduced" / "retrained: differs" / "retrained: unchecked"."""
-    from benchmarks.sweeps.executor import backend_for, prune_unevaluated_checkpoints
-
-    out_dir = Path(out_dir)
-    sae_dir = out_dir / "saes" / run.run_id
-    sae_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Two jobs restoring one folder (a sweep and a rerun of its stability) take
-    # turns on each run: the second finds the SAE the first made.
-    with FileLock(sae_dir.parent / f".{run.run_id}.lock"):
-        if is_complete_sae_dir(sae_dir):
-            return "kept"
-        log_event(out_dir, run.run_id, "retrain_start")
-        backend_for(config, out_dir).train(run, sae_dir)
-        prune_unevaluated_checkpoints(config, sae_dir)
-        record = read_record(record_path(out_dir, run.run_id))
-        check = compare_with_record(record, sae_dir)
-        (sae_dir / RETRAINED_FILENAME).write_text(json.dumps(asdict(check), indent=1))
-    outcome = {True: "reproduced", False: "differs", None: "unchecked"}
-    log_event(
-        out_dir, run.run_id, "retrained", reproduced=check.reproduced, by=check.checked
-    )
-    return f"retrained: {outcome[check.reproduced]}"
