@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 
-SAE_WEIGHTS_FILENAME = "sae_weights.safetensors"
 RETRAINED_FILENAME = "retrained.json"
 # Alignment statistics recomputed from the saved weights agree with the record's
 # (computed from the evaluated SAE, which SAELens may have rescaled) to float32
@@ -60,14 +61,11 @@ def weights_sha256(sae_dir: Path) -> str:
 
 
 def _saved_alignment(sae_dir: Path) -> dict[str, float]:
-    from safetensors.torch import load_file
-
+    from benchmarks.sweeps.stability_record import load_weights
     from saelens_aligned.alignment import alignment_scores, summarize_alignment
 
-    state = load_file(str(Path(sae_dir) / SAE_WEIGHTS_FILENAME))
-    summary = summarize_alignment(
-        alignment_scores(state["W_enc"].double(), state["W_dec"].double())
-    )
+    W_enc, W_dec = (torch.from_numpy(w).double() for w in load_weights(sae_dir))
+    summary = summarize_alignment(alignment_scores(W_enc, W_dec))
     return {k: getattr(summary, k) for k in COMPARED_ALIGNMENT_STATS}
 
 
@@ -79,7 +77,7 @@ def _dead_at_end(sae_cfg: dict[str, Any]) -> int | None:
 def compare_with_record(record: dict[str, Any], sae_dir: Path) -> Reproduction:
     """The retrained SAE in `sae_dir` against the run's `record`."""
     run_id = record["eval_config"]["run"]["run_id"]
-    cfg = json.loads((Path(sae_dir) / "cfg.json").read_text())
+    cfg = json.loads((Path(sae_dir) / SAE_CFG_FILENAME).read_text())
     dead = (_dead_at_end(record["sae_cfg_dict"]), _dead_at_end(cfg))
     training = record["eval_result_metrics"].get("training", {})
     if training.get("weights_sha256"):

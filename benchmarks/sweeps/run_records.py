@@ -8,6 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
+
 from benchmarks.records.layout import (
     EVAL_TYPE_ID,
     grid_record_path,
@@ -33,7 +35,7 @@ def is_valid_record(path: Path) -> bool:
 
 
 def is_complete_sae_dir(path: Path) -> bool:
-    return (path / "cfg.json").exists() and (path / "sae_weights.safetensors").exists()
+    return (path / SAE_CFG_FILENAME).exists() and (path / SAE_WEIGHTS_FILENAME).exists()
 
 
 def build_record(

@@ -11,19 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sae_lens.constants import SAE_WEIGHTS_FILENAME
 
 from benchmarks.analysis.stability import PairStability, pair_stability
 from benchmarks.records import layout
 from saelens_aligned.latent_matching import HUNGARIAN_MAX_N
 
 
-def _load_weights(sae_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_weights(sae_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(W_enc, W_dec) of the SAE saved in `sae_dir`, as float32 arrays."""
     from safetensors.torch import load_file
 
-    state = load_file(str(Path(sae_dir) / "sae_weights.safetensors"))
+    state = load_file(str(Path(sae_dir) / SAE_WEIGHTS_FILENAME))
     missing = [k for k in ("W_enc", "W_dec") if k not in state]
     if missing:
-        raise ValueError(f"{sae_dir}/sae_weights.safetensors has no {missing}.")
+        raise ValueError(f"{sae_dir}/{SAE_WEIGHTS_FILENAME} has no {missing}.")
     return state["W_enc"].float().numpy(), state["W_dec"].float().numpy()
 
 
@@ -102,7 +104,7 @@ def point_stability(
     if len(set(seeds)) != len(seeds) or len(seeds) < 2:
         raise ValueError(f"point_stability needs >= 2 distinct seeds, got {seeds}.")
     tied = entries[0][0].get("alignment") == "tied"
-    weights = {info["seed"]: _load_weights(sae_dir) for info, sae_dir, _ in entries}
+    weights = {info["seed"]: load_weights(sae_dir) for info, sae_dir, _ in entries}
     alive = {info["seed"]: a for info, _, a in entries}
     if any(a is None for a in alive.values()):
         alive = dict.fromkeys(alive)

@@ -162,10 +162,11 @@ class ReferencePassCache:
             *tokens_key,
         )
 
-    def _store(self, key: tuple[Any, ...], value: Any, size: int) -> None:
-        """Keep `value` under `key` if it fits in what is left of `max_bytes`."""
+    def _store(self, key: tuple[Any, ...], size: int, value: Callable[[], Any]) -> None:
+        """Keep `value()` under `key` if `size` bytes fit in what is left of
+        `max_bytes`; `value` is called only then (it may copy tensors)."""
         if self._stored_bytes + size <= self.max_bytes:
-            self._entries[key] = value
+            self._entries[key] = value()
             self._stored_bytes += size
 
     def _cached_run_with_cache(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
@@ -182,9 +183,12 @@ class ReferencePassCache:
         # A plain dict of tensors is what SAELens' HookedProxyLM returns, and
         # early stopping leaves no output; anything else is passed through.
         if output is None and type(activations) is dict:
-            stored = {name: t.clone() for name, t in activations.items()}
-            size = sum(_output_bytes(t) for t in stored.values())
-            self._store(key, (output, stored), size)
+            size = sum(_output_bytes(t) for t in activations.values())
+            self._store(
+                key,
+                size,
+                lambda: (output, {name: t.clone() for name, t in activations.items()}),
+            )
         return output, activations
 
     def _cached_forward(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
@@ -197,5 +201,5 @@ class ReferencePassCache:
             return self._entries[key]
         self.misses += 1
         output = self._forward(tokens, *args, **kwargs)
-        self._store(key, output, _output_bytes(output))
+        self._store(key, _output_bytes(output), lambda: output)
         return output
